@@ -1,0 +1,295 @@
+"""Checkpoints: ``NAME.safetensors`` (weights) plus ``NAME.json`` (what rebuilds and explains them).
+
+Loading is strict: every tensor the config's model needs must be there with the
+right shape, and nothing else. The tutorial's ``model.pt`` (a plain state dict with
+``fc1``, ``fc2``, ``fc3``) can be imported; a pickle that carries code is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pickle
+import platform
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from digitnet import __version__
+from digitnet.errors import CheckpointError
+from digitnet.files import write_atomically, write_text_atomically
+from digitnet.model import NUM_PIXELS, build_model, count_parameters
+from digitnet.train import TrainConfig
+
+FORMAT = "digitnet-checkpoint"
+FORMAT_VERSION = 1
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+SHIPPED_MODELS = ("mlp", "cnn")  # names --model accepts for the weights in assets/
+
+
+def stem_of(path: str | Path) -> Path:
+    """``runs/mlp``, ``runs/mlp.json`` and ``runs/mlp.safetensors`` all name ``runs/mlp``."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """``mlp`` / ``cnn`` -> the shipped weights in assets/; anything else is a path."""
+    if str(name_or_path) in SHIPPED_MODELS:
+        return ASSETS_DIR / str(name_or_path)
+    return Path(name_or_path)
+
+
+def save_checkpoint(
+    path: str | Path, model: nn.Module, config: TrainConfig, metadata: dict
+) -> tuple[Path, Path]:
+    """Write ``PATH.safetensors`` and ``PATH.json`` atomically; return both paths.
+
+    ``metadata`` holds history, metrics, data summary...; the config, parameter
+    count, library versions and date are added here.
+    """
+    stem = stem_of(path)
+    weights_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    document = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "parameters": count_parameters(model),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        **metadata,
+    }
+    tensors = {
+        name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
+    }
+    write_atomically(
+        weights_path,
+        lambda temp: safetensors.torch.save_file(
+            tensors, str(temp), metadata={"format": FORMAT, "architecture": config.architecture}
+        ),
+    )
+    write_text_atomically(meta_path, json.dumps(document, indent=1) + "\n")
+    return weights_path, meta_path
+
+
+def _versions() -> dict:
+    return {
+        "digitnet": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model from ``PATH.json`` and load ``PATH.safetensors`` strictly.
+
+    ``path`` may also be ``mlp``/``cnn`` (the shipped weights) or a tutorial ``.pt``.
+    Returns the model in eval mode and the metadata.
+    """
+    path = resolve_model_path(path)
+    if path.suffix in (".pt", ".pth"):
+        return import_tutorial_state_dict(path, device)
+    stem = stem_of(path)
+    weights_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    for required in (weights_path, meta_path):
+        if not required.is_file():
+            raise CheckpointError(
+                f"{required}: missing; a checkpoint is NAME.safetensors plus "
+                f"NAME.json, as written by 'python -m digitnet train'"
+            )
+    metadata = _read_metadata(meta_path)
+    try:
+        config = TrainConfig.from_dict(metadata["config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{meta_path.name}: the config is not valid ({error})") from None
+    model = build_model(
+        config.architecture,
+        hidden_sizes=config.hidden_sizes,
+        dropout=config.dropout,
+        cnn_channels=config.cnn_channels,
+        cnn_hidden=config.cnn_hidden,
+    )
+    try:
+        tensors = safetensors.torch.load_file(str(weights_path), device="cpu")
+    except Exception as error:  # safetensors raises its own SafetensorError and OSError
+        raise CheckpointError(
+            f"{weights_path.name}: not a readable safetensors file "
+            f"({_first_line(error)}); it may be truncated, copy it again"
+        ) from None
+    load_state_dict_strictly(model, tensors, weights_path.name)
+    return model.to(device).eval(), metadata
+
+
+def _read_metadata(meta_path: Path) -> dict:
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(
+            f"{meta_path.name}: not valid JSON ({_first_line(error)}); "
+            f"it may be truncated, copy it again"
+        ) from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(
+            f'{meta_path.name}: not a digitnet checkpoint\'s metadata (no "format": "{FORMAT}")'
+        )
+    if not isinstance(metadata.get("config"), dict):
+        raise CheckpointError(f'{meta_path.name}: has no "config" to rebuild the model from')
+    return metadata
+
+
+def load_state_dict_strictly(
+    model: nn.Module, tensors: dict[str, torch.Tensor], source: str
+) -> None:
+    """Load or raise one clear line naming what is missing, extra or the wrong shape."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(
+                f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"
+            )
+        raise CheckpointError(
+            f"{source}: the tensors do not match the model in its config ({'; '.join(parts)})"
+        )
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"{source}: {name} has shape {tuple(tensor.shape)} but the "
+                f"model needs {tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(tensors, strict=True)
+
+
+def import_tutorial_state_dict(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
+    """Load the tutorial's ``torch.save(model.state_dict(), 'model.pt')`` as an MLP.
+
+    Uses ``torch.load(weights_only=True)``, which refuses any pickle that would run code.
+    Hidden sizes are read from the tensor shapes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file; check the path")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path.name}: refused: the pickle holds more than plain weights "
+            f"(it could run code); save model.state_dict() instead"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(
+            f"{path.name}: not a readable PyTorch weights file "
+            f"({_first_line(error)}); it may be truncated"
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{path.name}: expected a state dict of tensors (torch.save(model.state_dict(), ...))"
+        )
+    layer_weights = sorted(
+        (k for k in state if k.startswith("fc") and k.endswith(".weight")),
+        key=lambda k: int(k[2:].split(".")[0]) if k[2:].split(".")[0].isdigit() else 0,
+    )
+    if (
+        len(layer_weights) < 2
+        or state[layer_weights[0]].ndim != 2
+        or state[layer_weights[0]].shape[1] != NUM_PIXELS
+    ):
+        raise CheckpointError(
+            f"{path.name}: expected the tutorial MLP's layers fc1, fc2, fc3 "
+            f"taking 784 inputs; found {', '.join(list(state)[:4])}"
+        )
+    hidden = tuple(int(state[k].shape[0]) for k in layer_weights[:-1])
+    config = TrainConfig(architecture="mlp", hidden_sizes=hidden)
+    model = build_model("mlp", hidden_sizes=hidden, dropout=config.dropout)
+    load_state_dict_strictly(model, state, path.name)
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "parameters": count_parameters(model),
+        "imported_from": str(path),
+        "history": [],
+        "metrics": {},
+    }
+    return model.to(device).eval(), metadata
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:160] if text else type(error).__name__
+
+
+def model_card(metadata: dict) -> dict[str, str]:
+    """Human-readable facts about a checkpoint, in display order (CLI ``info``, app card)."""
+    config = metadata.get("config", {})
+    architecture = config.get("architecture", "?")
+    if architecture == "mlp":
+        shape = "-".join(str(s) for s in (NUM_PIXELS, *config.get("hidden_sizes", []), 10))
+        described = f"MLP {shape}, ReLU, dropout {config.get('dropout')}"
+    else:
+        described = (
+            f"CNN, conv channels {config.get('cnn_channels')}, dense "
+            f"{config.get('cnn_hidden')}, dropout {config.get('dropout')}"
+        )
+    validation = metadata.get("metrics", {}).get("validation", {})
+    data = metadata.get("data", {})
+    history = metadata.get("history", [])
+    versions = metadata.get("versions", {})
+    card = {
+        "architecture": described,
+        "parameters": f"{metadata.get('parameters', 0):,}",
+        "optimizer": (
+            f"{config.get('optimizer')} lr {config.get('lr')} "
+            f"({config.get('schedule')}), batch {config.get('batch_size')}, "
+            f"weight decay {config.get('weight_decay')}, label smoothing "
+            f"{config.get('label_smoothing')}"
+        ),
+        "augmentation": (
+            "rotation, zoom, shift, shear, stroke thickness" if config.get("augment") else "none"
+        ),
+        "epochs": (
+            f"{len(history)} (best: {metadata.get('best_epoch')})"
+            if history
+            else "unknown (imported weights)"
+        ),
+        "training time": (
+            f"{metadata['training_seconds']:.1f} s on {metadata.get('device')}"
+            if "training_seconds" in metadata
+            else "unknown"
+        ),
+        "data": (
+            f"{data.get('train_count')} train / {data.get('val_count')} validation digits "
+            f"from {Path(data.get('source', '?')).name} (fingerprint "
+            f"{data.get('fingerprint')})"
+            if data
+            else "unknown"
+        ),
+        "val accuracy": (
+            f"{100 * validation['accuracy']:.2f}% on {validation['count']} digits"
+            if validation.get("accuracy") is not None
+            else "not measured"
+        ),
+        "versions": ", ".join(f"{k} {v}" for k, v in versions.items()) or "unknown",
+        "created": metadata.get("created", "unknown"),
+    }
+    drawings = metadata.get("metrics", {}).get("drawings")
+    if drawings:
+        card["drawing accuracy"] = (
+            f"{100 * drawings['accuracy']:.2f}% on {drawings['count']} canvas-like drawings"
+        )
+    return card

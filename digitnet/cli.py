@@ -1,0 +1,381 @@
+"""``python -m digitnet train | evaluate | predict | info | download``.
+
+Every expected failure is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from digitnet.errors import DigitnetError
+
+EXIT_FAILURE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (DigitnetError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from digitnet.train import TrainConfig
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m digitnet", description="Train, evaluate and use MNIST digit models."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="train a model and save NAME.safetensors + NAME.json",
+        description="Train an MLP or CNN on labelled digits; keep the "
+        "best weights by validation accuracy.",
+    )
+    train.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE_OR_DIR",
+        help="Kaggle train.csv, MNIST IDX images file, or a folder of either; "
+        "'mnist' downloads MNIST's 60,000 training digits",
+    )
+    train.add_argument(
+        "--out",
+        default=None,
+        metavar="PATH",
+        help="writes PATH.safetensors and PATH.json (default: runs/ARCH)",
+    )
+    train.add_argument(
+        "--arch", dest="architecture", choices=("mlp", "cnn"), default=defaults.architecture
+    )
+    train.add_argument(
+        "--hidden",
+        dest="hidden_sizes",
+        type=int,
+        nargs="+",
+        default=list(defaults.hidden_sizes),
+        metavar="UNITS",
+        help="MLP hidden layer sizes (default: 512 512)",
+    )
+    train.add_argument("--dropout", type=float, default=defaults.dropout)
+    train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=defaults.optimizer)
+    train.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
+    train.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD only")
+    train.add_argument(
+        "--schedule", choices=("constant", "cosine", "onecycle"), default=defaults.schedule
+    )
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    train.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    train.add_argument("--no-shuffle", dest="shuffle", action="store_false")
+    train.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="turn off rotation/zoom/shift/shear/thickness augmentation",
+    )
+    train.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=defaults.device)
+    train.add_argument(
+        "--tutorial",
+        action="store_true",
+        help="the tutorial's recipe (SGD lr 0.01, batch 100, no shuffle, "
+        "100 epochs, no augmentation); other flags given still apply",
+    )
+    train.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use only the first N digits (quick runs and smoke tests)",
+    )
+    train.add_argument(
+        "--drawings",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure accuracy on N canvas-like drawings rendered from "
+        "validation digits (about 20 ms each)",
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="accuracy, per-class table, confusion matrix",
+        description="Evaluate a model on labelled digits.",
+    )
+    evaluate.add_argument(
+        "--model",
+        default="mlp",
+        metavar="M",
+        help="mlp, cnn (shipped weights) or a checkpoint path",
+    )
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE_OR_DIR",
+        help="labelled digits: Kaggle train-format CSV, IDX, or folder",
+    )
+    evaluate.add_argument(
+        "--json",
+        dest="json_out",
+        default=None,
+        metavar="FILE",
+        help="also write the full metrics as JSON",
+    )
+    evaluate.set_defaults(handler=run_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="label a test CSV or image files",
+        description="A test CSV gives a Kaggle submission "
+        "(ImageId,Label); image files or folders give "
+        "file,label,confidence.",
+    )
+    predict.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="test CSV, image file, or folder of images"
+    )
+    predict.add_argument(
+        "--model",
+        default="mlp",
+        metavar="M",
+        help="mlp, cnn (shipped weights) or a checkpoint / model.pt path",
+    )
+    predict.add_argument("--out", required=True, metavar="FILE", help="CSV to write")
+    predict.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable or blank images (listed on stderr) instead of stopping",
+    )
+    predict.set_defaults(handler=run_predict)
+
+    info = commands.add_parser(
+        "info",
+        help="show a model's card",
+        description="Print a checkpoint's architecture, training and metrics.",
+    )
+    info.add_argument("--model", default="mlp", metavar="M")
+    info.set_defaults(handler=run_info)
+
+    download = commands.add_parser(
+        "download",
+        help="download MNIST (needs the internet)",
+        description="Fetch the four MNIST IDX files, checking SHA-256.",
+    )
+    download.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="folder to keep them in (default: $DIGITNET_CACHE or ~/.cache/digitnet/mnist)",
+    )
+    download.set_defaults(handler=run_download)
+    return parser
+
+
+# ---------------------------------------------------------------------------
+
+
+def _load_labelled(path: str):
+    from digitnet.data import load_training_data
+
+    if path == "mnist":
+        from digitnet.download import download_mnist
+
+        return load_training_data(download_mnist(log=lambda line: print(line, file=sys.stderr)))
+    return load_training_data(path)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from digitnet.checkpoint import save_checkpoint
+    from digitnet.data import stratified_split, summarize
+    from digitnet.evaluate import evaluate, evaluate_drawings, format_per_class_table
+    from digitnet.files import refuse_overwriting_inputs
+    from digitnet.preprocess import digits_to_inputs
+    from digitnet.train import TrainConfig, train_model, tutorial_config
+
+    config_values = {
+        name: getattr(args, name)
+        for name in (
+            "architecture",
+            "hidden_sizes",
+            "dropout",
+            "optimizer",
+            "lr",
+            "momentum",
+            "schedule",
+            "epochs",
+            "batch_size",
+            "weight_decay",
+            "label_smoothing",
+            "shuffle",
+            "augment",
+            "val_fraction",
+            "seed",
+            "device",
+        )
+    }
+    if args.tutorial:
+        # Only flags the user actually typed override the tutorial's recipe.
+        typed = {
+            k: v
+            for k, v in config_values.items()
+            if v != getattr(TrainConfig(), k)
+            and not (k == "hidden_sizes" and tuple(v) == TrainConfig().hidden_sizes)
+        }
+        config = tutorial_config(**typed)
+    else:
+        config = TrainConfig(**config_values)
+    out = Path(args.out) if args.out else Path("runs") / config.architecture
+    refuse_overwriting_inputs(out.with_suffix(".safetensors"), [args.data])
+    refuse_overwriting_inputs(out.with_suffix(".json"), [args.data])
+
+    print("config " + json.dumps(config.to_dict()), flush=True)
+    digits = _load_labelled(args.data)
+    if args.limit:
+        digits = digits.subset(np.arange(min(args.limit, len(digits))))
+    summary = summarize(digits)
+    print(
+        f"data {summary['source']}: {summary['count']} digits, per class "
+        f"{summary['class_counts']}, fingerprint {summary['fingerprint']}",
+        flush=True,
+    )
+    train_index, val_index = stratified_split(digits.labels, config.val_fraction, config.seed)
+    inputs = digits_to_inputs(digits.images)
+    print(
+        f"split {len(train_index)} train / {len(val_index)} validation (seed {config.seed})",
+        flush=True,
+    )
+
+    result = train_model(
+        config,
+        inputs[train_index],
+        digits.labels[train_index],
+        inputs[val_index],
+        digits.labels[val_index],
+        on_epoch=lambda report: print(report.log_line(), flush=True),
+        progress=not args.quiet,
+    )
+    print(
+        f"trained in {result.seconds:.1f}s on {result.device}; best epoch {result.best_epoch}",
+        flush=True,
+    )
+
+    metadata = {
+        "history": [r.to_dict() for r in result.history],
+        "best_epoch": result.best_epoch,
+        "training_seconds": round(result.seconds, 2),
+        "device": result.device,
+        "data": {**summary, "train_count": len(train_index), "val_count": len(val_index)},
+    }
+    if len(val_index):
+        metrics = evaluate(result.model, inputs[val_index], digits.labels[val_index])
+        for mistake in metrics["mistakes"]:
+            row = int(val_index[mistake["index"]])
+            mistake["row"] = row  # 0-based row in the data file
+            # The 28x28 digit itself, so the dashboard can show it without the data.
+            mistake["pixels"] = base64.b64encode(digits.images[row].tobytes()).decode("ascii")
+        metadata["metrics"] = {"validation": metrics}
+        print(format_per_class_table(metrics), flush=True)
+        if args.drawings:
+            drawn = evaluate_drawings(
+                result.model,
+                digits.images[val_index[: args.drawings]],
+                digits.labels[val_index[: args.drawings]],
+                seed=config.seed,
+            )
+            metadata["metrics"]["drawings"] = drawn
+            print(
+                f"canvas-like drawings: {100 * drawn['accuracy']:.2f}% of {drawn['count']} right",
+                flush=True,
+            )
+    weights_path, meta_path = save_checkpoint(out, result.model, config, metadata)
+    print(f"saved {weights_path} and {meta_path}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from digitnet.checkpoint import load_checkpoint
+    from digitnet.evaluate import evaluate, format_per_class_table
+    from digitnet.files import write_text_atomically
+    from digitnet.preprocess import digits_to_inputs
+
+    model, _ = load_checkpoint(args.model)
+    digits = _load_labelled(args.data)
+    metrics = evaluate(model, digits_to_inputs(digits.images), digits.labels)
+    print(format_per_class_table(metrics))
+    if args.json_out:
+        write_text_atomically(args.json_out, json.dumps(metrics, indent=1) + "\n")
+        print(f"saved {args.json_out}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from digitnet.checkpoint import load_checkpoint
+    from digitnet.files import refuse_overwriting_inputs
+    from digitnet.predict import (
+        list_image_files,
+        predict_image_files,
+        predict_submission,
+        write_image_predictions,
+        write_submission,
+    )
+
+    refuse_overwriting_inputs(args.out, args.inputs)
+    csv_inputs = [p for p in args.inputs if Path(p).suffix.lower() == ".csv"]
+    if csv_inputs and len(args.inputs) > 1:
+        raise DigitnetError("give one test CSV, or image files and folders, not both")
+    model, _ = load_checkpoint(args.model)
+    start = time.perf_counter()
+    if csv_inputs:
+        labels = predict_submission(model, csv_inputs[0])
+        write_submission(labels, args.out)
+        print(f"wrote {args.out}: {len(labels)} predictions in {time.perf_counter() - start:.2f}s")
+        return 0
+    paths = [path for item in args.inputs for path in list_image_files(item)]
+    rows, problems = predict_image_files(model, paths, skip_bad=args.skip_bad)
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if not rows:
+        raise DigitnetError("no image could be classified; nothing was written")
+    write_image_predictions(rows, args.out)
+    print(
+        f"wrote {args.out}: {len(rows)} predictions"
+        + (f", {len(problems)} skipped" if problems else "")
+    )
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from digitnet.checkpoint import load_checkpoint, model_card
+
+    _, metadata = load_checkpoint(args.model)
+    for key, value in model_card(metadata).items():
+        print(f"{key:<16} {value}")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from digitnet.download import download_mnist
+
+    folder = download_mnist(args.cache, log=lambda line: print(line, file=sys.stderr))
+    print(f"MNIST is in {folder}")
+    return 0

@@ -1,0 +1,311 @@
+"""Reading digits: Kaggle "Digit Recognizer" CSVs and MNIST IDX files.
+
+Every reader returns a :class:`Digits` with images as ``uint8`` arrays of shape
+(N, 28, 28), 255 = ink, exactly as stored on disk. Anything that is not a
+well-formed file raises :class:`DataError` with one line naming the file and,
+for a CSV, the line and column to fix.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from digitnet.errors import DataError
+
+IMAGE_SIZE = 28
+NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE  # 784
+NUM_CLASSES = 10
+PIXEL_COLUMNS = [f"pixel{i}" for i in range(NUM_PIXELS)]
+
+# IDX magic numbers: two zero bytes, type 0x08 (unsigned byte), number of dimensions.
+IDX_LABELS_MAGIC = 0x00000801
+IDX_IMAGES_MAGIC = 0x00000803
+
+# Standard MNIST file names, without the optional ".gz".
+IDX_TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+IDX_TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+@dataclass(frozen=True)
+class Digits:
+    """A set of digits: images (N, 28, 28) uint8, labels (N,) int64 or None."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, indices: np.ndarray) -> Digits:
+        labels = None if self.labels is None else self.labels[indices]
+        return Digits(self.images[indices], labels, self.source)
+
+
+# ---------------------------------------------------------------------------
+# Kaggle CSV
+
+
+def load_kaggle_csv(path: str | Path, *, require_labels: bool) -> Digits:
+    """Read a Kaggle CSV: ``label,pixel0..pixel783`` (train) or ``pixel0..pixel783`` (test).
+
+    With ``require_labels=False`` a ``label`` column is still read if present.
+    """
+    path = Path(path)
+    name = path.name
+    _check_readable_file(path)
+    frame = _read_csv_frame(path, as_text=False)
+    columns = [c.strip() for c in frame.columns]
+    has_label = "label" in columns
+    if require_labels and not has_label:
+        raise DataError(
+            f"{name}: no 'label' column; a training CSV needs the header "
+            f"'label,pixel0,...,pixel783' (is this a test CSV?)"
+        )
+    pixel_columns = [c for c in columns if c != "label"]
+    if pixel_columns != PIXEL_COLUMNS:
+        found = len(pixel_columns)
+        if found != NUM_PIXELS:
+            raise DataError(
+                f"{name}: expected {NUM_PIXELS} pixel columns pixel0..pixel783, "
+                f"found {found}; each digit must be 28x28 = 784 values"
+            )
+        first_wrong = next(i for i, c in enumerate(pixel_columns) if c != PIXEL_COLUMNS[i])
+        raise DataError(
+            f"{name}: column {first_wrong + 1 + has_label} is "
+            f"'{pixel_columns[first_wrong]}', expected '{PIXEL_COLUMNS[first_wrong]}'"
+        )
+    if len(frame) == 0:
+        raise DataError(f"{name}: the header is there but there are no rows of digits")
+
+    frame.columns = columns
+    if not all(pd.api.types.is_integer_dtype(t) for t in frame.dtypes):
+        # Some cell is not a whole number: read again as text to name it exactly.
+        frame = _read_csv_frame(path, as_text=True)
+        frame.columns = columns
+    pixels = _parse_int_cells(frame[PIXEL_COLUMNS], name, low=0, high=255, what="pixel value")
+    labels = None
+    if has_label:
+        labels = _parse_int_cells(frame[["label"]], name, low=0, high=9, what="label")[:, 0]
+    images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    return Digits(images, labels, str(path))
+
+
+def _read_csv_frame(path: Path, *, as_text: bool) -> pd.DataFrame:
+    """pandas' C parser, with its failures turned into one-line DataErrors."""
+    name = path.name
+    text_options = {"dtype": str, "keep_default_na": False, "na_filter": False} if as_text else {}
+    try:
+        return pd.read_csv(path, engine="c", skip_blank_lines=True, **text_options)
+    except pd.errors.EmptyDataError:
+        raise DataError(
+            f"{name}: the file is empty; expected a header "
+            f"'label,pixel0,...,pixel783' and one row per digit"
+        ) from None
+    except pd.errors.ParserError as error:
+        # pandas says e.g. "Expected 785 fields in line 7, saw 786".
+        detail = (
+            str(error).strip().splitlines()[-1].removeprefix("Error tokenizing data. C error: ")
+        )
+        raise DataError(
+            f"{name}: rows have different numbers of cells ({detail}); "
+            f"every row needs the same columns as the header"
+        ) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{name}: not a text CSV file (it could not be decoded as UTF-8)") from None
+
+
+def _parse_int_cells(
+    frame: pd.DataFrame, name: str, *, low: int, high: int, what: str
+) -> np.ndarray:
+    """Integer or text cells -> int64 array, or a DataError naming the first bad cell."""
+    if all(pd.api.types.is_integer_dtype(t) for t in frame.dtypes):
+        values = frame.to_numpy(dtype=np.int64)
+        bad = (values < low) | (values > high)
+        if bad.any():
+            row, col = (int(v) for v in np.argwhere(bad)[0])
+            raise DataError(
+                f"{name}: line {row + 2}, column '{frame.columns[col]}': "
+                f"{values[row, col]} is outside {low}-{high}; expected a whole "
+                f"{what} from {low} to {high}"
+            )
+        return values
+    as_numbers = frame.apply(pd.to_numeric, errors="coerce")
+    values = as_numbers.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values) | (values != np.round(values)) | (values < low) | (values > high)
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        cell = frame.iat[row, col]
+        where = f"{name}: line {row + 2}, column '{frame.columns[col]}'"
+        if cell.strip() == "":
+            raise DataError(f"{where} is empty; every cell needs a {what}")
+        if not np.isfinite(values[row, col]):
+            raise DataError(
+                f"{where}: '{cell[:20]}' is not a number; expected a whole {what} "
+                f"from {low} to {high}"
+            )
+        raise DataError(
+            f"{where}: {cell[:20]} is outside {low}-{high}; expected a whole {what} "
+            f"from {low} to {high}"
+        )
+    return values.astype(np.int64)
+
+
+def _check_readable_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; expected a file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path.name}: the file is empty")
+
+
+# ---------------------------------------------------------------------------
+# MNIST IDX
+
+
+def load_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (gzipped or not) as a uint8 array with the header's shape."""
+    path = Path(path)
+    _check_readable_file(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as error:
+            raise DataError(f"{path.name}: broken gzip data ({error}); download it again") from None
+    if len(raw) < 8:
+        raise DataError(f"{path.name}: too short to be an IDX file ({len(raw)} bytes)")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic not in (IDX_LABELS_MAGIC, IDX_IMAGES_MAGIC):
+        raise DataError(
+            f"{path.name}: wrong magic number 0x{magic:08x}; expected 0x00000801 "
+            f"(labels) or 0x00000803 (images) for an MNIST IDX file"
+        )
+    ndim = raw[3]
+    header_size = 4 + 4 * ndim
+    if len(raw) < header_size:
+        raise DataError(f"{path.name}: header cut short; the file is truncated")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    body = len(raw) - header_size
+    if body != expected:
+        raise DataError(
+            f"{path.name}: header says {'x'.join(map(str, shape))} = {expected} "
+            f"bytes of data but the file holds {body}; it is truncated or corrupt"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def load_idx_pair(images_path: str | Path, labels_path: str | Path) -> Digits:
+    """Read an MNIST images file and its labels file into :class:`Digits`."""
+    images = load_idx(images_path)
+    labels = load_idx(labels_path)
+    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DataError(
+            f"{Path(images_path).name}: expected images of 28x28, found shape {images.shape}"
+        )
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(
+            f"{Path(labels_path).name}: {labels.shape} labels for "
+            f"{len(images)} images; the two files do not belong together"
+        )
+    if labels.max(initial=0) > 9:
+        raise DataError(f"{Path(labels_path).name}: label {labels.max()} is outside 0-9")
+    return Digits(images.copy(), labels.astype(np.int64), str(images_path))
+
+
+def find_idx_file(folder: Path, stem: str) -> Path | None:
+    """The file for ``stem`` in ``folder``: plain, gzipped, or with the '.idx' dot variant."""
+    variants = [stem, stem.replace("-idx", ".idx")]
+    for variant in variants:
+        for suffix in ("", ".gz"):
+            candidate = folder / f"{variant}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def load_idx_folder(folder: str | Path, *, split: str = "train") -> Digits:
+    """Read the MNIST ``train`` or ``test`` (t10k) pair from a folder of IDX files."""
+    folder = Path(folder)
+    stems = IDX_TRAIN_FILES if split == "train" else IDX_TEST_FILES
+    found = [find_idx_file(folder, stem) for stem in stems]
+    missing = [stem for stem, path in zip(stems, found) if path is None]
+    if missing:
+        raise DataError(f"{folder}: no {' or '.join(missing)}[.gz]; expected the MNIST IDX files")
+    return load_idx_pair(found[0], found[1])
+
+
+# ---------------------------------------------------------------------------
+# Dispatch, splits and summaries
+
+
+def load_training_data(path: str | Path) -> Digits:
+    """Labelled digits from a Kaggle train CSV, an IDX images file, or a folder of either."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "train.csv").is_file():
+            return load_kaggle_csv(path / "train.csv", require_labels=True)
+        if find_idx_file(path, IDX_TRAIN_FILES[0]) is not None:
+            return load_idx_folder(path, split="train")
+        raise DataError(f"{path}: found neither train.csv nor MNIST IDX files in this folder")
+    if _looks_like_idx(path):
+        labels_path = path.parent / path.name.replace("images-idx3", "labels-idx1").replace(
+            "images.idx3", "labels.idx1"
+        )
+        if labels_path == path or not labels_path.is_file():
+            raise DataError(f"{path.name}: an IDX images file needs its labels file beside it")
+        return load_idx_pair(path, labels_path)
+    return load_kaggle_csv(path, require_labels=True)
+
+
+def _looks_like_idx(path: Path) -> bool:
+    return "idx3" in path.name or "idx1" in path.name
+
+
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of indices keeping each class's share; returns (train, val) indices.
+
+    Each class contributes ``round(count * val_fraction)`` digits to validation.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    train_parts, val_parts = [], []
+    for digit in range(NUM_CLASSES):
+        members = np.flatnonzero(labels == digit)
+        members = members[rng.permutation(len(members))]
+        n_val = int(round(len(members) * val_fraction))
+        val_parts.append(members[:n_val])
+        train_parts.append(members[n_val:])
+    return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(val_parts))
+
+
+def class_counts(labels: np.ndarray) -> list[int]:
+    """How many digits of each class 0-9."""
+    return np.bincount(labels, minlength=NUM_CLASSES)[:NUM_CLASSES].tolist()
+
+
+def fingerprint(digits: Digits) -> str:
+    """A short SHA-256 of the images and labels, to tell which data trained a model."""
+    digest = hashlib.sha256(np.ascontiguousarray(digits.images).tobytes())
+    if digits.labels is not None:
+        digest.update(np.ascontiguousarray(digits.labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def summarize(digits: Digits) -> dict:
+    """Counts per class, total, and the fingerprint, for logs and metadata."""
+    summary = {"source": digits.source, "count": len(digits), "fingerprint": fingerprint(digits)}
+    if digits.labels is not None:
+        summary["class_counts"] = class_counts(digits.labels)
+    return summary

@@ -1,0 +1,128 @@
+"""Prediction: one drawing, folders of image files, and Kaggle submissions."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from digitnet.data import load_kaggle_csv
+from digitnet.errors import DigitnetError, ImageError
+from digitnet.evaluate import predict_probs
+from digitnet.files import write_atomically
+from digitnet.preprocess import Preprocessed, canvas_to_mnist, digits_to_inputs, load_image_file
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+UNSURE_BELOW = 0.6  # a top probability under this is reported as unsure
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one drawing: probabilities in class order 0-9, or blank."""
+
+    probs: np.ndarray  # (10,) float, zeros when blank
+    preprocessed: Preprocessed
+
+    @property
+    def is_blank(self) -> bool:
+        return self.preprocessed.is_blank
+
+    @property
+    def label(self) -> int | None:
+        return None if self.is_blank else int(self.probs.argmax())
+
+    @property
+    def confidence(self) -> float:
+        return 0.0 if self.is_blank else float(self.probs.max())
+
+    @property
+    def is_unsure(self) -> bool:
+        return not self.is_blank and self.confidence < UNSURE_BELOW
+
+
+@torch.no_grad()
+def classify_drawing(model: nn.Module, image) -> Prediction:
+    """Preprocess any drawing MNIST-style and classify it. A blank drawing is not guessed."""
+    preprocessed = canvas_to_mnist(image)
+    if preprocessed.is_blank:
+        return Prediction(np.zeros(10, dtype=np.float32), preprocessed)
+    return Prediction(predict_probs(model, preprocessed.image[None])[0], preprocessed)
+
+
+def predict_submission(model: nn.Module, csv_path: str | Path) -> np.ndarray:
+    """Labels for every row of a Kaggle test CSV, batched."""
+    digits = load_kaggle_csv(csv_path, require_labels=False)
+    return predict_probs(model, digits_to_inputs(digits.images)).argmax(axis=1)
+
+
+def write_submission(labels: np.ndarray, out_path: str | Path) -> Path:
+    """Kaggle's ``ImageId,Label`` with ImageId from 1 in row order, written atomically."""
+
+    def write(temp: Path) -> None:
+        with temp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["ImageId", "Label"])
+            writer.writerows((i, int(label)) for i, label in enumerate(labels, start=1))
+
+    return write_atomically(out_path, write)
+
+
+def list_image_files(path: str | Path) -> list[Path]:
+    """An image file itself, or a folder's image files sorted by name."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(
+            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not files:
+            raise ImageError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        return files
+    if not path.exists():
+        raise DigitnetError(f"{path}: no such file or folder; check the path")
+    return [path]
+
+
+def predict_image_files(
+    model: nn.Module, paths: list[Path], *, skip_bad: bool = False
+) -> tuple[list[tuple[str, int, float]], list[str]]:
+    """(file, label, confidence) for each image, and the one-line problems of skipped files.
+
+    Without ``skip_bad`` the first unreadable or blank image raises, naming the file.
+    """
+    rows, problems, inputs = [], [], []
+    for path in paths:
+        try:
+            preprocessed = canvas_to_mnist(load_image_file(path))
+            if preprocessed.is_blank:
+                raise ImageError(
+                    f"{path.name}: the drawing is blank (no ink found); "
+                    f"draw a digit or remove the file"
+                )
+        except ImageError as error:
+            if not skip_bad:
+                raise
+            problems.append(str(error))
+            continue
+        rows.append(str(path))
+        inputs.append(preprocessed.image)
+    if not inputs:
+        return [], problems
+    probs = predict_probs(model, np.stack(inputs))
+    labelled = [(name, int(p.argmax()), round(float(p.max()), 4)) for name, p in zip(rows, probs)]
+    return labelled, problems
+
+
+def write_image_predictions(rows: list[tuple[str, int, float]], out_path: str | Path) -> Path:
+    """CSV ``file,label,confidence``, written atomically."""
+
+    def write(temp: Path) -> None:
+        with temp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file", "label", "confidence"])
+            writer.writerows(rows)
+
+    return write_atomically(out_path, write)
