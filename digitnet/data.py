@@ -92,7 +92,8 @@ def load_kaggle_csv(path: str | Path, *, require_labels: bool) -> Digits:
     pixels = _parse_int_cells(frame[PIXEL_COLUMNS], name, low=0, high=255, what="pixel value")
     labels = None
     if has_label:
-        labels = _parse_int_cells(frame[["label"]], name, low=0, high=9, what="label")[:, 0]
+        # A copy: pandas may hand back a read-only view, which torch warns about.
+        labels = _parse_int_cells(frame[["label"]], name, low=0, high=9, what="label")[:, 0].copy()
     images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
     return Digits(images, labels, str(path))
 

@@ -31,6 +31,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     temp = Path(temp_name)
     try:
         write(temp)
+        os.chmod(temp, 0o644)  # mkstemp makes files private; outputs are ordinary files
         os.replace(temp, path)
     except OSError as error:
         raise DigitnetError(

@@ -55,6 +55,8 @@ class TrainConfig:
     shift_pixels: float = 2.0  # random shift within +/- this, in 28x28 pixels
     shear: float = 0.25  # random horizontal shear within +/- this (tan of the angle)
     thickness_prob: float = 0.3  # chance of making strokes thicker, and the same of thinner
+    thickness_max: float = 0.5  # strongest thickening: blend this far toward a 3x3 dilation
+    hard_stroke_prob: float = 0.0  # chance of redrawing a digit with hard-edged, canvas-like strokes
     # data and run
     val_fraction: float = 0.1  # share of each class held out for validation
     seed: int = 0  # seeds the split, initial weights, shuffling and augmentation
@@ -205,11 +207,25 @@ def augment_batch(
         choice = torch.rand(batch, generator=generator).to(device)
         thicker = F.max_pool2d(warped, 3, stride=1, padding=1)  # dilation
         thinner = -F.max_pool2d(-warped, 3, stride=1, padding=1)  # erosion
+        amount = (torch.rand(batch, generator=generator) * config.thickness_max).to(device)
+        amount = amount.view(-1, 1, 1, 1)
         thick_mask = (choice < config.thickness_prob).view(-1, 1, 1, 1)
         thin_mask = (choice > 1 - config.thickness_prob).view(-1, 1, 1, 1)
-        # Blend half-way so a 3x3 step does not wipe out thin digits or fill loops.
-        warped = torch.where(thick_mask, 0.5 * (warped + thicker), warped)
-        warped = torch.where(thin_mask, 0.5 * (warped + thinner), warped)
+        # A partial blend: a full 3x3 step would wipe out thin digits or fill small loops.
+        warped = torch.where(thick_mask, warped + amount * (thicker - warped), warped)
+        warped = torch.where(thin_mask, warped + 0.5 * amount * (thinner - warped), warped)
+
+    if config.hard_stroke_prob > 0:
+        # A canvas brush draws hard-edged strokes, which the app's preprocessing shrinks with
+        # anti-aliasing. Mimic that: threshold at twice the resolution, maybe widen, shrink back.
+        fine = F.interpolate(warped, scale_factor=2, mode="bilinear", align_corners=False)
+        threshold = (0.2 + 0.3 * torch.rand(batch, generator=generator)).to(device)
+        hard = (fine > threshold.view(-1, 1, 1, 1)).float()  # (B, 1, 56, 56)
+        widen = (torch.rand(batch, generator=generator) < 0.5).to(device).view(-1, 1, 1, 1)
+        hard = torch.where(widen, F.max_pool2d(hard, 3, stride=1, padding=1), hard)
+        hard = F.avg_pool2d(hard, 2)  # (B, 1, 28, 28)
+        redraw = torch.rand(batch, generator=generator) < config.hard_stroke_prob
+        warped = torch.where(redraw.to(device).view(-1, 1, 1, 1), hard, warped)
     return warped.clamp_(0.0, 1.0)
 
 

@@ -1,0 +1,147 @@
+"""Shared fixtures: the real mnist-10k data, tiny CSV/IDX writers, a small trained model.
+
+Everything is offline and deterministic; files are written under pytest's tmp paths.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+# Hypothesis keeps a cache even without a database; keep it out of the repository.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "digitnet-hypothesis")
+)
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Two cores shared with other work: one thread avoids OpenMP oversubscription,
+# which can make small CPU steps tens of times slower.
+torch.set_num_threads(1)
+
+# Property tests: few examples, same examples every run, no database in the repo.
+settings.register_profile(
+    "digitnet",
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("digitnet")
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("DIGITNET_DATA", REPO.parent / "shared" / "data" / "mnist-10k"))
+TRAIN_CSV = DATA_DIR / "train.csv"
+TEST_CSV = DATA_DIR / "test.csv"
+PIXEL_HEADER = ",".join(f"pixel{i}" for i in range(784))
+TRAIN_HEADER = "label," + PIXEL_HEADER
+
+
+def assert_one_line(message: str, *needles: str) -> None:
+    """A user-facing error: exactly one non-empty line, containing each of ``needles``."""
+    assert message.strip(), "empty message"
+    assert "\n" not in message.strip(), f"message is more than one line: {message!r}"
+    assert "Traceback" not in message
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+
+
+def csv_row(label: int | None, pixels) -> str:
+    cells = [str(v) for v in np.asarray(pixels).ravel()]
+    return ",".join(([] if label is None else [str(label)]) + cells)
+
+
+def write_kaggle_csv(path: Path, images: np.ndarray, labels: np.ndarray | None) -> Path:
+    """A Kaggle CSV (train format with labels, test format without)."""
+    lines = [TRAIN_HEADER if labels is not None else PIXEL_HEADER]
+    for index, image in enumerate(images):
+        lines.append(csv_row(None if labels is None else int(labels[index]), image))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def idx_bytes(array: np.ndarray, *, magic: int | None = None) -> bytes:
+    """MNIST IDX encoding of a uint8 array (magic 0x0801 labels / 0x0803 images)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    if magic is None:
+        magic = 0x0800 | array.ndim
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.tobytes()
+
+
+def head_lines(source: Path, target: Path, rows: int) -> Path:
+    """The header plus the first ``rows`` rows of a CSV, byte for byte."""
+    with source.open() as handle:
+        lines = [next(handle) for _ in range(rows + 1)]
+    target.write_text("".join(lines))
+    return target
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The 8,000 labelled digits of mnist-10k/train.csv (skip when the data is absent)."""
+    if not TRAIN_CSV.is_file():
+        pytest.skip(f"{TRAIN_CSV} not found (set DIGITNET_DATA)")
+    from digitnet.data import load_kaggle_csv
+
+    return load_kaggle_csv(TRAIN_CSV, require_labels=True)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def small_train_csv(data_dir, mnist) -> Path:
+    """The first 600 rows of the real train.csv."""
+    return head_lines(TRAIN_CSV, data_dir / "small_train.csv", 600)
+
+
+@pytest.fixture(scope="session")
+def small_test_csv(data_dir) -> Path:
+    """The first 50 rows of the real (unlabelled) test.csv."""
+    if not TEST_CSV.is_file():
+        pytest.skip(f"{TEST_CSV} not found (set DIGITNET_DATA)")
+    return head_lines(TEST_CSV, data_dir / "small_test.csv", 50)
+
+
+@pytest.fixture(scope="session")
+def trained(mnist):
+    """A small MLP (784-64-64-10, so fc1/fc2/fc3) trained briefly on 1,500 digits."""
+    from digitnet.preprocess import digits_to_inputs
+    from digitnet.train import TrainConfig, train_model
+
+    config = TrainConfig(hidden_sizes=(64, 64), epochs=4, augment=False, seed=0)
+    inputs = digits_to_inputs(mnist.images)
+    result = train_model(
+        config, inputs[:1500], mnist.labels[:1500], inputs[7500:], mnist.labels[7500:]
+    )
+    return config, result
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, trained) -> Path:
+    """The small MLP saved as a digitnet checkpoint; returns its stem (no suffix)."""
+    from digitnet.checkpoint import save_checkpoint
+
+    config, result = trained
+    stem = tmp_path_factory.mktemp("ckpt") / "small"
+    save_checkpoint(
+        stem,
+        result.model,
+        config,
+        {
+            "history": [r.to_dict() for r in result.history],
+            "best_epoch": result.best_epoch,
+            "metrics": {},
+        },
+    )
+    return stem

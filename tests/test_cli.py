@@ -1,0 +1,377 @@
+"""The CLI, run for real through digitnet.cli.main (and once as ``python -m digitnet``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, assert_one_line, head_lines
+from PIL import Image
+
+from digitnet.checkpoint import load_checkpoint
+from digitnet.cli import main
+from digitnet.data import load_kaggle_csv
+from digitnet.drawings import DrawingStyle, render_drawing
+from digitnet.evaluate import predict_probs
+from digitnet.preprocess import digits_to_inputs
+
+COMMANDS = ("train", "evaluate", "predict", "info", "download")
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_failed(code: int, err: str, *needles: str) -> None:
+    """Non-zero exit and exactly one line on stderr, 'error: ...', no traceback."""
+    assert code != 0
+    assert_one_line(err, *needles)
+    assert err.startswith("error:"), err
+
+
+def read_rows(path) -> list[list[str]]:
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+@pytest.fixture(scope="module")
+def drawings_folder(tmp_path_factory, mnist):
+    """Four canvas-like drawings of known digits as PNG files."""
+    folder = tmp_path_factory.mktemp("drawings")
+    styles = [
+        DrawingStyle((280, 280), 200, 9, "white", (0.5, 0.5)),
+        DrawingStyle((400, 300), 150, 7, "dark", (0.1, 0.8)),
+        DrawingStyle((300, 300), 250, 11, "transparent", (0.9, 0.2)),
+        DrawingStyle((500, 500), 120, 5, "white", (0.3, 0.3)),
+    ]
+    for index, style in enumerate(styles):
+        render_drawing(mnist.images[7900 + index], style).save(folder / f"d{index}.png")
+    return folder
+
+
+# ---------------------------------------------------------------------------
+# Help
+
+
+def test_python_m_digitnet_help_in_a_subprocess():
+    run = subprocess.run(
+        [sys.executable, "-m", "digitnet", "--help"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("usage: python -m digitnet")
+    for command in COMMANDS:
+        assert command in run.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_subcommand_has_help(capsys, command):
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m digitnet " + command)
+    if command == "predict":
+        assert "--model" in out and "--skip-bad" in out and "--out" in out
+
+
+# ---------------------------------------------------------------------------
+# The happy paths
+
+
+def test_train_writes_the_checkpoint_and_prints_the_config_first(tmp_path, capsys, small_train_csv):
+    out = tmp_path / "runs" / "x"
+    code, stdout, err = run_cli(
+        capsys, "train", "--data", small_train_csv, "--epochs", "1", "--out", out, "--quiet"
+    )
+    assert code == 0, err
+    first = stdout.splitlines()[0]
+    assert first.startswith("config ")
+    config = json.loads(first.removeprefix("config "))
+    assert config["epochs"] == 1 and config["architecture"] == "mlp"
+    assert "epoch   1/1" in stdout and "all" in stdout
+    assert out.with_suffix(".safetensors").is_file() and out.with_suffix(".json").is_file()
+
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert document["config"] == config
+    assert document["data"]["count"] == 600
+    assert document["data"]["train_count"] + document["data"]["val_count"] == 600
+    assert len(document["history"]) == 1
+    mistakes = document["metrics"]["validation"]["mistakes"]
+    assert all(len(m["pixels"]) > 0 and "row" in m for m in mistakes)
+    model, _ = load_checkpoint(out)
+    assert model.fc1.weight.shape == (512, 784)
+
+
+def test_evaluate_prints_the_table_and_writes_json(tmp_path, capsys, checkpoint, small_train_csv):
+    report = tmp_path / "metrics.json"
+    code, stdout, err = run_cli(
+        capsys, "evaluate", "--model", checkpoint, "--data", small_train_csv, "--json", report
+    )
+    assert code == 0, err
+    assert stdout.splitlines()[0].split() == ["digit", "correct/count", "accuracy"]
+    assert "  all " in stdout
+    metrics = json.loads(report.read_text())
+    assert metrics["count"] == 600
+    assert metrics["accuracy"] > 0.7  # trained on these digits, among others
+    assert np.array(metrics["confusion"]).sum() == 600
+
+
+def test_info_prints_the_model_card(capsys, checkpoint):
+    code, stdout, err = run_cli(capsys, "info", "--model", checkpoint)
+    assert code == 0, err
+    assert "MLP 784-64-64-10" in stdout
+    assert stdout.splitlines()[0].startswith("architecture")
+
+
+def test_predict_a_test_csv_writes_a_kaggle_submission(
+    tmp_path, capsys, checkpoint, small_test_csv
+):
+    out = tmp_path / "submission.csv"
+    code, stdout, err = run_cli(
+        capsys, "predict", small_test_csv, "--model", checkpoint, "--out", out
+    )
+    assert code == 0, err
+    rows = read_rows(out)
+    assert rows[0] == ["ImageId", "Label"]
+    assert [int(r[0]) for r in rows[1:]] == list(range(1, 51))
+
+    model, _ = load_checkpoint(checkpoint)
+    digits = load_kaggle_csv(small_test_csv, require_labels=False)
+    expected = predict_probs(model, digits_to_inputs(digits.images)).argmax(axis=1)
+    assert [int(r[1]) for r in rows[1:]] == expected.tolist()
+
+
+def test_predict_a_folder_of_images(tmp_path, capsys, checkpoint, drawings_folder):
+    out = tmp_path / "labels.csv"
+    code, stdout, err = run_cli(
+        capsys, "predict", drawings_folder, "--model", checkpoint, "--out", out
+    )
+    assert code == 0, err
+    rows = read_rows(out)
+    assert rows[0] == ["file", "label", "confidence"]
+    assert [os.path.basename(r[0]) for r in rows[1:]] == [f"d{i}.png" for i in range(4)]
+    for _, label, confidence in rows[1:]:
+        assert 0 <= int(label) <= 9
+        assert 0.0 < float(confidence) <= 1.0
+
+
+def test_predict_images_with_the_tutorial_model_pt(tmp_path, capsys, drawings_folder):
+    import torch
+
+    from digitnet.model import MLP
+
+    torch.manual_seed(0)
+    torch.save(MLP((16, 16)).state_dict(), tmp_path / "model.pt")
+    out = tmp_path / "labels.csv"
+    code, _, err = run_cli(
+        capsys,
+        "predict",
+        drawings_folder / "d0.png",
+        "--model",
+        tmp_path / "model.pt",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    assert len(read_rows(out)) == 2
+
+
+# ---------------------------------------------------------------------------
+# Failures: one line on stderr, non-zero exit, nothing clobbered
+
+
+def test_train_on_a_missing_data_file(tmp_path, capsys):
+    missing = tmp_path / "nope.csv"
+    code, _, err = run_cli(capsys, "train", "--data", missing, "--out", tmp_path / "x", "--quiet")
+    assert_failed(code, err, "nope.csv", "no such file")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_evaluate_on_a_missing_data_file(tmp_path, capsys, checkpoint):
+    code, _, err = run_cli(capsys, "evaluate", "--model", checkpoint, "--data", tmp_path / "n.csv")
+    assert_failed(code, err, "n.csv")
+
+
+def test_train_on_a_bad_csv_cell_names_line_and_column(tmp_path, capsys, small_train_csv):
+    lines = small_train_csv.read_text().splitlines()
+    cells = lines[4].split(",")
+    cells[301] = "oops"
+    lines[4] = ",".join(cells)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+
+    code, _, err = run_cli(capsys, "train", "--data", bad, "--out", tmp_path / "x", "--quiet")
+    assert_failed(code, err, "bad.csv", "line 5", "'pixel300'", "'oops'")
+
+
+def test_predict_refuses_to_overwrite_its_input(tmp_path, capsys, checkpoint, small_test_csv):
+    data = tmp_path / "test.csv"
+    shutil.copyfile(small_test_csv, data)
+    before = data.read_bytes()
+    code, _, err = run_cli(capsys, "predict", data, "--model", checkpoint, "--out", data)
+    assert_failed(code, err, "test.csv", "--out")
+    assert data.read_bytes() == before
+
+
+def test_predict_refuses_to_write_into_an_input_folder(
+    tmp_path, capsys, checkpoint, drawings_folder
+):
+    code, _, err = run_cli(
+        capsys,
+        "predict",
+        drawings_folder,
+        "--model",
+        checkpoint,
+        "--out",
+        drawings_folder / "o.csv",
+    )
+    assert_failed(code, err, "--out")
+    assert not (drawings_folder / "o.csv").exists()
+
+
+def test_predict_with_a_corrupt_model(tmp_path, capsys, checkpoint, small_test_csv):
+    model = tmp_path / "broken"
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(checkpoint.with_suffix(suffix), model.with_suffix(suffix))
+    weights = model.with_suffix(".safetensors")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    out = tmp_path / "s.csv"
+    code, _, err = run_cli(capsys, "predict", small_test_csv, "--model", model, "--out", out)
+    assert_failed(code, err, "broken.safetensors")
+    assert not out.exists()
+
+
+def test_predict_with_a_missing_model(tmp_path, capsys, small_test_csv):
+    code, _, err = run_cli(
+        capsys, "predict", small_test_csv, "--model", tmp_path / "none", "--out", tmp_path / "s.csv"
+    )
+    assert_failed(code, err, "none.safetensors", "missing")
+
+
+def _mixed_folder(tmp_path, drawings_folder):
+    folder = tmp_path / "mixed"
+    shutil.copytree(drawings_folder, folder)
+    Image.new("RGB", (300, 300), "white").save(folder / "c_blank.png")
+    return folder
+
+
+def test_blank_image_fails_and_skip_bad_skips_it(tmp_path, capsys, checkpoint, drawings_folder):
+    folder = _mixed_folder(tmp_path, drawings_folder)
+    out = tmp_path / "labels.csv"
+
+    code, _, err = run_cli(capsys, "predict", folder, "--model", checkpoint, "--out", out)
+    assert_failed(code, err, "c_blank.png", "blank")
+    assert not out.exists()
+
+    code, stdout, err = run_cli(
+        capsys, "predict", folder, "--model", checkpoint, "--out", out, "--skip-bad"
+    )
+    assert code == 0
+    assert err.strip().splitlines() == [err.strip()]
+    assert err.startswith("skipped: c_blank.png")
+    names = [os.path.basename(r[0]) for r in read_rows(out)[1:]]
+    assert names == [f"d{i}.png" for i in range(4)]
+    assert "1 skipped" in stdout
+
+
+def test_non_image_file_fails(tmp_path, capsys, checkpoint):
+    fake = tmp_path / "photo.png"
+    fake.write_text("not an image at all\n")
+    code, _, err = run_cli(
+        capsys, "predict", fake, "--model", checkpoint, "--out", tmp_path / "o.csv"
+    )
+    assert_failed(code, err, "photo.png", "not an image")
+
+
+def test_missing_image_input(tmp_path, capsys, checkpoint):
+    code, _, err = run_cli(
+        capsys, "predict", tmp_path / "gone.png", "--model", checkpoint, "--out", tmp_path / "o.csv"
+    )
+    assert_failed(code, err, "gone.png")
+
+
+def test_only_bad_images_with_skip_bad_writes_nothing(tmp_path, capsys, checkpoint):
+    Image.new("L", (50, 50), 0).save(tmp_path / "black.png")
+    out = tmp_path / "o.csv"
+    code = main(
+        ["predict", str(tmp_path / "black.png"), "--model", str(checkpoint), "--out", str(out)]
+        + ["--skip-bad"]
+    )
+    err = capsys.readouterr().err
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("skipped: black.png") and lines[-1].startswith("error:")
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_failed_prediction_leaves_an_existing_output_intact(
+    tmp_path, capsys, checkpoint, drawings_folder
+):
+    folder = _mixed_folder(tmp_path, drawings_folder)
+    out = tmp_path / "previous.csv"
+    out.write_text("sentinel: yesterday's results\n")
+
+    code, _, err = run_cli(capsys, "predict", folder, "--model", checkpoint, "--out", out)
+
+    assert_failed(code, err, "c_blank.png")
+    assert out.read_text() == "sentinel: yesterday's results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mixed", "previous.csv"]
+
+
+def test_csv_and_images_together_are_refused(
+    tmp_path, capsys, checkpoint, small_test_csv, drawings_folder
+):
+    code, _, err = run_cli(
+        capsys,
+        "predict",
+        small_test_csv,
+        drawings_folder,
+        "--model",
+        checkpoint,
+        "--out",
+        tmp_path / "o.csv",
+    )
+    assert_failed(code, err, "CSV")
+
+
+def test_train_with_an_invalid_setting(tmp_path, capsys, small_train_csv):
+    code, _, err = run_cli(
+        capsys, "train", "--data", small_train_csv, "--epochs", "0", "--out", tmp_path / "x"
+    )
+    assert_failed(code, err, "epochs")
+
+
+def test_train_limit_uses_the_first_digits(tmp_path, capsys, small_train_csv):
+    source = head_lines(small_train_csv, tmp_path / "two_hundred.csv", 200)
+    out = tmp_path / "limited"
+    code, stdout, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        source,
+        "--limit",
+        "100",
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--out",
+        out,
+        "--quiet",
+    )
+    assert code == 0, err
+    assert json.loads(out.with_suffix(".json").read_text())["data"]["count"] == 100
+    assert "100 digits" in stdout
