@@ -287,6 +287,8 @@ def model_card(metadata: dict) -> dict[str, str]:
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items()) or "unknown",
         "created": metadata.get("created", "unknown"),
     }
+    if metadata.get("command"):
+        card["trained with"] = f"`{metadata['command']}`"
     drawings = metadata.get("metrics", {}).get("drawings")
     if drawings:
         card["drawing accuracy"] = (

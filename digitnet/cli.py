@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +23,9 @@ EXIT_FAILURE = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["python", "-m", "digitnet", *argv])
     try:
         return args.handler(args)
     except (DigitnetError, ValueError) as error:
@@ -283,6 +286,7 @@ def run_train(args: argparse.Namespace) -> int:
         "history": [r.to_dict() for r in result.history],
         "best_epoch": result.best_epoch,
         "training_seconds": round(result.seconds, 2),
+        "command": args.command_line,
         "device": result.device,
         "data": {**summary, "train_count": len(train_index), "val_count": len(val_index)},
     }
