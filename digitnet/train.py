@@ -55,8 +55,8 @@ class TrainConfig:
     shift_pixels: float = 2.0  # random shift within +/- this, in 28x28 pixels
     shear: float = 0.25  # random horizontal shear within +/- this (tan of the angle)
     thickness_prob: float = 0.3  # chance of making strokes thicker, and the same of thinner
-    thickness_max: float = 0.5  # strongest thickening: blend this far toward a 3x3 dilation
-    hard_stroke_prob: float = 0.0  # chance of redrawing a digit with hard-edged, canvas-like strokes
+    thickness_max: float = 1.0  # strongest thickening: blend up to fully into a 3x3 dilation
+    hard_stroke_prob: float = 0.5  # chance of redrawing with hard-edged strokes, as on a canvas
     # data and run
     val_fraction: float = 0.1  # share of each class held out for validation
     seed: int = 0  # seeds the split, initial weights, shuffling and augmentation

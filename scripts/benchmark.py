@@ -48,9 +48,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), Python {platform.python_version()}, "
-            f"{platform.system()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}, "
+        f"{platform.system()}"
+    )
 
 
 def bench_training(train_csv: Path, quick: bool) -> list[tuple[str, float, float]]:
@@ -60,18 +62,24 @@ def bench_training(train_csv: Path, quick: bool) -> list[tuple[str, float, float
         digits = digits.subset(np.arange(1000))
     inputs = digits_to_inputs(digits.images)
     train_index, val_index = stratified_split(digits.labels, 0.1, seed=0)
-    recipes = [("tutorial (SGD, 100 epochs)", tutorial_config(device="cpu")),
-               ("digitnet default", TrainConfig(device="cpu"))]
+    recipes = [
+        ("tutorial (SGD, 100 epochs)", tutorial_config(device="cpu")),
+        ("digitnet default", TrainConfig(device="cpu")),
+    ]
     results = []
     for name, config in recipes:
         if quick:
             config.epochs = 1
         start = time.perf_counter()
-        result = train_model(config, inputs[train_index], digits.labels[train_index],
-                             inputs[val_index], digits.labels[val_index])
+        result = train_model(
+            config,
+            inputs[train_index],
+            digits.labels[train_index],
+            inputs[val_index],
+            digits.labels[val_index],
+        )
         seconds = time.perf_counter() - start
-        _, accuracy = loss_and_accuracy(result.model, inputs[val_index],
-                                        digits.labels[val_index])
+        _, accuracy = loss_and_accuracy(result.model, inputs[val_index], digits.labels[val_index])
         results.append((name, seconds, accuracy))
         print(f"  trained {name}: {seconds:.1f}s, validation {100 * accuracy:.2f}%", flush=True)
     return results
@@ -87,15 +95,17 @@ def predict_row_by_row(model: torch.nn.Module, csv_path: Path, out_path: Path) -
             x = torch.FloatTensor(test.iloc[i].values.astype(np.float32)) / 255.0
             labels.append(int(model(x.view(1, -1)).argmax(dim=1)))
     pd.DataFrame({"ImageId": range(1, len(labels) + 1), "Label": labels}).to_csv(
-        out_path, index=False)
+        out_path, index=False
+    )
 
 
 def predict_batched(model: torch.nn.Module, csv_path: Path, out_path: Path) -> None:
     write_submission(predict_submission(model, csv_path), out_path)
 
 
-def bench_prediction(model: torch.nn.Module, test_csv: Path, rows: int, repeats: int
-                     ) -> list[tuple[str, float]]:
+def bench_prediction(
+    model: torch.nn.Module, test_csv: Path, rows: int, repeats: int
+) -> list[tuple[str, float]]:
     """Median seconds for each way of turning a ``rows``-row test CSV into a submission."""
     with tempfile.TemporaryDirectory() as folder:
         big_csv = Path(folder) / "test.csv"
@@ -104,8 +114,10 @@ def bench_prediction(model: torch.nn.Module, test_csv: Path, rows: int, repeats:
         pd.concat([test] * copies).head(rows).to_csv(big_csv, index=False)
         outputs = {}
         results = []
-        for name, predict in (("row by row (tutorial)", predict_row_by_row),
-                              ("batched (digitnet)", predict_batched)):
+        for name, predict in (
+            ("row by row (tutorial)", predict_row_by_row),
+            ("batched (digitnet)", predict_batched),
+        ):
             times = []
             for _ in range(repeats):
                 out = Path(folder) / f"{name.split()[0]}.csv"
@@ -120,13 +132,15 @@ def bench_prediction(model: torch.nn.Module, test_csv: Path, rows: int, repeats:
     return results
 
 
-def bench_latency(models: dict[str, torch.nn.Module], train_csv: Path, count: int
-                  ) -> list[tuple[str, float, float]]:
+def bench_latency(
+    models: dict[str, torch.nn.Module], train_csv: Path, count: int
+) -> list[tuple[str, float, float]]:
     """p50 and p95 milliseconds of preprocessing + forward for one canvas-like drawing."""
     digits = load_kaggle_csv(train_csv, require_labels=True)
     _, val_index = stratified_split(digits.labels, 0.1, seed=0)
-    drawings = [np.asarray(image) for image in
-                render_drawings(digits.images[val_index[:count]], seed=1)]
+    drawings = [
+        np.asarray(image) for image in render_drawings(digits.images[val_index[:count]], seed=1)
+    ]
     results = []
     for name, model in models.items():
         for drawing in drawings[:5]:  # warm-up
@@ -143,10 +157,14 @@ def bench_latency(models: dict[str, torch.nn.Module], train_csv: Path, count: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/mnist-10k",
-                        help="folder with train.csv and test.csv")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes: checks the script runs, gives no useful figures")
+    parser.add_argument(
+        "--data", default="../shared/data/mnist-10k", help="folder with train.csv and test.csv"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes: checks the script runs, gives no useful figures",
+    )
     args = parser.parse_args(argv)
     data = Path(args.data)
     train_csv, test_csv = data / "train.csv", data / "test.csv"
@@ -170,13 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}")
     print("| what | tutorial | digitnet | ratio |")
     print("|---|---|---|---|")
-    print(f"| training time (s) | {tutorial_s:.1f} | {ours_s:.1f} | "
-          f"{tutorial_s / ours_s:.1f}x faster |")
+    print(
+        f"| training time (s) | {tutorial_s:.1f} | {ours_s:.1f} | "
+        f"{tutorial_s / ours_s:.1f}x faster |"
+    )
     error_ratio = (1 - tutorial_acc) / (1 - ours_acc) if ours_acc < 1 else float("inf")
-    print(f"| validation accuracy | {100 * tutorial_acc:.2f}% | {100 * ours_acc:.2f}% | "
-          f"{error_ratio:.1f}x fewer errors |")
-    print(f"| predict {rows:,} rows to submission.csv (s, median) | {slow_s:.2f} | "
-          f"{fast_s:.2f} | {slow_s / fast_s:.1f}x faster |")
+    print(
+        f"| validation accuracy | {100 * tutorial_acc:.2f}% | {100 * ours_acc:.2f}% | "
+        f"{error_ratio:.1f}x fewer errors |"
+    )
+    print(
+        f"| predict {rows:,} rows to submission.csv (s, median) | {slow_s:.2f} | "
+        f"{fast_s:.2f} | {slow_s / fast_s:.1f}x faster |"
+    )
     print()
     print("| one drawing: preprocess + forward | p50 (ms) | p95 (ms) |")
     print("|---|---|---|")
