@@ -55,13 +55,63 @@ class Digits:
 def load_kaggle_csv(path: str | Path, *, require_labels: bool) -> Digits:
     """Read a Kaggle CSV: ``label,pixel0..pixel783`` (train) or ``pixel0..pixel783`` (test).
 
-    With ``require_labels=False`` a ``label`` column is still read if present.
+    With ``require_labels=False`` a ``label`` column is still read if present. Blank
+    lines are skipped; error messages count lines as an editor does (the header is line 1).
     """
     path = Path(path)
     name = path.name
     _check_readable_file(path)
-    frame = _read_csv_frame(path, as_text=False)
-    columns = [c.strip() for c in frame.columns]
+    compression = _sniff_compression(path)
+    frame = _read_csv_frame(path, as_text=False, compression=compression)
+    columns = [str(c).strip() for c in frame.columns]
+    _check_header(columns, name, require_labels)
+    has_label = "label" in columns
+    frame.columns = columns
+    if not all(pd.api.types.is_integer_dtype(t) for t in frame.dtypes):
+        # A blank line or a cell that is not a whole number: read again as text, drop
+        # blank lines (keeping the others' line numbers), and name any bad cell exactly.
+        frame = _read_csv_frame(path, as_text=True, compression=compression)
+        frame.columns = columns
+        frame = frame[~frame.fillna("").eq("").all(axis=1)]
+    if len(frame) == 0:
+        raise DataError(f"{name}: the header is there but there are no rows of digits")
+    pixels = _parse_int_cells(frame[PIXEL_COLUMNS], name, low=0, high=255, what="pixel value")
+    labels = None
+    if has_label:
+        # A copy: pandas may hand back a read-only view, which torch warns about.
+        labels = _parse_int_cells(frame[["label"]], name, low=0, high=9, what="label")[:, 0].copy()
+    images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    return Digits(images, labels, str(path))
+
+
+def _sniff_compression(path: Path) -> str | None:
+    """'gzip' for a gzipped CSV; a DataError for a spreadsheet saved under a .csv name."""
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        return "gzip"
+    if magic == b"PK\x03\x04":
+        raise DataError(
+            f"{path.name}: this is a zip or Excel file, not a CSV; "
+            f"export it as CSV (comma-separated values)"
+        )
+    return None
+
+
+def _check_header(columns: list[str], name: str, require_labels: bool) -> None:
+    """One clear line for each way a header goes wrong."""
+    if len(columns) == 1:
+        for separator, called in ((";", "semicolons"), ("\t", "tabs")):
+            if separator in columns[0]:
+                raise DataError(
+                    f"{name}: cells are separated by {called}; "
+                    f"save the file with commas between cells"
+                )
+    if _is_number(columns[0]):
+        raise DataError(
+            f"{name}: the first line holds numbers, not a header; add the header "
+            f"'label,pixel0,...,pixel783' (train) or 'pixel0,...,pixel783' (test)"
+        )
     has_label = "label" in columns
     if require_labels and not has_label:
         raise DataError(
@@ -81,29 +131,25 @@ def load_kaggle_csv(path: str | Path, *, require_labels: bool) -> Digits:
             f"{name}: column {first_wrong + 1 + has_label} is "
             f"'{pixel_columns[first_wrong]}', expected '{PIXEL_COLUMNS[first_wrong]}'"
         )
-    if len(frame) == 0:
-        raise DataError(f"{name}: the header is there but there are no rows of digits")
-
-    frame.columns = columns
-    if not all(pd.api.types.is_integer_dtype(t) for t in frame.dtypes):
-        # Some cell is not a whole number: read again as text to name it exactly.
-        frame = _read_csv_frame(path, as_text=True)
-        frame.columns = columns
-    pixels = _parse_int_cells(frame[PIXEL_COLUMNS], name, low=0, high=255, what="pixel value")
-    labels = None
-    if has_label:
-        # A copy: pandas may hand back a read-only view, which torch warns about.
-        labels = _parse_int_cells(frame[["label"]], name, low=0, high=9, what="label")[:, 0].copy()
-    images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
-    return Digits(images, labels, str(path))
 
 
-def _read_csv_frame(path: Path, *, as_text: bool) -> pd.DataFrame:
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv_frame(path: Path, *, as_text: bool, compression: str | None) -> pd.DataFrame:
     """pandas' C parser, with its failures turned into one-line DataErrors."""
     name = path.name
     text_options = {"dtype": str, "keep_default_na": False, "na_filter": False} if as_text else {}
     try:
-        return pd.read_csv(path, engine="c", skip_blank_lines=True, **text_options)
+        # Blank lines are kept as empty rows so that row numbers stay line numbers.
+        return pd.read_csv(
+            path, engine="c", skip_blank_lines=False, compression=compression, **text_options
+        )
     except pd.errors.EmptyDataError:
         raise DataError(
             f"{name}: the file is empty; expected a header "
@@ -118,23 +164,25 @@ def _read_csv_frame(path: Path, *, as_text: bool) -> pd.DataFrame:
             f"{name}: rows have different numbers of cells ({detail}); "
             f"every row needs the same columns as the header"
         ) from None
-    except UnicodeDecodeError:
-        raise DataError(f"{name}: not a text CSV file (it could not be decoded as UTF-8)") from None
+    except (UnicodeDecodeError, EOFError, OSError) as error:
+        raise DataError(
+            f"{name}: not a readable text CSV file ({error}); save it as comma-separated values"
+        ) from None
 
 
 def _parse_int_cells(
     frame: pd.DataFrame, name: str, *, low: int, high: int, what: str
 ) -> np.ndarray:
     """Integer or text cells -> int64 array, or a DataError naming the first bad cell."""
+    expected = f"expected a whole {what} from {low} to {high}"
     if all(pd.api.types.is_integer_dtype(t) for t in frame.dtypes):
         values = frame.to_numpy(dtype=np.int64)
         bad = (values < low) | (values > high)
         if bad.any():
             row, col = (int(v) for v in np.argwhere(bad)[0])
             raise DataError(
-                f"{name}: line {row + 2}, column '{frame.columns[col]}': "
-                f"{values[row, col]} is outside {low}-{high}; expected a whole "
-                f"{what} from {low} to {high}"
+                f"{_where(frame, name, row, col)}: {values[row, col]} is outside "
+                f"{low}-{high}; {expected}"
             )
         return values
     as_numbers = frame.apply(pd.to_numeric, errors="coerce")
@@ -142,20 +190,22 @@ def _parse_int_cells(
     bad = ~np.isfinite(values) | (values != np.round(values)) | (values < low) | (values > high)
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
-        cell = frame.iat[row, col]
-        where = f"{name}: line {row + 2}, column '{frame.columns[col]}'"
+        cell = str(frame.iat[row, col])
+        value = values[row, col]
+        where = _where(frame, name, row, col)
         if cell.strip() == "":
             raise DataError(f"{where} is empty; every cell needs a {what}")
-        if not np.isfinite(values[row, col]):
-            raise DataError(
-                f"{where}: '{cell[:20]}' is not a number; expected a whole {what} "
-                f"from {low} to {high}"
-            )
-        raise DataError(
-            f"{where}: {cell[:20]} is outside {low}-{high}; expected a whole {what} "
-            f"from {low} to {high}"
-        )
+        if not np.isfinite(value):
+            raise DataError(f"{where}: '{cell[:20]}' is not a number; {expected}")
+        if value != np.round(value):
+            raise DataError(f"{where}: {cell[:20]} is not a whole number; {expected}")
+        raise DataError(f"{where}: {cell[:20]} is outside {low}-{high}; {expected}")
     return values.astype(np.int64)
+
+
+def _where(frame: pd.DataFrame, name: str, row: int, col: int) -> str:
+    """'file: line L, column 'C'', with L as an editor counts it (the header is line 1)."""
+    return f"{name}: line {int(frame.index[row]) + 2}, column '{frame.columns[col]}'"
 
 
 def _check_readable_file(path: Path) -> None:
