@@ -37,7 +37,7 @@ from digitnet.dashboard import (  # noqa: E402
     per_class_frame,
 )
 from digitnet.errors import DigitnetError  # noqa: E402
-from digitnet.predict import Prediction, classify_drawing  # noqa: E402
+from digitnet.predict import Prediction, classify_drawing, classify_preprocessed  # noqa: E402
 from digitnet.preprocess import load_image_file  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -88,6 +88,15 @@ Draw one digit, 0 to 9, as big or small as you like, anywhere on the canvas. The
 after every stroke. Below: **what the model sees** (your drawing cropped, scaled into a 20×20
 box and centred by its centre of mass in 28×28, exactly how the MNIST digits it learnt from
 were made) and **how it was trained**."""
+
+
+DASHBOARD_INTRO = """## How the model was trained
+The model learnt from labelled MNIST digits and was checked after every epoch (one pass over
+them) on digits it never learnt from: the **validation** set (counts in the model card). Loss
+is how wrong it is on average (lower is better). Training accuracy sits *below* validation
+because training digits are randomly rotated, thickened and distorted each time, which is what
+makes the model hold up on real drawings. The best epoch's weights are the ones you are
+drawing against."""
 
 
 @dataclass(frozen=True)
@@ -170,13 +179,12 @@ def step_images(prediction: Prediction) -> list[np.ndarray | None]:
     ]
 
 
-def compare_text(image: np.ndarray, models: dict[str, LoadedModel]) -> str:
+def compare_text(prediction: Prediction, models: dict[str, LoadedModel]) -> str:
+    """Every model's answer for the same (already preprocessed) drawing."""
     answers = []
     for loaded in models.values():
-        prediction = classify_drawing(loaded.model, image)
-        answers.append(
-            f"{loaded.name}: **{prediction.label}** ({100 * prediction.confidence:.1f}%)"
-        )
+        answer = classify_preprocessed(loaded.model, prediction.preprocessed)
+        answers.append(f"{loaded.name}: **{answer.label}** ({100 * answer.confidence:.1f}%)")
     return "Every model's answer: " + " · ".join(answers)
 
 
@@ -194,7 +202,7 @@ def make_handlers(models: dict[str, LoadedModel]):
             prediction = classify_drawing(loaded.model, image)
         except DigitnetError as error:
             raise gr.Error(str(error)) from None
-        comparison = "" if prediction.is_blank else compare_text(image, models)
+        comparison = "" if prediction.is_blank else compare_text(prediction, models)
         return (
             answer_text(prediction),
             confidences(prediction),
@@ -305,7 +313,7 @@ def build_demo(models: dict[str, LoadedModel], warnings: list[str] | None = None
                 gr.Image(label="4. centred 28×28: the input", elem_id="input28", **step_kwargs),
             ]
 
-        gr.Markdown("## How the model was trained")
+        gr.Markdown(DASHBOARD_INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2):
                 curves = gr.Plot(label="Loss and accuracy per epoch", elem_id="curves")

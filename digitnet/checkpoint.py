@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import pickle
 import platform
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from digitnet import __version__
 from digitnet.errors import CheckpointError
 from digitnet.files import write_atomically, write_text_atomically
 from digitnet.model import NUM_PIXELS, build_model, count_parameters
-from digitnet.train import TrainConfig
+from digitnet.train import TrainConfig, build_model_from_config
 
 FORMAT = "digitnet-checkpoint"
 FORMAT_VERSION = 1
@@ -33,9 +32,24 @@ SHIPPED_MODELS = ("mlp", "cnn")  # names --model accepts for the weights in asse
 
 
 def stem_of(path: str | Path) -> Path:
-    """``runs/mlp``, ``runs/mlp.json`` and ``runs/mlp.safetensors`` all name ``runs/mlp``."""
+    """``runs/mlp``, ``runs/mlp.json`` and ``runs/mlp.safetensors`` all name ``runs/mlp``.
+
+    Any other dot is part of the name: ``runs/lr0.01`` stays ``runs/lr0.01``.
+    """
     path = Path(path)
     return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+
+
+def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
+    """The weights and metadata files a checkpoint name stands for."""
+    stem = stem_of(path)
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def model_files(name_or_path: str | Path) -> list[Path]:
+    """Every file ``--model`` reads, so outputs can refuse to replace them."""
+    path = resolve_model_path(name_or_path)
+    return [path] if path.suffix in (".pt", ".pth") else list(checkpoint_files(path))
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -53,8 +67,12 @@ def save_checkpoint(
     ``metadata`` holds history, metrics, data summary...; the config, parameter
     count, library versions and date are added here.
     """
-    stem = stem_of(path)
-    weights_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    weights_path, meta_path = checkpoint_files(path)
+    if stem_of(path).is_dir():
+        raise CheckpointError(
+            f"{stem_of(path)}: is a folder; give a name for the checkpoint, "
+            f"e.g. {stem_of(path) / config.architecture}"
+        )
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -96,8 +114,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     path = resolve_model_path(path)
     if path.suffix in (".pt", ".pth"):
         return import_tutorial_state_dict(path, device)
-    stem = stem_of(path)
-    weights_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    weights_path, meta_path = checkpoint_files(path)
     for required in (weights_path, meta_path):
         if not required.is_file():
             raise CheckpointError(
@@ -109,13 +126,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         config = TrainConfig.from_dict(metadata["config"])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{meta_path.name}: the config is not valid ({error})") from None
-    model = build_model(
-        config.architecture,
-        hidden_sizes=config.hidden_sizes,
-        dropout=config.dropout,
-        cnn_channels=config.cnn_channels,
-        cnn_hidden=config.cnn_hidden,
-    )
+    model = build_model_from_config(config)
     try:
         tensors = safetensors.torch.load_file(str(weights_path), device="cpu")
     except Exception as error:  # safetensors raises its own SafetensorError and OSError
@@ -184,12 +195,16 @@ def import_tutorial_state_dict(
         raise CheckpointError(f"{path}: no such weights file; check the path")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as error:
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            raise CheckpointError(
+                f"{path.name}: refused: the pickle holds more than plain weights "
+                f"(it could run code); save model.state_dict() instead"
+            ) from None
         raise CheckpointError(
-            f"{path.name}: refused: the pickle holds more than plain weights "
-            f"(it could run code); save model.state_dict() instead"
+            f"{path.name}: not a readable PyTorch weights file ({_first_line(error)})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+    except Exception as error:  # torch.load raises many kinds on garbage bytes
         raise CheckpointError(
             f"{path.name}: not a readable PyTorch weights file "
             f"({_first_line(error)}); it may be truncated"
@@ -260,7 +275,9 @@ def model_card(metadata: dict) -> dict[str, str]:
             f"{config.get('label_smoothing')}"
         ),
         "augmentation": (
-            "rotation, zoom, shift, shear, stroke thickness" if config.get("augment") else "none"
+            "rotation, zoom, shift, shear, stroke thickness, hard canvas-like strokes"
+            if config.get("augment")
+            else "none"
         ),
         "epochs": (
             f"{len(history)} (best: {metadata.get('best_epoch')})"
@@ -289,6 +306,11 @@ def model_card(metadata: dict) -> dict[str, str]:
     }
     if metadata.get("command"):
         card["trained with"] = f"`{metadata['command']}`"
+    if metadata.get("imported_from"):
+        # Only the architecture can be read off imported weights; the rest is unknown.
+        for key in ("optimizer", "augmentation"):
+            card[key] = "unknown (imported weights)"
+        card["imported from"] = metadata["imported_from"]
     drawings = metadata.get("metrics", {}).get("drawings")
     if drawings:
         card["drawing accuracy"] = (

@@ -12,6 +12,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DigitnetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,39 +74,56 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="writes PATH.safetensors and PATH.json (default: runs/ARCH)",
     )
-    train.add_argument(
-        "--arch", dest="architecture", choices=("mlp", "cnn"), default=defaults.architecture
+
+    # Recipe flags are absent from ``args`` unless typed (SUPPRESS), so --tutorial can tell
+    # "left at the default" from "typed the default value".
+    def recipe_flag(flag: str, dest: str, help_text: str, **kwargs) -> None:
+        shown = getattr(defaults, dest)
+        if isinstance(shown, tuple):
+            shown = " ".join(map(str, shown))
+        train.add_argument(
+            flag,
+            dest=dest,
+            default=argparse.SUPPRESS,
+            help=f"{help_text} (default: {shown})",
+            **kwargs,
+        )
+
+    recipe_flag("--arch", "architecture", "model", choices=("mlp", "cnn"))
+    recipe_flag(
+        "--hidden", "hidden_sizes", "MLP hidden layer sizes", type=int, nargs="+", metavar="UNITS"
     )
-    train.add_argument(
-        "--hidden",
-        dest="hidden_sizes",
-        type=int,
-        nargs="+",
-        default=list(defaults.hidden_sizes),
-        metavar="UNITS",
-        help="MLP hidden layer sizes (default: 512 512)",
+    recipe_flag("--dropout", "dropout", "dropout probability", type=float)
+    recipe_flag("--optimizer", "optimizer", "optimizer", choices=("sgd", "adam", "adamw"))
+    recipe_flag("--lr", "lr", "peak learning rate", type=float)
+    recipe_flag("--momentum", "momentum", "SGD momentum", type=float)
+    recipe_flag(
+        "--schedule",
+        "schedule",
+        "learning-rate schedule",
+        choices=("constant", "cosine", "onecycle"),
     )
-    train.add_argument("--dropout", type=float, default=defaults.dropout)
-    train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=defaults.optimizer)
-    train.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
-    train.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD only")
+    recipe_flag("--epochs", "epochs", "passes over the training digits", type=int)
+    recipe_flag("--batch-size", "batch_size", "digits per step", type=int)
+    recipe_flag("--weight-decay", "weight_decay", "weight decay", type=float)
+    recipe_flag("--label-smoothing", "label_smoothing", "label smoothing", type=float)
     train.add_argument(
-        "--schedule", choices=("constant", "cosine", "onecycle"), default=defaults.schedule
+        "--no-shuffle",
+        dest="shuffle",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="keep the file's order every epoch",
     )
-    train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    train.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
-    train.add_argument("--no-shuffle", dest="shuffle", action="store_false")
     train.add_argument(
         "--no-augment",
         dest="augment",
         action="store_false",
+        default=argparse.SUPPRESS,
         help="turn off rotation/zoom/shift/shear/thickness augmentation",
     )
-    train.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=defaults.device)
+    recipe_flag("--val-fraction", "val_fraction", "share of each class held out", type=float)
+    recipe_flag("--seed", "seed", "seed for split, weights, order and augmentation", type=int)
+    recipe_flag("--device", "device", "where to train", choices=("auto", "cpu", "cuda", "mps"))
     train.add_argument(
         "--tutorial",
         action="store_true",
@@ -105,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--limit",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="use only the first N digits (quick runs and smoke tests)",
@@ -208,52 +235,28 @@ def _load_labelled(path: str):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from digitnet.checkpoint import save_checkpoint
+    from digitnet.checkpoint import checkpoint_files, save_checkpoint
     from digitnet.data import stratified_split, summarize
     from digitnet.evaluate import evaluate, evaluate_drawings, format_per_class_table
-    from digitnet.files import refuse_overwriting_inputs
+    from digitnet.files import check_writable, refuse_overwriting_inputs
     from digitnet.preprocess import digits_to_inputs
     from digitnet.train import TrainConfig, train_model, tutorial_config
 
-    config_values = {
-        name: getattr(args, name)
-        for name in (
-            "architecture",
-            "hidden_sizes",
-            "dropout",
-            "optimizer",
-            "lr",
-            "momentum",
-            "schedule",
-            "epochs",
-            "batch_size",
-            "weight_decay",
-            "label_smoothing",
-            "shuffle",
-            "augment",
-            "val_fraction",
-            "seed",
-            "device",
-        )
-    }
-    if args.tutorial:
-        # Only flags the user actually typed override the tutorial's recipe.
-        typed = {
-            k: v
-            for k, v in config_values.items()
-            if v != getattr(TrainConfig(), k)
-            and not (k == "hidden_sizes" and tuple(v) == TrainConfig().hidden_sizes)
-        }
-        config = tutorial_config(**typed)
-    else:
-        config = TrainConfig(**config_values)
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    config = tutorial_config(**given) if args.tutorial else TrainConfig(**given)
     out = Path(args.out) if args.out else Path("runs") / config.architecture
-    refuse_overwriting_inputs(out.with_suffix(".safetensors"), [args.data])
-    refuse_overwriting_inputs(out.with_suffix(".json"), [args.data])
+    if out.is_dir():
+        raise DigitnetError(
+            f"{out}: is a folder; --out takes a name, e.g. {out / config.architecture}"
+        )
+    weights_path, meta_path = checkpoint_files(out)
+    refuse_overwriting_inputs(weights_path, [args.data])
+    refuse_overwriting_inputs(meta_path, [args.data])
+    check_writable(weights_path)
 
     print("config " + json.dumps(config.to_dict()), flush=True)
     digits = _load_labelled(args.data)
-    if args.limit:
+    if args.limit is not None:
         digits = digits.subset(np.arange(min(args.limit, len(digits))))
     summary = summarize(digits)
     print(
@@ -267,6 +270,19 @@ def run_train(args: argparse.Namespace) -> int:
         f"split {len(train_index)} train / {len(val_index)} validation (seed {config.seed})",
         flush=True,
     )
+    if len(train_index) == 0:
+        raise DigitnetError(f"{args.data}: no digits left to train on; lower --val-fraction")
+    if len(val_index) == 0:
+        print(
+            "warning: no validation digits, so the last epoch's weights are kept and no "
+            "accuracy is measured; use more data or a larger --val-fraction",
+            file=sys.stderr,
+        )
+    if len(np.unique(digits.labels)) < 2:
+        print(
+            "warning: every digit has the same label; the model can only learn that one",
+            file=sys.stderr,
+        )
 
     result = train_model(
         config,
@@ -317,15 +333,25 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from digitnet.checkpoint import load_checkpoint
+    from digitnet.checkpoint import load_checkpoint, model_files
+    from digitnet.data import fingerprint
     from digitnet.evaluate import evaluate, format_per_class_table
-    from digitnet.files import write_text_atomically
+    from digitnet.files import refuse_overwriting_inputs, write_text_atomically
     from digitnet.preprocess import digits_to_inputs
 
-    model, _ = load_checkpoint(args.model)
+    if args.json_out:
+        refuse_overwriting_inputs(args.json_out, [args.data, *model_files(args.model)])
+    model, metadata = load_checkpoint(args.model)
     digits = _load_labelled(args.data)
     metrics = evaluate(model, digits_to_inputs(digits.images), digits.labels)
     print(format_per_class_table(metrics))
+    if fingerprint(digits) == metadata.get("data", {}).get("fingerprint"):
+        print(
+            "note: this is the data the model was trained on (validation split included), "
+            "so this accuracy is optimistic; its validation accuracy is in "
+            "'python -m digitnet info'",
+            file=sys.stderr,
+        )
     if args.json_out:
         write_text_atomically(args.json_out, json.dumps(metrics, indent=1) + "\n")
         print(f"saved {args.json_out}")
@@ -333,7 +359,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from digitnet.checkpoint import load_checkpoint
+    from digitnet.checkpoint import load_checkpoint, model_files
     from digitnet.files import refuse_overwriting_inputs
     from digitnet.predict import (
         list_image_files,
@@ -343,7 +369,7 @@ def run_predict(args: argparse.Namespace) -> int:
         write_submission,
     )
 
-    refuse_overwriting_inputs(args.out, args.inputs)
+    refuse_overwriting_inputs(args.out, [*args.inputs, *model_files(args.model)])
     csv_inputs = [p for p in args.inputs if Path(p).suffix.lower() == ".csv"]
     if csv_inputs and len(args.inputs) > 1:
         raise DigitnetError("give one test CSV, or image files and folders, not both")

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import base64
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # no display on servers; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+# Figure objects, not pyplot: no global backend switch, no figures kept alive by pyplot.
+from matplotlib.figure import Figure
 
-from digitnet.data import IMAGE_SIZE, NUM_CLASSES  # noqa: E402
+from digitnet.data import IMAGE_SIZE, NUM_CLASSES
 
 DIGITS = [str(d) for d in range(NUM_CLASSES)]
 
@@ -29,11 +27,18 @@ def history_frame(metadata: dict) -> pd.DataFrame:
             loss, accuracy = report.get(f"{split}_loss"), report.get(f"{split}_accuracy")
             name = "train" if split == "train" else "validation"
             if loss is not None:
-                rows.append({"epoch": report["epoch"], "metric": "loss", "split": name,
-                             "value": loss})
+                rows.append(
+                    {"epoch": report["epoch"], "metric": "loss", "split": name, "value": loss}
+                )
             if accuracy is not None:
-                rows.append({"epoch": report["epoch"], "metric": "accuracy", "split": name,
-                             "value": 100 * accuracy})
+                rows.append(
+                    {
+                        "epoch": report["epoch"],
+                        "metric": "accuracy",
+                        "split": name,
+                        "value": 100 * accuracy,
+                    }
+                )
     return pd.DataFrame(rows, columns=["epoch", "metric", "split", "value"])
 
 
@@ -42,9 +47,12 @@ def curves_figure(metadata: dict) -> Figure | None:
     frame = history_frame(metadata)
     if frame.empty:
         return None
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
-    for axes, metric, unit in ((loss_axes, "loss", "cross-entropy"),
-                               (accuracy_axes, "accuracy", "% correct")):
+    figure = Figure(figsize=(9, 3.2), dpi=100)
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    for axes, metric, unit in (
+        (loss_axes, "loss", "cross-entropy"),
+        (accuracy_axes, "accuracy", "% correct"),
+    ):
         for split in ("train", "validation"):
             part = frame[(frame.metric == metric) & (frame.split == split)]
             axes.plot(part.epoch, part.value, label=split, linewidth=1.8)
@@ -56,10 +64,23 @@ def curves_figure(metadata: dict) -> Figure | None:
     best = metadata.get("best_epoch")
     if best:
         accuracy_axes.axvline(best, color="grey", linestyle=":", linewidth=1)
-        accuracy_axes.annotate(f"best: epoch {best}", (best, accuracy_axes.get_ylim()[0]),
-                               textcoords="offset points", xytext=(4, 6), fontsize=8, color="grey")
-    accuracy_axes.text(0.99, 0.02, "train accuracy is on augmented digits",
-                       transform=accuracy_axes.transAxes, ha="right", fontsize=7, color="grey")
+        accuracy_axes.annotate(
+            f"best: epoch {best}",
+            (best, accuracy_axes.get_ylim()[0]),
+            textcoords="offset points",
+            xytext=(4, 6),
+            fontsize=8,
+            color="grey",
+        )
+    accuracy_axes.text(
+        0.99,
+        0.02,
+        "train accuracy is on augmented digits",
+        transform=accuracy_axes.transAxes,
+        ha="right",
+        fontsize=7,
+        color="grey",
+    )
     figure.tight_layout()
     return figure
 
@@ -67,12 +88,14 @@ def curves_figure(metadata: dict) -> Figure | None:
 def per_class_frame(metadata: dict) -> pd.DataFrame:
     """Validation accuracy (%) and count per digit, in order 0-9."""
     per_class = metadata.get("metrics", {}).get("validation", {}).get("per_class", [])
-    return pd.DataFrame({
-        "digit": [str(row["digit"]) for row in per_class],
-        "accuracy": [100 * (row["accuracy"] or 0.0) for row in per_class],
-        "count": [row["count"] for row in per_class],
-        "correct": [row["correct"] for row in per_class],
-    })
+    return pd.DataFrame(
+        {
+            "digit": [str(row["digit"]) for row in per_class],
+            "accuracy": [100 * (row["accuracy"] or 0.0) for row in per_class],
+            "count": [row["count"] for row in per_class],
+            "correct": [row["correct"] for row in per_class],
+        }
+    )
 
 
 def confusion_figure(metadata: dict) -> Figure | None:
@@ -81,7 +104,8 @@ def confusion_figure(metadata: dict) -> Figure | None:
     if not confusion:
         return None
     matrix = np.asarray(confusion)
-    figure, axes = plt.subplots(figsize=(4.6, 4.2), dpi=100)
+    figure = Figure(figsize=(4.6, 4.2), dpi=100)
+    axes = figure.subplots()
     # Log-ish colour so the few mistakes stand out next to the big diagonal.
     axes.imshow(np.log1p(matrix), cmap="Blues")
     for true in range(NUM_CLASSES):
@@ -89,8 +113,15 @@ def confusion_figure(metadata: dict) -> Figure | None:
             value = matrix[true, predicted]
             if value:
                 dark = np.log1p(value) > 0.6 * np.log1p(matrix.max())
-                axes.text(predicted, true, str(value), ha="center", va="center", fontsize=7,
-                          color="white" if dark else ("black" if true == predicted else "#b00"))
+                axes.text(
+                    predicted,
+                    true,
+                    str(value),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if dark else ("black" if true == predicted else "#b00"),
+                )
     axes.set_xticks(range(NUM_CLASSES), DIGITS)
     axes.set_yticks(range(NUM_CLASSES), DIGITS)
     axes.set_xlabel("predicted")
@@ -107,10 +138,9 @@ def mistake_gallery(metadata: dict, scale: int = 4) -> list[tuple[np.ndarray, st
         if "pixels" not in mistake:
             continue
         digit = np.frombuffer(base64.b64decode(mistake["pixels"]), dtype=np.uint8)
-        digit = (255 - digit.reshape(IMAGE_SIZE, IMAGE_SIZE))  # dark ink on white, like the canvas
+        digit = 255 - digit.reshape(IMAGE_SIZE, IMAGE_SIZE)  # dark ink on white, like the canvas
         enlarged = np.kron(digit, np.ones((scale, scale), dtype=np.uint8))
-        caption = (f"{mistake['predicted']} ({mistake['true']}) "
-                   f"{100 * mistake['confidence']:.0f}%")
+        caption = f"{mistake['predicted']} ({mistake['true']}) {100 * mistake['confidence']:.0f}%"
         items.append((enlarged, caption))
     return items
 

@@ -336,6 +336,9 @@ def stratified_split(
         members = np.flatnonzero(labels == digit)
         members = members[rng.permutation(len(members))]
         n_val = int(round(len(members) * val_fraction))
+        if val_fraction > 0 and len(members) >= 2:
+            # Tiny classes still get one validation digit, and keep one to train on.
+            n_val = min(max(n_val, 1), len(members) - 1)
         val_parts.append(members[:n_val])
         train_parts.append(members[n_val:])
     return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(val_parts))

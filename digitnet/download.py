@@ -105,13 +105,20 @@ def download_file(
     """
     dest = Path(dest)
     expected = sha256.lower()
-    dest.parent.mkdir(parents=True, exist_ok=True)
     temp_path: Path | None = None
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         # Same folder as dest, so os.replace is an atomic rename on one filesystem.
-        with tempfile.NamedTemporaryFile(
+        temp = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by the with below)
             dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False
-        ) as temp:
+        )
+    except OSError as error:
+        raise DownloadError(
+            f"{dest.parent}: cannot write the download there ({error.strerror or error}); "
+            "set DIGITNET_CACHE or --cache to a writable folder"
+        ) from None
+    try:
+        with temp:
             temp_path = Path(temp.name)
             actual = _stream_into(url, temp, timeout=timeout, progress=progress)
             temp.flush()

@@ -19,27 +19,39 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     if path.is_dir():
         raise DigitnetError(f"{path}: is a folder; give a file name to write")
-    if not path.parent.exists():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise DigitnetError(
-                f"{path.parent}: cannot create the folder ({error.strerror})"
-            ) from None
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    temp = Path(temp_name)
+    temp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+        os.close(handle)
+        temp = Path(temp_name)
         write(temp)
         os.chmod(temp, 0o644)  # mkstemp makes files private; outputs are ordinary files
         os.replace(temp, path)
     except OSError as error:
         raise DigitnetError(
-            f"{path}: could not write the file ({error.strerror or error})"
+            f"{path}: could not write the file ({error.strerror or error}); "
+            f"check the folder exists and is writable"
         ) from None
     finally:
-        temp.unlink(missing_ok=True)
+        if temp is not None:
+            temp.unlink(missing_ok=True)
     return path
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail now, not after an hour of training, if ``path``'s folder cannot be written."""
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise DigitnetError(
+            f"{folder}: cannot write there ({error.strerror or error}); choose another --out"
+        ) from None
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:

@@ -8,9 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-IMAGE_SIZE = 28
-NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
-NUM_CLASSES = 10
+from digitnet.data import IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS
+
 ARCHITECTURES = ("mlp", "cnn")
 
 

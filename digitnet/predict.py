@@ -44,10 +44,14 @@ class Prediction:
         return not self.is_blank and self.confidence < UNSURE_BELOW
 
 
-@torch.no_grad()
 def classify_drawing(model: nn.Module, image) -> Prediction:
     """Preprocess any drawing MNIST-style and classify it. A blank drawing is not guessed."""
-    preprocessed = canvas_to_mnist(image)
+    return classify_preprocessed(model, canvas_to_mnist(image))
+
+
+@torch.no_grad()
+def classify_preprocessed(model: nn.Module, preprocessed: Preprocessed) -> Prediction:
+    """Classify a drawing already through :func:`canvas_to_mnist` (preprocess once, ask many)."""
     if preprocessed.is_blank:
         return Prediction(np.zeros(10, dtype=np.float32), preprocessed)
     return Prediction(predict_probs(model, preprocessed.image[None])[0], preprocessed)

@@ -11,15 +11,16 @@ All functions here are pure: image in, arrays out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from digitnet.data import IMAGE_SIZE
 from digitnet.errors import ImageError
 
-IMAGE_SIZE = 28
 BOX_SIZE = 20  # MNIST's digits fit a 20x20 box inside the 28x28 frame
 # Where MNIST puts the centre of mass, in (row, column) pixel indices: measured on
 # the 8,000 digits of mnist-10k/train.csv as 13.996 and 14.006 (std 0.29, the
@@ -51,15 +52,24 @@ class Preprocessed:
 
 
 def to_float_array(image: Image.Image | np.ndarray) -> np.ndarray:
-    """Any PIL image or array -> float32 (H, W, C) in [0, 1], C in {1, 3, 4}, alpha last."""
+    """Any PIL image or array -> float32 (H, W, C) in [0, 1], C in {1, 3, 4}, alpha last.
+
+    Images larger than MAX_WORKING_SIDE are shrunk first (PIL) or strided (arrays), so a
+    huge input costs no more memory than a big canvas.
+    """
     if isinstance(image, Image.Image):
-        if image.mode in ("1", "L", "I", "I;16", "F"):
-            image = image.convert("F") if image.mode in ("I", "I;16") else image.convert("L")
-        elif image.mode in ("LA", "PA", "RGBA", "P"):
-            image = image.convert("RGBA")
-        elif image.mode != "RGB":
-            image = image.convert("RGB")
-        array = np.asarray(image)
+        factor = math.ceil(max(image.size) / MAX_WORKING_SIDE)
+        if image.mode.startswith(("I", "F")):
+            # 16/32-bit and float images keep their range; the array code below scales them.
+            array = np.asarray(image)
+        else:
+            if image.mode in ("1", "L"):
+                image = image.convert("L")
+            elif image.mode in ("LA", "La", "PA", "RGBA", "RGBa", "P"):
+                image = image.convert("RGBA")
+            elif image.mode != "RGB":
+                image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+            array = np.asarray(image.reduce(factor) if factor > 1 else image)
     else:
         array = np.asarray(image)
     if array.ndim == 2:
@@ -68,6 +78,9 @@ def to_float_array(image: Image.Image | np.ndarray) -> np.ndarray:
         raise ImageError(
             f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}"
         )
+    step = math.ceil(max(array.shape[:2]) / MAX_WORKING_SIDE)
+    if step > 1:
+        array = array[::step, ::step]  # a huge array: every step-th pixel is plenty
     if array.shape[2] == 2:  # grey + alpha
         array = np.concatenate([array[:, :, :1]] * 3 + [array[:, :, 1:]], axis=2)
     if array.dtype == np.bool_:
@@ -81,6 +94,13 @@ def to_float_array(image: Image.Image | np.ndarray) -> np.ndarray:
     return array.clip(0.0, 1.0)
 
 
+def _grey(colour: np.ndarray) -> np.ndarray:
+    """(H, W, 1 or 3) -> (H, W) luminance."""
+    if colour.shape[2] == 3:
+        return colour @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return colour[:, :, 0]
+
+
 def image_to_ink(image: Image.Image | np.ndarray) -> tuple[np.ndarray, bool]:
     """Find the ink: (H, W) float32 in [0, 1] with 1 = full ink, and whether it is blank.
 
@@ -89,15 +109,18 @@ def image_to_ink(image: Image.Image | np.ndarray) -> tuple[np.ndarray, bool]:
     it does not depend on the page's theme.
     """
     pixels = to_float_array(image)
+    grey = _grey(pixels[:, :, :3] if pixels.shape[2] >= 3 else pixels[:, :, :1])
+    ink = None
     if pixels.shape[2] == 4 and pixels[:, :, 3].min() < 0.99:
-        # Some pixels are transparent: the drawing is in the alpha channel.
-        ink = pixels[:, :, 3].copy()
-    else:
-        colour = pixels[:, :, :3] if pixels.shape[2] >= 3 else pixels[:, :, :1]
-        if colour.shape[2] == 3:
-            grey = colour @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        alpha = pixels[:, :, 3]
+        opaque = grey[alpha > 0.5]
+        if opaque.size == 0 or np.percentile(opaque, 99) - np.percentile(opaque, 1) < 0.25:
+            # Transparent background, one ink colour: the drawing is the alpha channel.
+            ink = alpha.copy()
         else:
-            grey = colour[:, :, 0]
+            # A picture of several colours with transparent parts: flatten it onto white.
+            grey = grey * alpha + (1.0 - alpha)
+    if ink is None:
         background = _border_median(grey)
         # Ink is whatever differs from the background, in the direction away from it.
         ink = (background - grey) if background >= 0.5 else (grey - background)
@@ -168,21 +191,12 @@ def centre_by_mass(boxed: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
 def canvas_to_mnist(image: Image.Image | np.ndarray) -> Preprocessed:
     """Any drawing -> the 28x28 model input, MNIST-style, with every step kept."""
     ink, blank = image_to_ink(image)
-    if max(ink.shape) > MAX_WORKING_SIDE:
-        ink = _shrink(ink, MAX_WORKING_SIDE)
     empty = np.zeros((0, 0), dtype=np.float32)
     if blank:
         return Preprocessed(np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32), True, ink, empty, empty)
     cropped = crop_to_ink(ink)
     boxed = fit_in_box(cropped)
     return Preprocessed(centre_by_mass(boxed), False, ink, cropped, boxed)
-
-
-def _shrink(ink: np.ndarray, max_side: int) -> np.ndarray:
-    height, width = ink.shape
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(ink, mode="F").resize(size, Image.Resampling.BOX))
 
 
 def load_image_file(path: str | Path) -> Image.Image:

@@ -77,6 +77,12 @@ class TrainConfig:
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
             (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
             (
+                len(self.cnn_channels) == 2
+                and min(self.cnn_channels) >= 1
+                and self.cnn_hidden >= 1,
+                "cnn_channels needs two positive sizes and cnn_hidden a positive size",
+            ),
+            (
                 len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1,
                 "hidden_sizes needs at least one positive size",
             ),
@@ -96,6 +102,17 @@ class TrainConfig:
         """Rebuild from saved metadata; keys this version does not know are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def build_model_from_config(config: TrainConfig) -> nn.Module:
+    """The untrained model a config describes."""
+    return build_model(
+        config.architecture,
+        hidden_sizes=config.hidden_sizes,
+        dropout=config.dropout,
+        cnn_channels=config.cnn_channels,
+        cnn_hidden=config.cnn_hidden,
+    )
 
 
 def tutorial_config(**overrides) -> TrainConfig:
@@ -280,13 +297,9 @@ def train_model(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = build_model(
-        config.architecture,
-        hidden_sizes=config.hidden_sizes,
-        dropout=config.dropout,
-        cnn_channels=config.cnn_channels,
-        cnn_hidden=config.cnn_hidden,
-    ).to(device)
+    if len(train_labels) == 0:
+        raise ValueError("no training digits; use more data or a smaller validation fraction")
+    model = build_model_from_config(config).to(device)
     optimizer = _make_optimizer(model, config)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
@@ -301,7 +314,7 @@ def train_model(
     total_steps = steps_per_epoch * config.epochs
 
     result = TrainResult(model=model, device=str(device))
-    best_accuracy, best_state = -1.0, None
+    best_score, best_state = None, None
     step = 0
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
@@ -333,8 +346,10 @@ def train_model(
             loss.backward()
             optimizer.step()
             step += 1
+            # Reported loss is plain cross-entropy, comparable with validation's: the
+            # smoothed loss the optimiser sees cannot fall below ~0.5 with smoothing 0.1.
             # Summed on the device: a .item() per step would stall a GPU.
-            loss_sum += loss.detach() * len(y)
+            loss_sum += F.cross_entropy(logits.detach(), y, reduction="sum")
             correct += (logits.argmax(dim=1) == y).sum()
 
         val_loss = val_accuracy = None
@@ -351,10 +366,11 @@ def train_model(
             seconds=time.perf_counter() - epoch_start,
         )
         result.history.append(report)
-        # Keep the best weights by validation accuracy; without validation, the last.
-        score = val_accuracy if has_val else epoch
-        if score > best_accuracy:
-            best_accuracy, result.best_epoch = score, epoch
+        # Keep the best weights by validation accuracy, ties going to the lower validation
+        # loss (800 digits make ties common); without validation, the last epoch's.
+        score = (val_accuracy, -val_loss) if has_val else (epoch, 0.0)
+        if best_score is None or score > best_score:
+            best_score, result.best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(report)

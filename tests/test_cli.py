@@ -375,3 +375,127 @@ def test_train_limit_uses_the_first_digits(tmp_path, capsys, small_train_csv):
     assert code == 0, err
     assert json.loads(out.with_suffix(".json").read_text())["data"]["count"] == 100
     assert "100 digits" in stdout
+
+
+# ---------------------------------------------------------------------------
+# Outputs never replace inputs, names keep their dots, unwritable places fail early
+
+
+def test_a_dot_in_out_is_part_of_the_name(tmp_path, capsys, small_train_csv):
+    for name in ("lr0.01", "lr0.03"):
+        code, _, err = run_cli(
+            capsys,
+            "train",
+            "--data",
+            small_train_csv,
+            "--epochs",
+            "1",
+            "--limit",
+            "200",
+            "--out",
+            tmp_path / name,
+            "--quiet",
+        )
+        assert code == 0, err
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["lr0.01.json", "lr0.01.safetensors", "lr0.03.json", "lr0.03.safetensors"]
+
+
+def test_train_out_into_an_unwritable_place_fails_before_training(
+    tmp_path, capsys, small_train_csv
+):
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    code, stdout, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        small_train_csv,
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        not_a_folder / "model",
+    )
+    assert_failed(code, err, "file.txt")
+    assert "epoch" not in stdout
+
+
+def test_train_out_an_existing_folder_is_refused(tmp_path, capsys, small_train_csv):
+    code, _, err = run_cli(
+        capsys, "train", "--data", small_train_csv, "--epochs", "1", "--out", tmp_path
+    )
+    assert_failed(code, err, "is a folder")
+
+
+def test_predict_refuses_to_overwrite_the_model(tmp_path, capsys, checkpoint, small_test_csv):
+    model = tmp_path / "m"
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(checkpoint.with_suffix(suffix), model.with_suffix(suffix))
+    before = model.with_suffix(".json").read_bytes()
+    code, _, err = run_cli(
+        capsys, "predict", small_test_csv, "--model", model, "--out", model.with_suffix(".json")
+    )
+    assert_failed(code, err, "m.json")
+    assert model.with_suffix(".json").read_bytes() == before
+
+
+def test_evaluate_json_refuses_to_overwrite_the_data(tmp_path, capsys, checkpoint, small_train_csv):
+    data = tmp_path / "copy.csv"
+    shutil.copyfile(small_train_csv, data)
+    code, _, err = run_cli(
+        capsys, "evaluate", "--model", checkpoint, "--data", data, "--json", data
+    )
+    assert_failed(code, err, "copy.csv")
+    assert data.read_bytes() == small_train_csv.read_bytes()
+
+
+def test_predict_into_a_missing_folder_under_a_file_is_one_line(
+    tmp_path, capsys, checkpoint, small_test_csv
+):
+    blocker = tmp_path / "blocker.csv"
+    blocker.write_text("x")
+    code, _, err = run_cli(
+        capsys, "predict", small_test_csv, "--model", checkpoint, "--out", blocker / "out.csv"
+    )
+    assert_failed(code, err, "out.csv")
+
+
+def test_tutorial_keeps_flags_typed_even_at_digitnet_defaults(tmp_path, capsys, small_train_csv):
+    code, stdout, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        small_train_csv,
+        "--tutorial",
+        "--epochs",
+        "1",
+        "--optimizer",
+        "adamw",
+        "--limit",
+        "200",
+        "--out",
+        tmp_path / "t",
+        "--quiet",
+    )
+    assert code == 0, err
+    config = json.loads(stdout.splitlines()[0].removeprefix("config "))
+    assert config["optimizer"] == "adamw"  # typed, although it is digitnet's default
+    assert config["epochs"] == 1
+    assert config["lr"] == 0.01 and config["shuffle"] is False  # the tutorial's, untyped
+
+
+def test_a_text_file_named_pt_is_one_line(tmp_path, capsys, small_test_csv):
+    fake = tmp_path / "model.pt"
+    fake.write_text("hello\n")
+    code, _, err = run_cli(
+        capsys, "predict", small_test_csv, "--model", fake, "--out", tmp_path / "o.csv"
+    )
+    assert_failed(code, err, "model.pt")
+
+
+def test_limit_must_be_positive(capsys, small_train_csv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(small_train_csv), "--limit", "0"])
+    assert exit_info.value.code != 0
+    assert "at least 1" in capsys.readouterr().err

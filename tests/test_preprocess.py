@@ -402,5 +402,46 @@ def test_huge_array_is_shrunk_before_the_box_step():
     canvas = np.full((1500, 2500), 255, dtype=np.uint8)
     canvas[300:1200, 1000:1200] = 0
     result = canvas_to_mnist(canvas)
-    assert max(result.ink.shape) == MAX_WORKING_SIDE
+    # Strided by a whole step (3 here), so at most MAX_WORKING_SIDE and not much less.
+    assert MAX_WORKING_SIDE // 2 < max(result.ink.shape) <= MAX_WORKING_SIDE
     assert not result.is_blank and result.boxed.shape[0] == BOX_SIZE
+
+
+def test_sixteen_bit_grey_ink_is_found():
+    """A 16-bit PNG (white 65535, pencil-grey ink 12000) is not mistaken for blank."""
+    array = np.full((200, 200), 65535, dtype=np.uint16)
+    array[40:160, 90:110] = 12000
+    result = canvas_to_mnist(Image.fromarray(array))
+    assert not result.is_blank
+    assert result.boxed.shape[0] == BOX_SIZE
+
+
+def test_float_image_in_zero_to_one_is_found():
+    array = np.ones((100, 100), dtype=np.float32)
+    array[20:80, 45:55] = 0.0
+    result = canvas_to_mnist(Image.fromarray(array))
+    assert not result.is_blank
+
+
+def test_opaque_card_with_transparent_margin_reads_the_dark_ink():
+    """A white card with a black digit and a transparent margin: ink is the black, not the card."""
+    rgba = np.zeros((120, 120, 4), dtype=np.uint8)
+    rgba[10:110, 10:110] = (255, 255, 255, 255)  # the opaque white card
+    rgba[30:90, 55:65] = (0, 0, 0, 255)  # a black "1" on it
+    result = canvas_to_mnist(rgba)
+    assert not result.is_blank
+    height, width = result.cropped.shape
+    assert height > 2 * width  # the tall stroke, not the square card
+
+
+def test_huge_array_costs_little_memory():
+    import tracemalloc
+
+    canvas = np.full((6000, 6000), 255, dtype=np.uint8)
+    canvas[1000:5000, 2800:3200] = 0
+    tracemalloc.start()
+    result = canvas_to_mnist(canvas)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert not result.is_blank
+    assert peak < 100 * 2**20, f"peak {peak / 2**20:.0f} MiB"
