@@ -201,3 +201,35 @@ def test_dark_theme_recognises_a_drawing(server, browser):
         assert re.search(r"It's a 7\b", text)
     finally:
         page.close()
+
+
+def test_a_finger_on_a_phone_draws_a_recognised_digit(server, browser):
+    """Touch events on a phone-sized page (the canvas has touch-action: none, so no scroll)."""
+    context = browser.new_context(
+        viewport={"width": 412, "height": 900}, has_touch=True, is_mobile=True
+    )
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(server)
+        page.locator(CANVAS).first.wait_for(state="visible")
+        page.wait_for_selector(BRUSH_READY)
+        page.locator(CANVAS).first.scroll_into_view_if_needed()
+        box = page.locator(CANVAS).first.bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        radius = min(box["width"], box["height"]) / 2 * 0.7
+        points = [(cx + x * radius, cy + y * radius) for x, y in STROKES[7][0]]
+        touch = context.new_cdp_session(page)
+
+        def send(kind: str, x: float | None = None, y: float | None = None) -> None:
+            touch_points = [] if x is None else [{"x": x, "y": y}]
+            touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": touch_points})
+
+        send("touchStart", *points[0])
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            for i in range(1, 5):
+                send("touchMove", x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4)
+        send("touchEnd")
+        assert "It's a 7" in wait_for_answer(page, r"It's a 7\b")
+    finally:
+        context.close()
