@@ -340,7 +340,7 @@ def build_demo(models: dict[str, LoadedModel], warnings: list[str] | None = None
 
         with gr.Accordion("Classify an image file", open=False):
             upload = gr.File(label="An image of a digit", file_types=["image"], elem_id="upload")
-            upload_label = gr.Label(num_top_classes=3, label="Answer")
+            upload_label = gr.Label(num_top_classes=10, label="Answer")
 
         sketch_outputs = [answer, label, bars, *steps, comparison]
         dashboard_outputs = [card, curves, per_class, confusion, mistakes]
