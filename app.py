@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -392,6 +393,23 @@ def launch(demo: gr.Blocks, **kwargs):
     return demo.launch(
         css=CSS, theme=gr.themes.Default(), show_error=True, ssr_mode=False, **kwargs
     )
+
+
+def serve_in_background(
+    models: dict[str, LoadedModel], warnings: list[str] | None = None
+) -> tuple[gr.Blocks, str]:
+    """Serve on 127.0.0.1 and a free port without blocking (tests, the load script).
+
+    Returns the demo (``demo.close()`` stops it) and its URL.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = build_demo(models, warnings)
+    _, url, _ = launch(
+        demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
+    )
+    return demo, url
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,6 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import socket  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -125,13 +124,7 @@ def serve() -> tuple[str, object]:
     models, warnings = app.load_models()
     if not models:
         sys.exit("error: no model could be loaded: " + "; ".join(warnings))
-    demo = app.build_demo(models, warnings)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    _, url, _ = app.launch(
-        demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
-    )
+    demo, url = app.serve_in_background(models, warnings)
     return url, demo
 
 

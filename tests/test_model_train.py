@@ -125,16 +125,16 @@ def test_augment_batch_keeps_shape_and_range_and_is_seeded(mnist):
     assert 0.8 < first.sum().item() / images.sum().item() < 1.6
 
 
+def without_geometry(**overrides) -> TrainConfig:
+    """Augmentation with no rotation, zoom, shift, shear or thickening."""
+    return TrainConfig(
+        rotate_degrees=0, scale_range=0, shift_pixels=0, shear=0, thickness_prob=0, **overrides
+    )
+
+
 def test_augment_batch_with_zero_strength_is_the_identity(mnist):
     images = torch.as_tensor(digits_to_inputs(mnist.images[:16])).reshape(-1, 1, 28, 28)
-    config = TrainConfig(
-        rotate_degrees=0,
-        scale_range=0,
-        shift_pixels=0,
-        shear=0,
-        thickness_prob=0,
-        hard_stroke_prob=0,
-    )
+    config = without_geometry(hard_stroke_prob=0)
     out = augment_batch(images.clone(), config, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out, images, atol=1e-5, rtol=0)
 
@@ -230,14 +230,7 @@ def test_cnn_trains_one_short_epoch(small_split):
 
 def test_hard_strokes_redraw_every_digit_with_crisp_edges(mnist):
     images = torch.as_tensor(digits_to_inputs(mnist.images[:16])).reshape(-1, 1, 28, 28)
-    config = TrainConfig(
-        rotate_degrees=0,
-        scale_range=0,
-        shift_pixels=0,
-        shear=0,
-        thickness_prob=0,
-        hard_stroke_prob=1.0,
-    )
+    config = without_geometry(hard_stroke_prob=1.0)
     out = augment_batch(images.clone(), config, torch.Generator().manual_seed(0))
     # Thresholded at 2x and averaged back: every pixel is a multiple of 1/4.
     torch.testing.assert_close(out * 4, torch.round(out * 4), atol=1e-5, rtol=0)
