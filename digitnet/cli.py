@@ -166,6 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="labelled digits: Kaggle train-format CSV, IDX, or folder",
     )
     evaluate.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="only the digits the model held out for validation (--data must be its training data)",
+    )
+    evaluate.add_argument(
+        "--drawings",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure N canvas-like drawings rendered from the digits",
+    )
+    evaluate.add_argument(
+        "--drawing-seed", type=int, default=0, metavar="S", help="seed of the drawings' styles"
+    )
+    evaluate.add_argument(
         "--json",
         dest="json_out",
         default=None,
@@ -334,23 +349,43 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from digitnet.checkpoint import load_checkpoint, model_files
-    from digitnet.data import fingerprint
-    from digitnet.evaluate import evaluate, format_per_class_table
+    from digitnet.data import fingerprint, stratified_split
+    from digitnet.evaluate import evaluate, evaluate_drawings, format_per_class_table
     from digitnet.files import refuse_overwriting_inputs, write_text_atomically
     from digitnet.preprocess import digits_to_inputs
+    from digitnet.train import TrainConfig
 
     if args.json_out:
         refuse_overwriting_inputs(args.json_out, [args.data, *model_files(args.model)])
     model, metadata = load_checkpoint(args.model)
     digits = _load_labelled(args.data)
+    trained_on_this = fingerprint(digits) == metadata.get("data", {}).get("fingerprint")
+    if args.validation_only:
+        if not trained_on_this:
+            raise DigitnetError(
+                f"{args.data}: not the data this model was trained on (fingerprint differs), "
+                f"so its validation split is unknown; drop --validation-only"
+            )
+        config = TrainConfig.from_dict(metadata["config"])
+        _, val_index = stratified_split(digits.labels, config.val_fraction, config.seed)
+        digits = digits.subset(val_index)
+        print(f"the model's validation split: {len(digits)} digits", file=sys.stderr)
+    elif trained_on_this:
+        print(
+            "note: this is the data the model was trained on, so this accuracy is "
+            "optimistic; add --validation-only for the digits it held out",
+            file=sys.stderr,
+        )
     metrics = evaluate(model, digits_to_inputs(digits.images), digits.labels)
     print(format_per_class_table(metrics))
-    if fingerprint(digits) == metadata.get("data", {}).get("fingerprint"):
+    if args.drawings:
+        count = min(args.drawings, len(digits))
+        metrics["drawings"] = evaluate_drawings(
+            model, digits.images[:count], digits.labels[:count], seed=args.drawing_seed
+        )
         print(
-            "note: this is the data the model was trained on (validation split included), "
-            "so this accuracy is optimistic; its validation accuracy is in "
-            "'python -m digitnet info'",
-            file=sys.stderr,
+            f"canvas-like drawings (seed {args.drawing_seed}): "
+            f"{100 * metrics['drawings']['accuracy']:.2f}% of {count} right"
         )
     if args.json_out:
         write_text_atomically(args.json_out, json.dumps(metrics, indent=1) + "\n")

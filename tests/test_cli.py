@@ -499,3 +499,42 @@ def test_limit_must_be_positive(capsys, small_train_csv):
         main(["train", "--data", str(small_train_csv), "--limit", "0"])
     assert exit_info.value.code != 0
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_evaluate_validation_only_and_drawings(tmp_path, capsys, small_train_csv):
+    out = tmp_path / "m"
+    code, _, err = run_cli(
+        capsys, "train", "--data", small_train_csv, "--epochs", "1", "--out", out, "--quiet"
+    )
+    assert code == 0, err
+    saved = json.loads(out.with_suffix(".json").read_text())
+    code, stdout, err = run_cli(
+        capsys,
+        "evaluate",
+        "--model",
+        out,
+        "--data",
+        small_train_csv,
+        "--validation-only",
+        "--drawings",
+        "5",
+        "--json",
+        tmp_path / "report.json",
+    )
+    assert code == 0, err
+    report = json.loads((tmp_path / "report.json").read_text())
+    # Exactly the digits training held out, with the same accuracy it recorded.
+    assert report["count"] == saved["data"]["val_count"]
+    assert report["accuracy"] == pytest.approx(saved["metrics"]["validation"]["accuracy"])
+    assert report["drawings"]["count"] == 5
+    assert "canvas-like drawings (seed 0)" in stdout
+
+
+def test_evaluate_validation_only_on_other_data_is_refused(
+    tmp_path, capsys, checkpoint, small_train_csv
+):
+    other = head_lines(small_train_csv, tmp_path / "other.csv", 100)
+    code, _, err = run_cli(
+        capsys, "evaluate", "--model", checkpoint, "--data", other, "--validation-only"
+    )
+    assert_failed(code, err, "other.csv", "--validation-only")
