@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from digitnet.checkpoint import load_checkpoint, model_card  # noqa: E402
+from digitnet.checkpoint import SHIPPED_MODELS, load_checkpoint, model_card  # noqa: E402
 from digitnet.dashboard import (  # noqa: E402
     DIGITS,
     confusion_figure,
@@ -38,15 +38,19 @@ from digitnet.dashboard import (  # noqa: E402
     per_class_frame,
 )
 from digitnet.errors import DigitnetError  # noqa: E402
-from digitnet.predict import Prediction, classify_drawing, classify_preprocessed  # noqa: E402
-from digitnet.preprocess import load_image_file  # noqa: E402
+from digitnet.predict import (  # noqa: E402
+    Prediction,
+    classify_drawing,
+    classify_preprocessed,
+    preprocess_image_file,
+)
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "assets" / "examples"
 CANVAS_SIZE = 280  # px; the brush below is scaled to it
 BRUSH_RADIUS = 10  # px: strokes ~20 px wide on 280 px, like MNIST's ~2 px strokes on 28 px
 STEP_SCALE = 8  # small step images are enlarged by whole pixels so nothing is smoothed
-SHIPPED = {"MLP": "mlp", "CNN": "cnn"}
+SHIPPED = {name.upper(): name for name in SHIPPED_MODELS}  # radio label -> --model name
 
 # Gradio 6's sketchpad starts, and restarts after "Clear canvas", with no tool selected, so
 # the first strokes would do nothing. This clicks the brush until it stays highlighted.
@@ -94,10 +98,10 @@ were made) and **how it was trained**."""
 DASHBOARD_INTRO = """## How the model was trained
 The model learnt from labelled MNIST digits and was checked after every epoch (one pass over
 them) on digits it never learnt from: the **validation** set (counts in the model card). Loss
-is how wrong it is on average (lower is better). Training accuracy sits *below* validation
-because training digits are randomly rotated, thickened and distorted each time, which is what
-makes the model hold up on real drawings. The best epoch's weights are the ones you are
-drawing against."""
+is how wrong it is on average (lower is better). When the training digits are augmented
+(randomly rotated, thickened and distorted each time, which is what makes the model hold up on
+real drawings), training accuracy sits *below* validation. The best epoch's weights are the
+ones you are drawing against."""
 
 
 @dataclass(frozen=True)
@@ -180,11 +184,17 @@ def step_images(prediction: Prediction) -> list[np.ndarray | None]:
     ]
 
 
-def compare_text(prediction: Prediction, models: dict[str, LoadedModel]) -> str:
-    """Every model's answer for the same (already preprocessed) drawing."""
+def compare_text(
+    prediction: Prediction, chosen: LoadedModel, models: dict[str, LoadedModel]
+) -> str:
+    """Every model's answer for the same drawing (preprocessed once; the chosen one is known)."""
     answers = []
     for loaded in models.values():
-        answer = classify_preprocessed(loaded.model, prediction.preprocessed)
+        answer = (
+            prediction
+            if loaded is chosen
+            else classify_preprocessed(loaded.model, prediction.preprocessed)
+        )
         answers.append(f"{loaded.name}: **{answer.label}** ({100 * answer.confidence:.1f}%)")
     return "Every model's answer: " + " · ".join(answers)
 
@@ -193,9 +203,12 @@ def make_handlers(models: dict[str, LoadedModel]):
     """The app's handlers, closed over the models loaded once at start."""
     default = next(iter(models))
 
+    def pick(choice: str | None) -> LoadedModel:
+        return models.get(choice or default, models[default])
+
     def predict_sketch(sketch: dict | None, choice: str | None):
         """Sketchpad value -> answer, probabilities, bar chart, pipeline steps, comparison."""
-        loaded = models.get(choice or default, models[default])
+        loaded = pick(choice)
         image = sketch_image(sketch)
         if image is None:  # a cleared canvas: the same path as a blank drawing
             image = np.full((CANVAS_SIZE, CANVAS_SIZE), 255, np.uint8)
@@ -203,7 +216,7 @@ def make_handlers(models: dict[str, LoadedModel]):
             prediction = classify_drawing(loaded.model, image)
         except DigitnetError as error:
             raise gr.Error(str(error)) from None
-        comparison = "" if prediction.is_blank else compare_text(prediction, models)
+        comparison = "" if prediction.is_blank else compare_text(prediction, loaded, models)
         return (
             answer_text(prediction),
             confidences(prediction),
@@ -216,19 +229,16 @@ def make_handlers(models: dict[str, LoadedModel]):
         """Any image file -> the ten label confidences (the ``classify`` API endpoint)."""
         if not path:
             raise gr.Error("No image was sent; upload a PNG or JPEG of a digit.")
-        loaded = models.get(choice or default, models[default])
         try:
-            prediction = classify_drawing(loaded.model, load_image_file(path))
+            preprocessed = preprocess_image_file(path)
         except DigitnetError as error:
             raise gr.Error(str(error)) from None
-        if prediction.is_blank:
-            raise gr.Error("The image is blank (no ink found); send a drawing of a digit.")
-        return confidences(prediction)
+        return confidences(classify_preprocessed(pick(choice).model, preprocessed))
 
     @functools.lru_cache(maxsize=8)
     def dashboard(choice: str | None):
         """Model card, curves, per-class accuracy, confusion matrix and mistakes of a model."""
-        loaded = models.get(choice or default, models[default])
+        loaded = pick(choice)
         metadata = loaded.metadata
         per_class = per_class_frame(metadata)
         return (

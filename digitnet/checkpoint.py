@@ -22,7 +22,7 @@ from torch import nn
 from digitnet import __version__
 from digitnet.errors import CheckpointError
 from digitnet.files import write_atomically, write_text_atomically
-from digitnet.model import NUM_PIXELS, build_model, count_parameters
+from digitnet.model import NUM_PIXELS, count_parameters
 from digitnet.train import TrainConfig, build_model_from_config
 
 FORMAT = "digitnet-checkpoint"
@@ -230,7 +230,7 @@ def import_tutorial_state_dict(
         )
     hidden = tuple(int(state[k].shape[0]) for k in layer_weights[:-1])
     config = TrainConfig(architecture="mlp", hidden_sizes=hidden)
-    model = build_model("mlp", hidden_sizes=hidden, dropout=config.dropout)
+    model = build_model_from_config(config)
     load_state_dict_strictly(model, state, path.name)
     metadata = {
         "format": FORMAT,

@@ -47,7 +47,8 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from digitnet.train import TrainConfig
+    from digitnet.model import ARCHITECTURES
+    from digitnet.train import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
@@ -89,19 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
             **kwargs,
         )
 
-    recipe_flag("--arch", "architecture", "model", choices=("mlp", "cnn"))
+    recipe_flag("--arch", "architecture", "model", choices=ARCHITECTURES)
     recipe_flag(
         "--hidden", "hidden_sizes", "MLP hidden layer sizes", type=int, nargs="+", metavar="UNITS"
     )
     recipe_flag("--dropout", "dropout", "dropout probability", type=float)
-    recipe_flag("--optimizer", "optimizer", "optimizer", choices=("sgd", "adam", "adamw"))
+    recipe_flag("--optimizer", "optimizer", "optimizer", choices=OPTIMIZERS)
     recipe_flag("--lr", "lr", "peak learning rate", type=float)
     recipe_flag("--momentum", "momentum", "SGD momentum", type=float)
     recipe_flag(
         "--schedule",
         "schedule",
         "learning-rate schedule",
-        choices=("constant", "cosine", "onecycle"),
+        choices=SCHEDULES,
     )
     recipe_flag("--epochs", "epochs", "passes over the training digits", type=int)
     recipe_flag("--batch-size", "batch_size", "digits per step", type=int)
@@ -119,11 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="augment",
         action="store_false",
         default=argparse.SUPPRESS,
-        help="turn off rotation/zoom/shift/shear/thickness augmentation",
+        help="turn off augmentation (rotation, zoom, shift, shear, thickness, hard strokes)",
     )
     recipe_flag("--val-fraction", "val_fraction", "share of each class held out", type=float)
     recipe_flag("--seed", "seed", "seed for split, weights, order and augmentation", type=int)
-    recipe_flag("--device", "device", "where to train", choices=("auto", "cpu", "cuda", "mps"))
+    recipe_flag("--device", "device", "where to train", choices=DEVICES)
     train.add_argument(
         "--tutorial",
         action="store_true",
@@ -251,7 +252,7 @@ def _load_labelled(path: str):
 
 def run_train(args: argparse.Namespace) -> int:
     from digitnet.checkpoint import checkpoint_files, save_checkpoint
-    from digitnet.data import stratified_split, summarize
+    from digitnet.data import summarize
     from digitnet.evaluate import evaluate, evaluate_drawings, format_per_class_table
     from digitnet.files import check_writable, refuse_overwriting_inputs
     from digitnet.preprocess import digits_to_inputs
@@ -279,14 +280,12 @@ def run_train(args: argparse.Namespace) -> int:
         f"{summary['class_counts']}, fingerprint {summary['fingerprint']}",
         flush=True,
     )
-    train_index, val_index = stratified_split(digits.labels, config.val_fraction, config.seed)
+    train_index, val_index = config.split(digits.labels)
     inputs = digits_to_inputs(digits.images)
     print(
         f"split {len(train_index)} train / {len(val_index)} validation (seed {config.seed})",
         flush=True,
     )
-    if len(train_index) == 0:
-        raise DigitnetError(f"{args.data}: no digits left to train on; lower --val-fraction")
     if len(val_index) == 0:
         print(
             "warning: no validation digits, so the last epoch's weights are kept and no "
@@ -349,7 +348,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from digitnet.checkpoint import load_checkpoint, model_files
-    from digitnet.data import fingerprint, stratified_split
+    from digitnet.data import fingerprint
     from digitnet.evaluate import evaluate, evaluate_drawings, format_per_class_table
     from digitnet.files import refuse_overwriting_inputs, write_text_atomically
     from digitnet.preprocess import digits_to_inputs
@@ -366,8 +365,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 f"{args.data}: not the data this model was trained on (fingerprint differs), "
                 f"so its validation split is unknown; drop --validation-only"
             )
-        config = TrainConfig.from_dict(metadata["config"])
-        _, val_index = stratified_split(digits.labels, config.val_fraction, config.seed)
+        _, val_index = TrainConfig.from_dict(metadata["config"]).split(digits.labels)
         digits = digits.subset(val_index)
         print(f"the model's validation split: {len(digits)} digits", file=sys.stderr)
     elif trained_on_this:

@@ -72,15 +72,16 @@ def curves_figure(metadata: dict) -> Figure | None:
             fontsize=8,
             color="grey",
         )
-    accuracy_axes.text(
-        0.99,
-        0.02,
-        "train accuracy is on augmented digits",
-        transform=accuracy_axes.transAxes,
-        ha="right",
-        fontsize=7,
-        color="grey",
-    )
+    if metadata.get("config", {}).get("augment"):
+        accuracy_axes.text(
+            0.99,
+            0.02,
+            "train accuracy is on augmented digits",
+            transform=accuracy_axes.transAxes,
+            ha="right",
+            fontsize=7,
+            color="grey",
+        )
     figure.tight_layout()
     return figure
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from digitnet.preprocess import crop_to_ink
+
 STYLES = ("white", "dark", "transparent")
 
 
@@ -42,9 +44,7 @@ def random_style(rng: np.random.Generator) -> DrawingStyle:
 
 def render_drawing(digit: np.ndarray, style: DrawingStyle) -> Image.Image:
     """One MNIST digit (28, 28) uint8 drawn as a person would on a canvas."""
-    rows = np.flatnonzero(digit.max(axis=1) > 0)
-    cols = np.flatnonzero(digit.max(axis=0) > 0)
-    cropped = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    cropped = crop_to_ink(digit)
     scale = style.digit_height / cropped.shape[0]
     size = (max(1, round(cropped.shape[1] * scale)), style.digit_height)
     # Smooth upscaling then a hard threshold: strokes with crisp edges, like a canvas brush.

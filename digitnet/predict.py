@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from digitnet.data import load_kaggle_csv
@@ -49,7 +49,6 @@ def classify_drawing(model: nn.Module, image) -> Prediction:
     return classify_preprocessed(model, canvas_to_mnist(image))
 
 
-@torch.no_grad()
 def classify_preprocessed(model: nn.Module, preprocessed: Preprocessed) -> Prediction:
     """Classify a drawing already through :func:`canvas_to_mnist` (preprocess once, ask many)."""
     if preprocessed.is_blank:
@@ -65,12 +64,16 @@ def predict_submission(model: nn.Module, csv_path: str | Path) -> np.ndarray:
 
 def write_submission(labels: np.ndarray, out_path: str | Path) -> Path:
     """Kaggle's ``ImageId,Label`` with ImageId from 1 in row order, written atomically."""
+    rows = ((i, int(label)) for i, label in enumerate(labels, start=1))
+    return _write_csv(out_path, ["ImageId", "Label"], rows)
 
+
+def _write_csv(out_path: str | Path, header: list[str], rows: Iterable) -> Path:
     def write(temp: Path) -> None:
         with temp.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["ImageId", "Label"])
-            writer.writerows((i, int(label)) for i, label in enumerate(labels, start=1))
+            writer.writerow(header)
+            writer.writerows(rows)
 
     return write_atomically(out_path, write)
 
@@ -90,6 +93,16 @@ def list_image_files(path: str | Path) -> list[Path]:
     return [path]
 
 
+def preprocess_image_file(path: str | Path) -> Preprocessed:
+    """An image file, loaded safely and preprocessed; a blank drawing is an ImageError."""
+    preprocessed = canvas_to_mnist(load_image_file(path))
+    if preprocessed.is_blank:
+        raise ImageError(
+            f"{Path(path).name}: the drawing is blank (no ink found); draw a digit in it"
+        )
+    return preprocessed
+
+
 def predict_image_files(
     model: nn.Module, paths: list[Path], *, skip_bad: bool = False
 ) -> tuple[list[tuple[str, int, float]], list[str]]:
@@ -100,12 +113,7 @@ def predict_image_files(
     rows, problems, inputs = [], [], []
     for path in paths:
         try:
-            preprocessed = canvas_to_mnist(load_image_file(path))
-            if preprocessed.is_blank:
-                raise ImageError(
-                    f"{path.name}: the drawing is blank (no ink found); "
-                    f"draw a digit or remove the file"
-                )
+            preprocessed = preprocess_image_file(path)
         except ImageError as error:
             if not skip_bad:
                 raise
@@ -122,11 +130,4 @@ def predict_image_files(
 
 def write_image_predictions(rows: list[tuple[str, int, float]], out_path: str | Path) -> Path:
     """CSV ``file,label,confidence``, written atomically."""
-
-    def write(temp: Path) -> None:
-        with temp.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["file", "label", "confidence"])
-            writer.writerows(rows)
-
-    return write_atomically(out_path, write)
+    return _write_csv(out_path, ["file", "label", "confidence"], rows)

@@ -6,7 +6,8 @@ centre of mass sits at the centre. A model trained on MNIST only works on a
 drawing that went through the same steps: shrinking a whole 400x400 canvas to
 28x28 gives it a digit of the wrong size in the wrong place.
 
-All functions here are pure: image in, arrays out.
+All functions here but ``load_image_file`` (which reads a file) are pure: image in,
+arrays out.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def image_to_ink(image: Image.Image | np.ndarray) -> tuple[np.ndarray, bool]:
     it does not depend on the page's theme.
     """
     pixels = to_float_array(image)
-    grey = _grey(pixels[:, :, :3] if pixels.shape[2] >= 3 else pixels[:, :, :1])
+    grey = _grey(pixels[:, :, :3])  # one channel for grey images, three for colour
     ink = None
     if pixels.shape[2] == 4 and pixels[:, :, 3].min() < 0.99:
         alpha = pixels[:, :, 3]
@@ -171,8 +172,8 @@ def fit_in_box(cropped: np.ndarray, box: int = BOX_SIZE) -> np.ndarray:
     return (resized / peak if peak > 0 else resized).clip(0.0, 1.0).astype(np.float32)
 
 
-def centre_by_mass(boxed: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Place ``boxed`` in a ``size`` x ``size`` frame with its centre of mass at index 14.
+def centre_by_mass(boxed: np.ndarray) -> np.ndarray:
+    """Place ``boxed`` in a 28x28 frame with its centre of mass at index 14.
 
     Shifts are whole pixels, as MNIST's were, and never push ink out of the frame.
     """
@@ -181,9 +182,9 @@ def centre_by_mass(boxed: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     rows, cols = np.indices(boxed.shape)
     mass_row = float((rows * boxed).sum()) / total if total > 0 else (height - 1) / 2
     mass_col = float((cols * boxed).sum()) / total if total > 0 else (width - 1) / 2
-    top = int(np.clip(round(CENTRE_OF_MASS - mass_row), 0, size - height))
-    left = int(np.clip(round(CENTRE_OF_MASS - mass_col), 0, size - width))
-    frame = np.zeros((size, size), dtype=np.float32)
+    top = int(np.clip(round(CENTRE_OF_MASS - mass_row), 0, IMAGE_SIZE - height))
+    left = int(np.clip(round(CENTRE_OF_MASS - mass_col), 0, IMAGE_SIZE - width))
+    frame = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
     frame[top : top + height, left : left + width] = boxed
     return frame
 

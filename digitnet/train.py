@@ -14,8 +14,9 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from digitnet.data import stratified_split
 from digitnet.evaluate import loss_and_accuracy
-from digitnet.model import IMAGE_SIZE, build_model
+from digitnet.model import ARCHITECTURES, IMAGE_SIZE, build_model
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -66,7 +67,7 @@ class TrainConfig:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
         self.cnn_channels = tuple(int(c) for c in self.cnn_channels)
         checks = [
-            (self.architecture in ("mlp", "cnn"), "architecture must be mlp or cnn"),
+            (self.architecture in ARCHITECTURES, "architecture must be mlp or cnn"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
@@ -90,6 +91,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def split(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(train, validation) indices of this run's seeded, stratified split."""
+        return stratified_split(labels, self.val_fraction, self.seed)
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -149,6 +154,10 @@ class EpochReport:
     lr: float  # at the end of the epoch
     seconds: float  # wall time of this epoch, validation included
 
+    def split(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(train, validation) indices of this run's seeded, stratified split."""
+        return stratified_split(labels, self.val_fraction, self.seed)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -195,7 +204,8 @@ def resolve_device(name: str) -> torch.device:
 def augment_batch(
     images: torch.Tensor, config: TrainConfig, generator: torch.Generator
 ) -> torch.Tensor:
-    """Random rotation, zoom, shift, shear and stroke thickness for (B, 1, 28, 28) in [0, 1]."""
+    """Random rotation, zoom, shift, shear, stroke thickness and hard canvas-like strokes for
+    (B, 1, 28, 28) in [0, 1]."""
     batch = images.shape[0]
     device = images.device
 

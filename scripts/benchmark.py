@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 from digitnet.checkpoint import load_checkpoint  # noqa: E402
-from digitnet.data import load_kaggle_csv, stratified_split  # noqa: E402
+from digitnet.data import load_kaggle_csv  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.evaluate import loss_and_accuracy  # noqa: E402
 from digitnet.predict import classify_drawing, predict_submission, write_submission  # noqa: E402
@@ -61,7 +61,7 @@ def bench_training(train_csv: Path, quick: bool) -> list[tuple[str, float, float
     if quick:
         digits = digits.subset(np.arange(1000))
     inputs = digits_to_inputs(digits.images)
-    train_index, val_index = stratified_split(digits.labels, 0.1, seed=0)
+    train_index, val_index = TrainConfig().split(digits.labels)  # the shipped models' split
     recipes = [
         ("tutorial (SGD, 100 epochs)", tutorial_config(device="cpu")),
         ("digitnet default", TrainConfig(device="cpu")),
@@ -137,7 +137,7 @@ def bench_latency(
 ) -> list[tuple[str, float, float]]:
     """p50 and p95 milliseconds of preprocessing + forward for one canvas-like drawing."""
     digits = load_kaggle_csv(train_csv, require_labels=True)
-    _, val_index = stratified_split(digits.labels, 0.1, seed=0)
+    _, val_index = TrainConfig().split(digits.labels)
     drawings = [
         np.asarray(image) for image in render_drawings(digits.images[val_index[:count]], seed=1)
     ]

@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout
-from digitnet.data import load_training_data, stratified_split  # noqa: E402
+from digitnet.data import load_training_data  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.train import TrainConfig  # noqa: E402
 
@@ -103,7 +103,7 @@ def write_drawings(data: str, count: int, seed: int, folder: Path) -> list[tuple
     """``count`` canvas-like PNG drawings of validation digits, with their labels."""
     digits = load_training_data(data)
     config = TrainConfig()  # the split the shipped models were validated on
-    _, val_index = stratified_split(digits.labels, config.val_fraction, config.seed)
+    _, val_index = config.split(digits.labels)
     rows = val_index[np.random.default_rng(seed).permutation(len(val_index))[:count]]
     files = []
     for index, (image, row) in enumerate(zip(render_drawings(digits.images[rows], seed), rows)):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-from digitnet.data import load_training_data, stratified_split  # noqa: E402
+from digitnet.data import load_training_data  # noqa: E402
 from digitnet.drawings import DrawingStyle, render_drawing  # noqa: E402
 from digitnet.train import TrainConfig  # noqa: E402
 
@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     digits = load_training_data(args.data)
     config = TrainConfig()  # the split the shipped models were validated on
-    _, val_index = stratified_split(digits.labels, config.val_fraction, config.seed)
+    _, val_index = config.split(digits.labels)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, digit, style in EXAMPLES:
