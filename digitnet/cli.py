@@ -246,7 +246,9 @@ def _load_labelled(path: str):
     if path == "mnist":
         from digitnet.download import download_mnist
 
-        return load_training_data(download_mnist(log=lambda line: print(line, file=sys.stderr)))
+        return load_training_data(
+            download_mnist(log=lambda line: print(line, file=sys.stderr), progress=_download_bar)
+        )
     return load_training_data(path)
 
 
@@ -439,6 +441,21 @@ def run_info(args: argparse.Namespace) -> int:
 def run_download(args: argparse.Namespace) -> int:
     from digitnet.download import download_mnist
 
-    folder = download_mnist(args.cache, log=lambda line: print(line, file=sys.stderr))
+    folder = download_mnist(
+        args.cache, log=lambda line: print(line, file=sys.stderr), progress=_download_bar
+    )
     print(f"MNIST is in {folder}")
     return 0
+
+
+def _download_bar(name: str):
+    """A terminal progress bar for one file's download, as a (done, total) callback."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc=name, unit="B", unit_scale=True, leave=False)
+
+    def update(done: int, total: int | None) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return update

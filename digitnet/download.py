@@ -144,8 +144,11 @@ def download_mnist(
     files: Mapping[str, str] = MNIST_FILES,
     timeout: float = 30.0,
     log: LogCallback | None = None,
+    progress: Callable[[str], ProgressCallback] | None = None,
 ) -> Path:
     """Make sure every file in ``files`` is in the cache with the right SHA-256.
+
+    ``progress(name)``, if given, returns the progress callback for that file's download.
 
     Files already cached with the right digest are kept; missing or damaged ones
     are fetched from ``mirrors`` in order. Returns the cache folder. Raises
@@ -157,7 +160,15 @@ def download_mnist(
         dest = cache / name
         if has_sha256(dest, sha256):
             continue
-        _download_from_mirrors(name, dest, sha256, mirrors, timeout=timeout, log=log)
+        _download_from_mirrors(
+            name,
+            dest,
+            sha256,
+            mirrors,
+            timeout=timeout,
+            log=log,
+            progress=None if progress is None else progress(name),
+        )
     return cache
 
 
@@ -169,12 +180,15 @@ def _download_from_mirrors(
     *,
     timeout: float,
     log: LogCallback | None,
+    progress: ProgressCallback | None = None,
 ) -> Path:
     """Try each mirror in turn; return ``dest`` from the first that works."""
     last_reason = "no mirrors were given"
     for base_url in mirrors:
         try:
-            return download_file(_mirror_url(base_url, name), dest, sha256, timeout=timeout)
+            return download_file(
+                _mirror_url(base_url, name), dest, sha256, timeout=timeout, progress=progress
+            )
         except DownloadError as error:
             last_reason = str(error)
             if log is not None:

@@ -361,3 +361,24 @@ def test_mnist_constants_are_well_formed() -> None:
     assert set(MNIST_SIZES) == set(MNIST_FILES)
     assert MNIST_MIRRORS
     assert all(re.fullmatch(r"https?://\S+/", url) for url in MNIST_MIRRORS)
+
+
+def test_download_mnist_reports_each_files_progress(server: LocalServer, tmp_path: Path) -> None:
+    payloads = fake_payloads()
+    server.publish("mirror1", payloads)
+    seen: dict[str, list[tuple[int, int | None]]] = {}
+
+    def progress_for(name: str):
+        seen[name] = []
+        return lambda done, total: seen[name].append((done, total))
+
+    download_mnist(
+        tmp_path / "cache",
+        mirrors=(server.mirror_url("mirror1"),),
+        files=digests_of(payloads),
+        progress=progress_for,
+    )
+
+    assert sorted(seen) == sorted(FILE_NAMES)
+    for name, payload in payloads.items():
+        assert seen[name][-1][0] == len(payload)
