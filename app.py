@@ -139,7 +139,9 @@ def sketch_image(sketch: dict | np.ndarray | None) -> np.ndarray | None:
     if sketch is None:
         return None
     if isinstance(sketch, dict):
-        return sketch.get("composite")
+        # An example loaded into the sketchpad arrives as its background, with no composite.
+        composite = sketch.get("composite")
+        return composite if composite is not None else sketch.get("background")
     return sketch
 
 
@@ -287,8 +289,9 @@ def build_demo(models: dict[str, LoadedModel], warnings: list[str] | None = None
                 with gr.Row():
                     clear = gr.Button("Clear", variant="secondary", elem_id="clear")
                     choice = gr.Radio(names, value=names[0], label="Model", elem_id="choice")
+                example_set = None
                 if examples:
-                    gr.Examples(
+                    example_set = gr.Examples(
                         [[str(path)] for path in examples],
                         inputs=[pad],
                         label="Or try an example (tricky on purpose)",
@@ -375,6 +378,15 @@ def build_demo(models: dict[str, LoadedModel], warnings: list[str] | None = None
         upload.change(
             classify_file, [upload, choice], upload_label, api_name="classify", concurrency_limit=4
         )
+        if example_set is not None:
+            # Loading an example into the sketchpad fires no change event: answer it here.
+            example_set.load_input_event.then(
+                predict_sketch,
+                [pad, choice],
+                sketch_outputs,
+                api_visibility="private",
+                show_progress="hidden",
+            )
         clear.click(None, None, None, api_visibility="private", js=CLEAR_JS)
         pad.clear(None, None, None, js=SELECT_BRUSH_JS, api_visibility="private")
         demo.load(dashboard, choice, dashboard_outputs, api_visibility="private")

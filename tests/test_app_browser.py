@@ -218,3 +218,16 @@ def test_a_finger_on_a_phone_draws_a_recognised_digit(server, browser):
         assert "It's a 7" in wait_for_answer(page, r"It's a 7\b")
     finally:
         context.close()
+
+
+def test_clicking_an_example_answers_it(server, browser):
+    """Examples load into the sketchpad (no change event there) and are answered at once."""
+    page = open_app(browser, server)
+    try:
+        examples = sorted(p.name for p in app.EXAMPLES_DIR.glob("*.png"))
+        page.locator(".gallery-item").nth(examples.index("dark-canvas-3.png")).click()
+        assert "It's a 3" in wait_for_answer(page, r"It's a 3\b")
+        clear(page, APP_CLEAR)
+        assert "It's a 7" in draw_and_read(page, 7)
+    finally:
+        page.close()
