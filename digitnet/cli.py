@@ -122,6 +122,41 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="turn off augmentation (rotation, zoom, shift, shear, thickness, hard strokes)",
     )
+    recipe_flag(
+        "--warmup-fraction", "warmup_fraction", "onecycle: share of steps warming up", type=float
+    )
+    recipe_flag(
+        "--cnn-channels",
+        "cnn_channels",
+        "CNN channels of its two conv blocks",
+        type=int,
+        nargs=2,
+        metavar="C",
+    )
+    recipe_flag("--cnn-hidden", "cnn_hidden", "CNN dense layer units", type=int)
+    recipe_flag(
+        "--rotate-degrees", "rotate_degrees", "augmentation: rotation within +/-", type=float
+    )
+    recipe_flag("--scale-range", "scale_range", "augmentation: zoom within 1 +/-", type=float)
+    recipe_flag(
+        "--shift-pixels", "shift_pixels", "augmentation: shift within +/- pixels", type=float
+    )
+    recipe_flag("--shear", "shear", "augmentation: shear within +/-", type=float)
+    recipe_flag(
+        "--thickness-prob",
+        "thickness_prob",
+        "augmentation: chance of thicker strokes (and the same of thinner)",
+        type=float,
+    )
+    recipe_flag(
+        "--thickness-max", "thickness_max", "augmentation: strongest thickening (0-1)", type=float
+    )
+    recipe_flag(
+        "--hard-stroke-prob",
+        "hard_stroke_prob",
+        "augmentation: chance of hard-edged canvas-like strokes",
+        type=float,
+    )
     recipe_flag("--val-fraction", "val_fraction", "share of each class held out", type=float)
     recipe_flag("--seed", "seed", "seed for split, weights, order and augmentation", type=int)
     recipe_flag("--device", "device", "where to train", choices=DEVICES)

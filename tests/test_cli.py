@@ -538,3 +538,19 @@ def test_evaluate_validation_only_on_other_data_is_refused(
         capsys, "evaluate", "--model", checkpoint, "--data", other, "--validation-only"
     )
     assert_failed(code, err, "other.csv", "--validation-only")
+
+
+def test_every_train_config_field_is_a_train_flag():
+    from dataclasses import fields
+
+    from digitnet.cli import build_parser
+    from digitnet.train import TrainConfig
+
+    parser = build_parser()
+    train = next(
+        action.choices["train"]
+        for action in parser._actions
+        if hasattr(action, "choices") and action.choices and "train" in action.choices
+    )
+    flags = {action.dest for action in train._actions}
+    assert [f.name for f in fields(TrainConfig) if f.name not in flags] == []
