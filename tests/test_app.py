@@ -243,16 +243,17 @@ def test_classify_file_recognises_drawings(handlers, drawing_files):
         assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-4)
 
 
-@pytest.mark.parametrize(
-    "kind, needle",
-    [
-        ("blank", "blank"),
-        ("text", "not an image"),
-        ("truncated", "truncated"),
-        ("bomb", "too many pixels"),
-        ("empty", "empty"),
-    ],
-)
+# Each bad upload and a word its one-line message must contain.
+BAD_FILES = [
+    ("blank", "blank"),
+    ("text", "not an image"),
+    ("truncated", "truncated"),
+    ("bomb", "too many pixels"),
+    ("empty", "empty"),
+]
+
+
+@pytest.mark.parametrize("kind, needle", BAD_FILES)
 def test_classify_file_refuses_bad_files_in_one_line(handlers, bad_files, kind, needle):
     _, classify_file, _ = handlers
     with pytest.raises(gr.Error) as caught:
@@ -429,17 +430,7 @@ def test_predict_endpoint_with_a_blank_or_cleared_canvas(client, bad_files):
         assert steps == [None] * 4 and comparison == ""
 
 
-@pytest.mark.parametrize(
-    "kind, needle",
-    [
-        ("blank", "blank"),
-        ("text", "not an image"),
-        ("truncated", "truncated"),
-        ("bomb", "too many pixels"),
-        ("empty", "empty"),
-        (None, "No image"),
-    ],
-)
+@pytest.mark.parametrize("kind, needle", [*BAD_FILES, (None, "No image")])
 def test_classify_endpoint_refuses_bad_input_and_keeps_serving(
     client, bad_files, drawing_files, kind, needle
 ):
