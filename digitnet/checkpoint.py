@@ -74,10 +74,7 @@ def save_checkpoint(
             f"e.g. {stem_of(path) / config.architecture}"
         )
     document = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "config": config.to_dict(),
-        "parameters": count_parameters(model),
+        **_describe(model, config),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         **metadata,
@@ -93,6 +90,16 @@ def save_checkpoint(
     )
     write_text_atomically(meta_path, json.dumps(document, indent=1) + "\n")
     return weights_path, meta_path
+
+
+def _describe(model: nn.Module, config: TrainConfig) -> dict:
+    """What every checkpoint's metadata opens with: its format and what rebuilds the model."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "parameters": count_parameters(model),
+    }
 
 
 def _versions() -> dict:
@@ -233,10 +240,7 @@ def import_tutorial_state_dict(
     model = build_model_from_config(config)
     load_state_dict_strictly(model, state, path.name)
     metadata = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "config": config.to_dict(),
-        "parameters": count_parameters(model),
+        **_describe(model, config),
         "imported_from": str(path),
         "history": [],
         "metrics": {},
