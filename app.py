@@ -19,6 +19,7 @@ import argparse  # noqa: E402
 import functools  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -404,10 +405,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "or a tutorial model.pt) beside the shipped MLP and CNN; "
         "default: $DIGITNET_MODEL",
     )
-    on_spaces = bool(os.environ.get("SPACE_ID"))  # Hugging Face sets it in every Space
-    parser.add_argument("--host", default="0.0.0.0" if on_spaces else "127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)))
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1, "
+        "or 0.0.0.0 on a Hugging Face Space)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port to listen on (default: $PORT, else $GRADIO_SERVER_PORT, else 7860)",
+    )
     return parser.parse_args(argv)
+
+
+def server_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> dict:
+    """``launch()``'s server_name/server_port, only where the user or the platform chose them.
+
+    What is left out, Gradio reads from GRADIO_SERVER_NAME and GRADIO_SERVER_PORT (its own
+    convention, used by Spaces and Docker images), defaulting to 127.0.0.1:7860. Order:
+    --host/--port, then PORT (Heroku-style hosts), then GRADIO_SERVER_*, then Gradio's default.
+    """
+    settings = {}
+    if args.host:
+        settings["server_name"] = args.host
+    elif not environ.get("GRADIO_SERVER_NAME") and environ.get("SPACE_ID"):
+        settings["server_name"] = "0.0.0.0"  # a Space must listen on every interface
+    if args.port is not None:
+        settings["server_port"] = args.port
+    elif environ.get("PORT"):
+        if not environ["PORT"].isdigit():
+            raise DigitnetError(f"PORT={environ['PORT']!r} is not a port number; set it to e.g. 7860")
+        settings["server_port"] = int(environ["PORT"])
+    return settings
 
 
 def launch(demo: gr.Blocks, **kwargs):
@@ -447,7 +478,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    launch(build_demo(models, warnings), server_name=args.host, server_port=args.port)
+    try:
+        settings = server_settings(args, os.environ)
+    except DigitnetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    launch(build_demo(models, warnings), **settings)
     return 0
 
 

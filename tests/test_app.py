@@ -457,3 +457,68 @@ def test_classify_endpoint_refuses_a_file_that_is_not_an_image_type(
     assert_one_line(str(caught.value), "image")
     good, digit = drawing_files[1]
     assert top_label(client.predict(handle_file(str(good)), api_name="/classify")) == str(digit)
+
+
+# ---------------------------------------------------------------------------
+# Where the app listens: Gradio's GRADIO_SERVER_* convention, with flags and PORT first
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        ([], {}, {}),  # Gradio's default, or its GRADIO_SERVER_* variables
+        ([], {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "9000"}, {}),
+        ([], {"SPACE_ID": "me/digitnet"}, {"server_name": "0.0.0.0"}),
+        ([], {"SPACE_ID": "me/digitnet", "GRADIO_SERVER_NAME": "::"}, {}),
+        ([], {"PORT": "8080", "GRADIO_SERVER_PORT": "9000"}, {"server_port": 8080}),
+        (
+            ["--host", "0.0.0.0", "--port", "7000"],
+            {"PORT": "8080", "GRADIO_SERVER_NAME": "127.0.0.1"},
+            {"server_name": "0.0.0.0", "server_port": 7000},
+        ),
+    ],
+)
+def test_server_settings_follow_gradio_then_flags(argv, environ, expected):
+    assert app.server_settings(app.parse_args(argv), environ) == expected
+
+
+def test_a_bad_port_variable_is_one_line():
+    with pytest.raises(app.DigitnetError) as caught:
+        app.server_settings(app.parse_args([]), {"PORT": "http"})
+    assert_one_line(str(caught.value), "PORT", "port number")
+
+
+def test_app_listens_on_gradio_server_port(tmp_path):
+    """The real program, started as a user would, honours GRADIO_SERVER_PORT."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environ = {k: v for k, v in os.environ.items() if k not in ("PORT", "SPACE_ID")}
+    environ.update(GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    server = subprocess.Popen(
+        [sys.executable, str(Path(app.__file__))],
+        env=environ,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
+                    assert reply.status == 200
+                    break
+            except OSError:
+                assert server.poll() is None, "the app exited"
+                assert time.monotonic() < deadline, "the app did not answer on its port"
+                time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
