@@ -436,7 +436,9 @@ def server_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> dic
         settings["server_port"] = args.port
     elif environ.get("PORT"):
         if not environ["PORT"].isdigit():
-            raise DigitnetError(f"PORT={environ['PORT']!r} is not a port number; set it to e.g. 7860")
+            raise DigitnetError(
+                f"PORT={environ['PORT']!r} is not a port number; set it to e.g. 7860"
+            )
         settings["server_port"] = int(environ["PORT"])
     return settings
 
