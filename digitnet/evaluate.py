@@ -8,33 +8,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from digitnet.data import NUM_CLASSES
+from digitnet.predict import predict_logits, predict_probs
 
-EVAL_BATCH_SIZE = 2048  # inference needs no gradients, so large batches are cheap
 MISTAKES_KEPT = 24  # how many of the most confident mistakes the dashboard shows
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module, inputs: np.ndarray | torch.Tensor, batch_size: int = EVAL_BATCH_SIZE
-) -> torch.Tensor:
-    """Logits (N, 10) for inputs (N, 28, 28) or (N, 784) in [0, 1], in eval mode, batched."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    tensor = torch.as_tensor(inputs, dtype=torch.float32)
-    chunks = [
-        model(tensor[start : start + batch_size].to(device)).float().cpu()
-        for start in range(0, len(tensor), batch_size)
-    ]
-    model.train(was_training)
-    if not chunks:
-        return torch.zeros((0, NUM_CLASSES))
-    return torch.cat(chunks)
-
-
-def predict_probs(model: nn.Module, inputs: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Class probabilities (N, 10) as a NumPy array."""
-    return torch.softmax(predict_logits(model, inputs), dim=1).numpy()
 
 
 def loss_and_accuracy(

@@ -1,4 +1,6 @@
-"""Prediction: one drawing, folders of image files, and Kaggle submissions."""
+"""Inference: logits and probabilities for batches, one drawing, image folders, Kaggle submissions.
+
+Evaluation builds on this module, never the reverse."""
 
 from __future__ import annotations
 
@@ -8,16 +10,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
-from digitnet.data import load_kaggle_csv
+from digitnet.data import NUM_CLASSES, load_kaggle_csv
 from digitnet.errors import DigitnetError, ImageError
-from digitnet.evaluate import predict_probs
 from digitnet.files import write_atomically
 from digitnet.preprocess import Preprocessed, canvas_to_mnist, digits_to_inputs, load_image_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 UNSURE_BELOW = 0.6  # a top probability under this is reported as unsure
+EVAL_BATCH_SIZE = 2048  # inference needs no gradients, so large batches are cheap
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, inputs: np.ndarray | torch.Tensor, batch_size: int = EVAL_BATCH_SIZE
+) -> torch.Tensor:
+    """Logits (N, 10) for inputs (N, 28, 28) or (N, 784) in [0, 1], in eval mode, batched."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    tensor = torch.as_tensor(inputs, dtype=torch.float32)
+    chunks = [
+        model(tensor[start : start + batch_size].to(device)).float().cpu()
+        for start in range(0, len(tensor), batch_size)
+    ]
+    model.train(was_training)
+    if not chunks:
+        return torch.zeros((0, NUM_CLASSES))
+    return torch.cat(chunks)
+
+
+def predict_probs(model: nn.Module, inputs: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Class probabilities (N, 10) as a NumPy array."""
+    return torch.softmax(predict_logits(model, inputs), dim=1).numpy()
 
 
 @dataclass(frozen=True)

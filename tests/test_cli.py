@@ -18,7 +18,7 @@ from digitnet.checkpoint import load_checkpoint
 from digitnet.cli import main
 from digitnet.data import load_kaggle_csv
 from digitnet.drawings import DrawingStyle, render_drawing
-from digitnet.evaluate import predict_probs
+from digitnet.predict import predict_probs
 from digitnet.preprocess import digits_to_inputs
 
 COMMANDS = ("train", "evaluate", "predict", "info", "download")
