@@ -12,6 +12,7 @@ import json
 import pickle
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import safetensors
@@ -20,13 +21,17 @@ import torch
 from torch import nn
 
 from digitnet import __version__
+from digitnet.config import ConfigError
 from digitnet.errors import CheckpointError
 from digitnet.files import write_atomically, write_text_atomically
-from digitnet.model import NUM_PIXELS, count_parameters
-from digitnet.train import TrainConfig, build_model_from_config
+from digitnet.model import NUM_PIXELS, ModelConfig, build_model, count_parameters
+
+if TYPE_CHECKING:  # loading a checkpoint must not import the training code
+    from digitnet.train import TrainConfig
 
 FORMAT = "digitnet-checkpoint"
-FORMAT_VERSION = 1
+# 2: the config nests the model's settings under "model" (1 kept them flat; both load).
+FORMAT_VERSION = 2
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 SHIPPED_MODELS = ("mlp", "cnn")  # names --model accepts for the weights in assets/
 
@@ -60,45 +65,58 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def save_checkpoint(
-    path: str | Path, model: nn.Module, config: TrainConfig, metadata: dict
+    path: str | Path,
+    model: nn.Module,
+    config: ModelConfig | TrainConfig,
+    metadata: dict | None = None,
 ) -> tuple[Path, Path]:
     """Write ``PATH.safetensors`` and ``PATH.json`` atomically; return both paths.
 
-    ``metadata`` holds history, metrics, data summary...; the config, parameter
-    count, library versions and date are added here.
+    ``config`` is the run's TrainConfig (or just a ModelConfig); ``metadata`` holds the
+    rest (``digitnet.runs.run_metadata`` builds it for a training run). The format, the
+    config, the parameter count, library versions and date are set here.
     """
     weights_path, meta_path = checkpoint_files(path)
+    model_config = _model_config(config)
     if stem_of(path).is_dir():
         raise CheckpointError(
             f"{stem_of(path)}: is a folder; give a name for the checkpoint, "
-            f"e.g. {stem_of(path) / config.architecture}"
+            f"e.g. {stem_of(path) / model_config.architecture}"
         )
-    document = {
-        **_describe(model, config),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
-        **metadata,
-    }
+    document = {**(metadata or {}), **checkpoint_header(model, config)}
     tensors = {
         name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
     }
     write_atomically(
         weights_path,
         lambda temp: safetensors.torch.save_file(
-            tensors, str(temp), metadata={"format": FORMAT, "architecture": config.architecture}
+            tensors,
+            str(temp),
+            metadata={"format": FORMAT, "architecture": model_config.architecture},
         ),
     )
     write_text_atomically(meta_path, json.dumps(document, indent=1) + "\n")
     return weights_path, meta_path
 
 
-def _describe(model: nn.Module, config: TrainConfig) -> dict:
-    """What every checkpoint's metadata opens with: its format and what rebuilds the model."""
+def _model_config(config: ModelConfig | TrainConfig) -> ModelConfig:
+    return config if isinstance(config, ModelConfig) else config.model
+
+
+def checkpoint_header(model: nn.Module, config: ModelConfig | TrainConfig) -> dict:
+    """What every checkpoint's metadata holds: its format, what rebuilds the model, provenance.
+
+    ``config`` is saved whole (a TrainConfig holds its ModelConfig under "model"), so
+    ``ModelConfig.from_dict(metadata["config"])`` rebuilds the model.
+    """
+    saved = config.to_dict()
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "config": config.to_dict(),
+        "config": {"model": saved} if isinstance(config, ModelConfig) else saved,
         "parameters": count_parameters(model),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
     }
 
 
@@ -130,10 +148,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
             )
     metadata = _read_metadata(meta_path)
     try:
-        config = TrainConfig.from_dict(metadata["config"])
-    except (TypeError, ValueError) as error:
+        config = ModelConfig.from_dict(metadata["config"])
+    except (TypeError, ConfigError) as error:
         raise CheckpointError(f"{meta_path.name}: the config is not valid ({error})") from None
-    model = build_model_from_config(config)
+    model = build_model(config)
     try:
         tensors = safetensors.torch.load_file(str(weights_path), device="cpu")
     except Exception as error:  # safetensors raises its own SafetensorError and OSError
@@ -236,11 +254,11 @@ def import_tutorial_state_dict(
             f"taking 784 inputs; found {', '.join(list(state)[:4])}"
         )
     hidden = tuple(int(state[k].shape[0]) for k in layer_weights[:-1])
-    config = TrainConfig(architecture="mlp", hidden_sizes=hidden)
-    model = build_model_from_config(config)
+    config = ModelConfig(architecture="mlp", hidden_sizes=hidden)
+    model = build_model(config)
     load_state_dict_strictly(model, state, path.name)
     metadata = {
-        **_describe(model, config),
+        **checkpoint_header(model, config),
         "imported_from": str(path),
         "history": [],
         "metrics": {},
@@ -253,18 +271,19 @@ def _first_line(error: BaseException) -> str:
     return text[0][:160] if text else type(error).__name__
 
 
+def _source_names(data: dict) -> str:
+    """The data files' names: every source of a multi-file run, else the one source."""
+    sources = data.get("sources") or [{"source": data.get("source", "?")}]
+    return " + ".join(Path(str(item.get("source", "?"))).name for item in sources)
+
+
 def model_card(metadata: dict) -> dict[str, str]:
     """Human-readable facts about a checkpoint, in display order (CLI ``info``, app card)."""
     config = metadata.get("config", {})
-    architecture = config.get("architecture", "?")
-    if architecture == "mlp":
-        shape = "-".join(str(s) for s in (NUM_PIXELS, *config.get("hidden_sizes", []), 10))
-        described = f"MLP {shape}, ReLU, dropout {config.get('dropout')}"
-    else:
-        described = (
-            f"CNN, conv channels {config.get('cnn_channels')}, dense "
-            f"{config.get('cnn_hidden')}, dropout {config.get('dropout')}"
-        )
+    try:
+        described = ModelConfig.from_dict(config).describe()
+    except (TypeError, ConfigError):
+        described = "unknown"
     validation = metadata.get("metrics", {}).get("validation", {})
     data = metadata.get("data", {})
     history = metadata.get("history", [])
@@ -295,8 +314,7 @@ def model_card(metadata: dict) -> dict[str, str]:
         ),
         "data": (
             f"{data.get('train_count')} train / {data.get('val_count')} validation digits "
-            f"from {Path(data.get('source', '?')).name} (fingerprint "
-            f"{data.get('fingerprint')})"
+            f"from {_source_names(data)} (fingerprint {data.get('fingerprint')})"
             if data
             else "unknown"
         ),

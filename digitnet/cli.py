@@ -6,13 +6,13 @@ Every expected failure is one line on stderr and a non-zero exit, never a traceb
 from __future__ import annotations
 
 import argparse
-import base64
+import contextlib
 import json
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from digitnet.errors import DigitnetError
 
 EXIT_FAILURE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,14 +30,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = shlex.join(["python", "-m", "digitnet", *argv])
     try:
         return args.handler(args)
-    except (DigitnetError, ValueError) as error:
+    except DigitnetError as error:  # a user's mistake; anything else is a bug and shows its trace
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except BrokenPipeError:  # output piped into `head` and the like
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def positive_int(text: str) -> int:
@@ -46,120 +47,80 @@ def positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from digitnet.model import ARCHITECTURES
-    from digitnet.train import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
+def add_knob_flags(parser: argparse.ArgumentParser, config_type: type, defaults: object) -> None:
+    """One flag per field of ``config_type`` made with ``knob()``: help, range and choices
+    come from the field's metadata, so they are written once.
 
-    defaults = TrainConfig()
+    Flags are absent from ``args`` unless typed (SUPPRESS), so --tutorial can tell "left at
+    the default" from "typed the default value".
+    """
+    from digitnet.config import describe_range, knobs
+
+    for field in knobs(config_type):
+        meta = field.metadata
+        flag = meta["flag"] or "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        if field.type == "bool":
+            # A switch turns the default off or on: --no-shuffle, or --shuffle when off.
+            switch = f"--no-{flag[2:]}" if default else flag
+            parser.add_argument(
+                switch,
+                dest=field.name,
+                action="store_false" if default else "store_true",
+                default=argparse.SUPPRESS,
+                help=f"turn {'off' if default else 'on'}: {meta['help']} "
+                f"({'on' if default else 'off'} by default)",
+            )
+            continue
+        options: dict = {}
+        if meta["choices"] is not None:
+            options["choices"] = meta["choices"]
+        elif isinstance(default, tuple):
+            options.update(type=int, nargs=meta["length"] or "+", metavar="N")
+        else:
+            options.update(type=type(default), metavar="N" if type(default) is int else "X")
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        bound = describe_range(field)
+        parser.add_argument(
+            flag,
+            dest=field.name,
+            default=argparse.SUPPRESS,
+            help=f"{meta['help']} (default: {shown}{'; ' + bound if bound else ''})",
+            **options,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from digitnet.data import DATA_ENV
+    from digitnet.model import ModelConfig
+    from digitnet.train import TrainConfig
+
     parser = argparse.ArgumentParser(
         prog="python -m digitnet", description="Train, evaluate and use MNIST digit models."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_help = (
+        "Kaggle train CSV (.csv or .csv.gz), MNIST IDX images file, or a folder of either; "
+        "'mnist' downloads MNIST's 60,000 training digits. Give it more than once to train "
+        f"on several sources together (default: ${DATA_ENV}, else the 8,000 MNIST digits "
+        "in assets/)"
+    )
 
     train = commands.add_parser(
         "train",
         help="train a model and save NAME.safetensors + NAME.json",
-        description="Train an MLP or CNN on labelled digits; keep the "
-        "best weights by validation accuracy.",
+        description="Train an MLP or CNN on labelled digits; keep the best weights by "
+        "validation accuracy. Ctrl-C stops after the current step and saves the best so far.",
     )
-    train.add_argument(
-        "--data",
-        required=True,
-        metavar="FILE_OR_DIR",
-        help="Kaggle train.csv, MNIST IDX images file, or a folder of either; "
-        "'mnist' downloads MNIST's 60,000 training digits",
-    )
+    train.add_argument("--data", action="append", metavar="FILE_OR_DIR", help=data_help)
     train.add_argument(
         "--out",
         default=None,
         metavar="PATH",
         help="writes PATH.safetensors and PATH.json (default: runs/ARCH)",
     )
-
-    # Recipe flags are absent from ``args`` unless typed (SUPPRESS), so --tutorial can tell
-    # "left at the default" from "typed the default value".
-    def recipe_flag(flag: str, dest: str, help_text: str, **kwargs) -> None:
-        shown = getattr(defaults, dest)
-        if isinstance(shown, tuple):
-            shown = " ".join(map(str, shown))
-        train.add_argument(
-            flag,
-            dest=dest,
-            default=argparse.SUPPRESS,
-            help=f"{help_text} (default: {shown})",
-            **kwargs,
-        )
-
-    recipe_flag("--arch", "architecture", "model", choices=ARCHITECTURES)
-    recipe_flag(
-        "--hidden", "hidden_sizes", "MLP hidden layer sizes", type=int, nargs="+", metavar="UNITS"
-    )
-    recipe_flag("--dropout", "dropout", "dropout probability", type=float)
-    recipe_flag("--optimizer", "optimizer", "optimizer", choices=OPTIMIZERS)
-    recipe_flag("--lr", "lr", "peak learning rate", type=float)
-    recipe_flag("--momentum", "momentum", "SGD momentum", type=float)
-    recipe_flag(
-        "--schedule",
-        "schedule",
-        "learning-rate schedule",
-        choices=SCHEDULES,
-    )
-    recipe_flag("--epochs", "epochs", "passes over the training digits", type=int)
-    recipe_flag("--batch-size", "batch_size", "digits per step", type=int)
-    recipe_flag("--weight-decay", "weight_decay", "weight decay", type=float)
-    recipe_flag("--label-smoothing", "label_smoothing", "label smoothing", type=float)
-    train.add_argument(
-        "--no-shuffle",
-        dest="shuffle",
-        action="store_false",
-        default=argparse.SUPPRESS,
-        help="keep the file's order every epoch",
-    )
-    train.add_argument(
-        "--no-augment",
-        dest="augment",
-        action="store_false",
-        default=argparse.SUPPRESS,
-        help="turn off augmentation (rotation, zoom, shift, shear, thickness, hard strokes)",
-    )
-    recipe_flag(
-        "--warmup-fraction", "warmup_fraction", "onecycle: share of steps warming up", type=float
-    )
-    recipe_flag(
-        "--cnn-channels",
-        "cnn_channels",
-        "CNN channels of its two conv blocks",
-        type=int,
-        nargs=2,
-        metavar="C",
-    )
-    recipe_flag("--cnn-hidden", "cnn_hidden", "CNN dense layer units", type=int)
-    recipe_flag(
-        "--rotate-degrees", "rotate_degrees", "augmentation: rotation within +/-", type=float
-    )
-    recipe_flag("--scale-range", "scale_range", "augmentation: zoom within 1 +/-", type=float)
-    recipe_flag(
-        "--shift-pixels", "shift_pixels", "augmentation: shift within +/- pixels", type=float
-    )
-    recipe_flag("--shear", "shear", "augmentation: shear within +/-", type=float)
-    recipe_flag(
-        "--thickness-prob",
-        "thickness_prob",
-        "augmentation: chance of thicker strokes (and the same of thinner)",
-        type=float,
-    )
-    recipe_flag(
-        "--thickness-max", "thickness_max", "augmentation: strongest thickening (0-1)", type=float
-    )
-    recipe_flag(
-        "--hard-stroke-prob",
-        "hard_stroke_prob",
-        "augmentation: chance of hard-edged canvas-like strokes",
-        type=float,
-    )
-    recipe_flag("--val-fraction", "val_fraction", "share of each class held out", type=float)
-    recipe_flag("--seed", "seed", "seed for split, weights, order and augmentation", type=int)
-    recipe_flag("--device", "device", "where to train", choices=DEVICES)
+    add_knob_flags(train, ModelConfig, ModelConfig())
+    add_knob_flags(train, TrainConfig, TrainConfig())
     train.add_argument(
         "--tutorial",
         action="store_true",
@@ -197,9 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--data",
-        required=True,
+        action="append",
         metavar="FILE_OR_DIR",
-        help="labelled digits: Kaggle train-format CSV, IDX, or folder",
+        help="labelled digits: Kaggle train-format CSV, IDX, or folder; more than once "
+        f"concatenates them (default: ${DATA_ENV}, else the 8,000 MNIST digits in assets/)",
     )
     evaluate.add_argument(
         "--validation-only",
@@ -275,55 +237,86 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------
 
 
-def _load_labelled(path: str):
-    from digitnet.data import load_training_data
+def _data_paths(args: argparse.Namespace) -> list[str]:
+    """The --data sources as given, else $DIGITNET_DATA or the shipped sample; 'mnist'
+    stands for MNIST downloaded (and cached)."""
+    from digitnet.data import default_data
 
-    if path == "mnist":
-        from digitnet.download import download_mnist
+    paths = []
+    for path in args.data or [default_data()]:
+        if path == "mnist":
+            from digitnet.download import download_mnist
 
-        return load_training_data(
-            download_mnist(log=lambda line: print(line, file=sys.stderr), progress=_download_bar)
+            path = str(
+                download_mnist(
+                    log=lambda line: print(line, file=sys.stderr), progress=_download_bar
+                )
+            )
+        paths.append(path)
+    return paths
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(run):
+    """The first Ctrl-C asks ``run`` to stop after its current step (the best weights so far
+    are then saved); a second one interrupts at once, as Ctrl-C usually does."""
+
+    def request_stop(signum, frame):
+        signal.signal(signal.SIGINT, previous)
+        print(
+            "\nstopping after this step to save the best weights so far "
+            "(Ctrl-C again to quit without saving)",
+            file=sys.stderr,
+            flush=True,
         )
-    return load_training_data(path)
+        run.stop()
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_train(args: argparse.Namespace) -> int:
     from digitnet.checkpoint import checkpoint_files, save_checkpoint
-    from digitnet.data import summarize
-    from digitnet.evaluate import evaluate, evaluate_drawings, format_per_class_table
+    from digitnet.data import DATA_ENV
+    from digitnet.evaluate import format_per_class_table
     from digitnet.files import check_writable, refuse_overwriting_inputs
-    from digitnet.preprocess import digits_to_inputs
-    from digitnet.train import TrainConfig, train_model, tutorial_config
+    from digitnet.runs import prepare_data, run_metadata
+    from digitnet.train import EpochReport, TrainConfig, TrainingRun, tutorial_config
 
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    config = tutorial_config(**given) if args.tutorial else TrainConfig(**given)
-    out = Path(args.out) if args.out else Path("runs") / config.architecture
+    given = {name: value for name, value in vars(args).items() if name in _knob_names()}
+    config = tutorial_config(**given) if args.tutorial else TrainConfig.from_knobs(**given)
+    architecture = config.model.architecture
+    out = Path(args.out) if args.out else Path("runs") / architecture
     if out.is_dir():
-        raise DigitnetError(
-            f"{out}: is a folder; --out takes a name, e.g. {out / config.architecture}"
-        )
+        raise DigitnetError(f"{out}: is a folder; --out takes a name, e.g. {out / architecture}")
     weights_path, meta_path = checkpoint_files(out)
-    refuse_overwriting_inputs(weights_path, [args.data])
-    refuse_overwriting_inputs(meta_path, [args.data])
+    sources = args.data or []
+    refuse_overwriting_inputs(weights_path, sources)
+    refuse_overwriting_inputs(meta_path, sources)
     check_writable(weights_path)
 
     print("config " + json.dumps(config.to_dict()), flush=True)
-    digits = _load_labelled(args.data)
+    if not args.data:
+        print(f"data: none given, so the default (set ${DATA_ENV} or --data)", file=sys.stderr)
+    data = prepare_data(config, _data_paths(args), limit=args.limit)
+    digits = data.digits
+    for source in data.sources:
+        print(
+            f"data {source['source']}: {source['count']} digits, per class "
+            f"{source['class_counts']}, fingerprint {source['fingerprint']}",
+            flush=True,
+        )
     if args.limit is not None:
-        digits = digits.subset(np.arange(min(args.limit, len(digits))))
-    summary = summarize(digits)
+        print(f"limit: using the first {len(digits)} digits", flush=True)
     print(
-        f"data {summary['source']}: {summary['count']} digits, per class "
-        f"{summary['class_counts']}, fingerprint {summary['fingerprint']}",
+        f"split {len(data.train_index)} train / {len(data.val_index)} validation "
+        f"(seed {config.seed})",
         flush=True,
     )
-    train_index, val_index = config.split(digits.labels)
-    inputs = digits_to_inputs(digits.images)
-    print(
-        f"split {len(train_index)} train / {len(val_index)} validation (seed {config.seed})",
-        flush=True,
-    )
-    if len(val_index) == 0:
+    if len(data.val_index) == 0:
         print(
             "warning: no validation digits, so the last epoch's weights are kept and no "
             "accuracy is measured; use more data or a larger --val-fraction",
@@ -335,72 +328,65 @@ def run_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    result = train_model(
-        config,
-        inputs[train_index],
-        digits.labels[train_index],
-        inputs[val_index],
-        digits.labels[val_index],
-        on_epoch=lambda report: print(report.log_line(), flush=True),
-        progress=not args.quiet,
-    )
+    run = TrainingRun(config, *data.train, *data.val, progress=not args.quiet)
+    with _ctrl_c_stops(run):
+        for report in run:
+            if isinstance(report, EpochReport):
+                print(report.log_line(), flush=True)
+    result = run.result
     print(
         f"trained in {result.seconds:.1f}s on {result.device}; best epoch {result.best_epoch}",
         flush=True,
     )
-
-    metadata = {
-        "history": [r.to_dict() for r in result.history],
-        "best_epoch": result.best_epoch,
-        "training_seconds": round(result.seconds, 2),
-        "command": args.command_line,
-        "device": result.device,
-        "data": {**summary, "train_count": len(train_index), "val_count": len(val_index)},
-    }
-    if len(val_index):
-        metrics = evaluate(result.model, inputs[val_index], digits.labels[val_index])
-        for mistake in metrics["mistakes"]:
-            row = int(val_index[mistake["index"]])
-            mistake["row"] = row  # 0-based row in the data file
-            # The 28x28 digit itself, so the dashboard can show it without the data.
-            mistake["pixels"] = base64.b64encode(digits.images[row].tobytes()).decode("ascii")
-        metadata["metrics"] = {"validation": metrics}
-        print(format_per_class_table(metrics), flush=True)
-        if args.drawings:
-            drawn = evaluate_drawings(
-                result.model,
-                digits.images[val_index[: args.drawings]],
-                digits.labels[val_index[: args.drawings]],
-                seed=config.seed,
-            )
-            metadata["metrics"]["drawings"] = drawn
-            print(
-                f"canvas-like drawings: {100 * drawn['accuracy']:.2f}% of {drawn['count']} right",
-                flush=True,
-            )
+    metadata = run_metadata(result, config, data, drawings=args.drawings, command=args.command_line)
+    metrics = metadata["metrics"]
+    if "validation" in metrics:
+        print(format_per_class_table(metrics["validation"]), flush=True)
+    if "drawings" in metrics:
+        drawn = metrics["drawings"]
+        print(
+            f"canvas-like drawings: {100 * drawn['accuracy']:.2f}% of {drawn['count']} right",
+            flush=True,
+        )
     weights_path, meta_path = save_checkpoint(out, result.model, config, metadata)
+    if result.stopped:
+        last = result.history[-1]
+        print(
+            f"stopped at epoch {last.epoch}/{last.epochs}; saved the best weights so far "
+            f"(epoch {result.best_epoch}) to {weights_path} and {meta_path}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     print(f"saved {weights_path} and {meta_path}")
     return 0
 
 
+def _knob_names() -> set[str]:
+    from digitnet.config import knobs
+    from digitnet.model import ModelConfig
+    from digitnet.train import TrainConfig
+
+    return {f.name for config_type in (ModelConfig, TrainConfig) for f in knobs(config_type)}
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from digitnet.checkpoint import load_checkpoint, model_files
-    from digitnet.data import fingerprint
+    from digitnet.data import fingerprint, load_training_sources
     from digitnet.evaluate import evaluate, evaluate_drawings, format_per_class_table
     from digitnet.files import refuse_overwriting_inputs, write_text_atomically
     from digitnet.preprocess import digits_to_inputs
     from digitnet.train import TrainConfig
 
     if args.json_out:
-        refuse_overwriting_inputs(args.json_out, [args.data, *model_files(args.model)])
+        refuse_overwriting_inputs(args.json_out, [*(args.data or []), *model_files(args.model)])
     model, metadata = load_checkpoint(args.model)
-    digits = _load_labelled(args.data)
+    digits, _ = load_training_sources(_data_paths(args))
     trained_on_this = fingerprint(digits) == metadata.get("data", {}).get("fingerprint")
     if args.validation_only:
         if not trained_on_this:
             raise DigitnetError(
-                f"{args.data}: not the data this model was trained on (fingerprint differs), "
-                f"so its validation split is unknown; drop --validation-only"
+                f"{digits.source}: not the data this model was trained on (fingerprint "
+                f"differs), so its validation split is unknown; drop --validation-only"
             )
         _, val_index = TrainConfig.from_dict(metadata["config"]).split(digits.labels)
         digits = digits.subset(val_index)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from digitnet.config import ConfigError
 from digitnet.errors import DataError
 
 IMAGE_SIZE = 28
@@ -26,6 +29,11 @@ PIXEL_COLUMNS = [f"pixel{i}" for i in range(NUM_PIXELS)]
 # IDX magic numbers: two zero bytes, type 0x08 (unsigned byte), number of dimensions.
 IDX_LABELS_MAGIC = 0x00000801
 IDX_IMAGES_MAGIC = 0x00000803
+
+# The 8,000 labelled MNIST digits that ship with the repo (Kaggle format, gzipped), so a bare
+# clone trains, tests and benchmarks. DIGITNET_DATA or --data point anywhere else.
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "assets" / "mnist-train-8k.csv.gz"
+DATA_ENV = "DIGITNET_DATA"
 
 # Standard MNIST file names, without the optional ".gz".
 IDX_TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
@@ -317,6 +325,32 @@ def load_training_data(path: str | Path) -> Digits:
     return load_kaggle_csv(path, require_labels=True)
 
 
+def default_data() -> str:
+    """Where training data comes from when none is named: $DIGITNET_DATA, else the sample."""
+    return os.environ.get(DATA_ENV) or str(SAMPLE_DATA)
+
+
+def load_training_sources(paths: Sequence[str | Path]) -> tuple[Digits, list[dict]]:
+    """Labelled digits from one or more sources, concatenated in the order given.
+
+    Each source is anything :func:`load_training_data` reads. Returns the digits (their
+    ``source`` joins the names with " + ") and :func:`summarize` of each source, so a
+    run's metadata records where every digit came from.
+    """
+    if not paths:
+        raise DataError("no data given; name a Kaggle train CSV, an IDX file or a folder")
+    parts = [load_training_data(path) for path in paths]
+    summaries = [summarize(part) for part in parts]
+    if len(parts) == 1:
+        return parts[0], summaries
+    digits = Digits(
+        np.concatenate([part.images for part in parts]),
+        np.concatenate([part.labels for part in parts]),
+        " + ".join(part.source for part in parts),
+    )
+    return digits, summaries
+
+
 def _looks_like_idx(path: Path) -> bool:
     return "idx3" in path.name or "idx1" in path.name
 
@@ -324,24 +358,31 @@ def _looks_like_idx(path: Path) -> bool:
 def stratified_split(
     labels: np.ndarray, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of indices keeping each class's share; returns (train, val) indices.
+    """Seeded split of indices keeping each class's share; returns sorted (train, val) indices.
 
-    Each class contributes ``round(count * val_fraction)`` digits to validation.
+    scikit-learn's ``train_test_split(stratify=)`` does the work. A class with a single
+    digit cannot be split, so it trains; every other class keeps at least one digit on
+    each side.
     """
+    # Imported here: scikit-learn costs half a second, and the app never splits.
+    from sklearn.model_selection import train_test_split
+
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    rng = np.random.default_rng(seed)
-    train_parts, val_parts = [], []
-    for digit in range(NUM_CLASSES):
-        members = np.flatnonzero(labels == digit)
-        members = members[rng.permutation(len(members))]
-        n_val = int(round(len(members) * val_fraction))
-        if val_fraction > 0 and len(members) >= 2:
-            # Tiny classes still get one validation digit, and keep one to train on.
-            n_val = min(max(n_val, 1), len(members) - 1)
-        val_parts.append(members[:n_val])
-        train_parts.append(members[n_val:])
-    return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(val_parts))
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    labels = np.asarray(labels)
+    everything = np.arange(len(labels))
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    splittable = everything[counts[labels] >= 2]
+    classes = int(np.count_nonzero(counts >= 2))
+    # At least one validation digit per class; at least one training digit per class.
+    val_count = min(max(round(len(splittable) * val_fraction), classes), len(splittable) - classes)
+    if val_fraction == 0 or classes == 0 or val_count < 1:
+        return everything, everything[:0]
+    train, val = train_test_split(
+        splittable, test_size=val_count, stratify=labels[splittable], random_state=seed
+    )
+    singles = everything[counts[labels] < 2]
+    return np.sort(np.concatenate([train, singles])), np.sort(val)
 
 
 def class_counts(labels: np.ndarray) -> list[int]:

@@ -1,9 +1,10 @@
-"""Measuring a model: loss, accuracy, per-class accuracy, confusion matrix, worst mistakes."""
+"""Measuring a model: loss, accuracy, per-digit precision/recall/F1, confusion, worst mistakes."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch import nn
 from torch.nn import functional as F
 
@@ -27,9 +28,11 @@ def loss_and_accuracy(
 def evaluate(
     model: nn.Module, inputs: np.ndarray, labels: np.ndarray, mistakes_kept: int = MISTAKES_KEPT
 ) -> dict:
-    """Everything the tutorial's table and the dashboard need, as plain JSON-ready values.
+    """Everything the per-digit report and the dashboard need, as plain JSON-ready values.
 
-    ``mistakes`` lists the most confident wrong answers with their index in ``inputs``.
+    ``per_class`` holds each digit's precision, recall and F1 (scikit-learn's), with
+    ``accuracy``, the tutorial's per-class accuracy, which is the recall. ``mistakes``
+    lists the most confident wrong answers with their index in ``inputs``.
     """
     logits = predict_logits(model, inputs)
     targets = torch.tensor(np.asarray(labels), dtype=torch.int64)
@@ -37,20 +40,26 @@ def evaluate(
     confidence, predicted = probs.max(dim=1)
     predicted_np, targets_np = predicted.numpy(), targets.numpy()
 
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)  # rows: true, cols: predicted
-    np.add.at(confusion, (targets_np, predicted_np), 1)
-    per_class = []
-    for digit in range(NUM_CLASSES):
-        count = int(confusion[digit].sum())
-        correct = int(confusion[digit, digit])
-        per_class.append(
-            {
-                "digit": digit,
-                "count": count,
-                "correct": correct,
-                "accuracy": correct / count if count else None,
-            }
-        )
+    digits = list(range(NUM_CLASSES))
+    confusion = confusion_matrix(targets_np, predicted_np, labels=digits)  # rows: true
+    precision, recall, f1, support = precision_recall_fscore_support(
+        targets_np, predicted_np, labels=digits, zero_division=0
+    )
+    predicted_counts = confusion.sum(axis=0)
+    per_class = [
+        {
+            "digit": digit,
+            "count": int(support[digit]),
+            "correct": int(confusion[digit, digit]),
+            # None where undefined (no such digit, or never predicted), not a misleading 0.
+            "accuracy": float(recall[digit]) if support[digit] else None,
+            "precision": float(precision[digit]) if predicted_counts[digit] else None,
+            "recall": float(recall[digit]) if support[digit] else None,
+            "f1": float(f1[digit]) if support[digit] else None,
+        }
+        for digit in digits
+    ]
+    present = support > 0
 
     wrong = np.flatnonzero(predicted_np != targets_np)
     worst_first = wrong[np.argsort(-confidence.numpy()[wrong], kind="stable")][:mistakes_kept]
@@ -63,12 +72,15 @@ def evaluate(
         }
         for i in worst_first
     ]
+    count = int(len(targets_np))
     return {
-        "count": int(len(targets_np)),
-        "loss": float(F.cross_entropy(logits, targets).item()) if len(targets_np) else None,
-        "accuracy": float((predicted == targets).float().mean().item())
-        if len(targets_np)
-        else None,
+        "count": count,
+        "loss": float(F.cross_entropy(logits, targets).item()) if count else None,
+        "accuracy": float((predicted == targets).float().mean().item()) if count else None,
+        # Means over the digits present, each digit counting the same however common.
+        "macro_precision": float(precision[present].mean()) if count else None,
+        "macro_recall": float(recall[present].mean()) if count else None,
+        "macro_f1": float(f1[present].mean()) if count else None,
         "per_class": per_class,
         "confusion": confusion.tolist(),
         "mistakes": mistakes,
@@ -76,14 +88,27 @@ def evaluate(
 
 
 def format_per_class_table(metrics: dict) -> str:
-    """The tutorial's per-class table as fixed-format text lines."""
-    lines = ["digit  correct/count  accuracy"]
+    """The per-digit report as fixed-format lines: precision, recall (the tutorial's
+    per-class accuracy), F1 and correct/count, then the overall accuracy."""
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f}%"
+
+    lines = [f"{'digit':>5}  {'precision':>9}  {'recall':>8}  {'f1':>8}  {'correct/count':>13}"]
     for row in metrics["per_class"]:
-        accuracy = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:6.2f}%"
-        lines.append(f"{row['digit']:>5}  {row['correct']:>7}/{row['count']:<5}  {accuracy:>8}")
+        lines.append(
+            f"{row['digit']:>5}  {percent(row.get('precision')):>9}  "
+            f"{percent(row.get('recall', row['accuracy'])):>8}  {percent(row.get('f1')):>8}  "
+            f"{str(row['correct']) + '/' + str(row['count']):>13}"
+        )
+    correct = sum(row["correct"] for row in metrics["per_class"])
     lines.append(
-        f"  all  {sum(r['correct'] for r in metrics['per_class']):>7}/{metrics['count']:<5}  "
-        f"{100 * metrics['accuracy']:6.2f}%  (loss {metrics['loss']:.4f})"
+        f"{'macro':>5}  {percent(metrics.get('macro_precision')):>9}  "
+        f"{percent(metrics.get('macro_recall')):>8}  {percent(metrics.get('macro_f1')):>8}"
+    )
+    lines.append(
+        f"  all  accuracy {percent(metrics['accuracy'])} ({correct}/{metrics['count']}), "
+        f"loss {metrics['loss']:.4f}"
     )
     return "\n".join(lines)
 

@@ -1,16 +1,65 @@
-"""The classifiers: the tutorial's MLP and a small CNN beside it.
+"""The classifiers: the tutorial's MLP and a small CNN beside it, and the config that builds them.
 
 Both take (B, 1, 28, 28) or (B, 784) float inputs in [0, 1] and return logits (B, 10).
+A checkpoint stores a :class:`ModelConfig`, so loading one needs nothing from training.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 from torch import nn
 
+from digitnet.config import ConfigError, check_knobs, coerce_tuples, knob, known_values
 from digitnet.data import IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS
 
 ARCHITECTURES = ("mlp", "cnn")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What builds a model: its architecture and sizes. Saved in every checkpoint."""
+
+    architecture: str = knob(
+        "mlp", "model: the tutorial's MLP or a small CNN", choices=ARCHITECTURES, flag="--arch"
+    )
+    hidden_sizes: tuple[int, ...] = knob(
+        (512, 512), "MLP hidden layer sizes (units)", low=1, high=4096, flag="--hidden"
+    )
+    cnn_channels: tuple[int, int] = knob(
+        (32, 64), "CNN: channels of its two conv blocks", low=1, high=512, length=2
+    )
+    cnn_hidden: int = knob(128, "CNN: units of its dense layer", low=1, high=4096)
+    dropout: float = knob(
+        0.2, "probability of zeroing an activation while training", low=0, high=1, high_open=True
+    )
+
+    def __post_init__(self) -> None:
+        coerce_tuples(self)
+        check_knobs(self)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        """From a checkpoint's ``config``: nested under "model", or flat (digitnet 0.1)."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"expected a mapping of model settings, got {type(values).__name__}")
+        nested = values.get("model")
+        return cls(**known_values(cls, nested if isinstance(nested, dict) else values))
+
+    def describe(self) -> str:
+        """One line: 'MLP 784-512-512-10, dropout 0.2' or 'CNN channels 32/64, dense 128...'."""
+        if self.architecture == "mlp":
+            shape = "-".join(str(s) for s in (NUM_PIXELS, *self.hidden_sizes, NUM_CLASSES))
+            return f"MLP {shape}, ReLU, dropout {self.dropout}"
+        first, second = self.cnn_channels
+        return (
+            f"CNN, conv channels {first}/{second}, dense {self.cnn_hidden}, dropout {self.dropout}"
+        )
 
 
 class MLP(nn.Module):
@@ -74,20 +123,13 @@ class CNN(nn.Module):
         return self.head(self.features(x))  # (B, 10) logits
 
 
-def build_model(
-    architecture: str,
-    *,
-    hidden_sizes: tuple[int, ...] = (512, 512),
-    dropout: float = 0.2,
-    cnn_channels: tuple[int, int] = (32, 64),
-    cnn_hidden: int = 128,
-) -> nn.Module:
-    """An untrained model of the named architecture."""
-    if architecture == "mlp":
-        return MLP(tuple(hidden_sizes), dropout)
-    if architecture == "cnn":
-        return CNN(tuple(cnn_channels), cnn_hidden, dropout)
-    raise ValueError(f"unknown architecture {architecture!r}; choose one of {ARCHITECTURES}")
+def build_model(config: ModelConfig | str = "mlp", **sizes) -> nn.Module:
+    """An untrained model from a ModelConfig, or from an architecture name and sizes."""
+    if isinstance(config, str):
+        config = ModelConfig(architecture=config, **sizes)
+    if config.architecture == "mlp":
+        return MLP(config.hidden_sizes, config.dropout)
+    return CNN(config.cnn_channels, config.cnn_hidden, config.dropout)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,12 +1,19 @@
-"""Training: one config dataclass, batch augmentation, and a loop that reports each epoch."""
+"""Training: a config dataclass, batch augmentation, and a loop a UI can drive.
+
+:class:`TrainingRun` is the loop as an iterator of reports (a :class:`StepReport` every
+few steps, an :class:`EpochReport` as each epoch ends) that stops within one step when
+asked and keeps the best weights so far. :func:`train_model` runs it with callbacks.
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -14,83 +21,99 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from digitnet.checkpoint import load_state_dict_strictly
+from digitnet.config import ConfigError, check_knobs, knob, known_values
 from digitnet.data import stratified_split
+from digitnet.errors import DataError
 from digitnet.evaluate import loss_and_accuracy
-from digitnet.model import ARCHITECTURES, IMAGE_SIZE, build_model
+from digitnet.model import IMAGE_SIZE, ModelConfig, build_model
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+REPORT_EVERY = 10  # steps between StepReports: often enough for a live curve, cheap on a GPU
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Every knob of a training run. Saved beside the weights, so a checkpoint rebuilds its model.
+    """Every knob of a training run, saved beside the weights; ``model`` rebuilds the model.
 
     The defaults are digitnet's recipe: the tutorial's 784-512-512-10 MLP, trained with
     AdamW, a one-cycle learning rate, label smoothing and augmentation, in well under a
-    minute on a 2-core CPU.
+    minute on a 2-core CPU. Each field's help, range and choices are in its metadata.
     """
 
-    # model
-    architecture: str = "mlp"  # "mlp" or "cnn"
-    hidden_sizes: tuple[int, ...] = (512, 512)  # MLP hidden layers (units)
-    cnn_channels: tuple[int, int] = (32, 64)  # CNN: channels of its two conv blocks
-    cnn_hidden: int = 128  # CNN: units of its dense layer
-    dropout: float = 0.2  # probability of zeroing an activation while training
+    model: ModelConfig = field(default_factory=ModelConfig)
     # optimisation
-    optimizer: str = "adamw"  # "sgd", "adam" or "adamw"
-    lr: float = 3e-3  # peak learning rate
-    momentum: float = 0.9  # SGD only
-    schedule: str = "onecycle"  # "constant", "cosine" (decay to 0) or "onecycle" (warm up, decay)
-    warmup_fraction: float = 0.2  # onecycle: share of the steps spent warming up
-    epochs: int = 30  # passes over the training split
-    batch_size: int = 128  # digits per step
-    weight_decay: float = 5e-4  # decoupled for AdamW, L2 for SGD/Adam
-    label_smoothing: float = 0.1  # share of each target spread over the other classes
-    shuffle: bool = True  # reshuffle every epoch (the tutorial did not)
+    optimizer: str = knob("adamw", "optimizer", choices=OPTIMIZERS)
+    lr: float = knob(3e-3, "peak learning rate", low=0, high=10, low_open=True)
+    momentum: float = knob(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    schedule: str = knob(
+        "onecycle",
+        "learning-rate schedule: constant, cosine (decay to 0) or onecycle (warm up, decay)",
+        choices=SCHEDULES,
+    )
+    warmup_fraction: float = knob(
+        0.2, "onecycle: share of the steps spent warming up", low=0, high=1, high_open=True
+    )
+    epochs: int = knob(30, "passes over the training split", low=1, high=10_000)
+    batch_size: int = knob(128, "digits per step", low=1, high=65_536)
+    weight_decay: float = knob(5e-4, "weight decay (decoupled for AdamW, L2 otherwise)", low=0)
+    label_smoothing: float = knob(
+        0.1, "share of each target spread over the other classes", low=0, high=1, high_open=True
+    )
+    shuffle: bool = knob(True, "reshuffle every epoch (the tutorial did not)")
     # augmentation, applied to each batch as tensors so the model sees how people draw
-    augment: bool = True
-    rotate_degrees: float = 12.0  # random rotation within +/- this
-    scale_range: float = 0.12  # random zoom within 1 +/- this
-    shift_pixels: float = 2.0  # random shift within +/- this, in 28x28 pixels
-    shear: float = 0.25  # random horizontal shear within +/- this (tan of the angle)
-    thickness_prob: float = 0.3  # chance of making strokes thicker, and the same of thinner
-    thickness_max: float = 1.0  # strongest thickening: blend up to fully into a 3x3 dilation
-    hard_stroke_prob: float = 0.5  # chance of redrawing with hard-edged strokes, as on a canvas
+    augment: bool = knob(
+        True, "augmentation: rotation, zoom, shift, shear, thickness, hard strokes"
+    )
+    rotate_degrees: float = knob(12.0, "augmentation: rotation within +/- degrees", low=0, high=180)
+    scale_range: float = knob(0.12, "augmentation: zoom within 1 +/- this", low=0, high=0.9)
+    shift_pixels: float = knob(2.0, "augmentation: shift within +/- pixels", low=0, high=14)
+    shear: float = knob(
+        0.25, "augmentation: shear within +/- this (tan of the angle)", low=0, high=2
+    )
+    thickness_prob: float = knob(
+        0.3, "augmentation: chance of thicker strokes (and the same of thinner)", low=0, high=0.5
+    )
+    thickness_max: float = knob(
+        1.0, "augmentation: strongest thickening (1 = a full 3x3 dilation)", low=0, high=1
+    )
+    hard_stroke_prob: float = knob(
+        0.5, "augmentation: chance of hard-edged, canvas-like strokes", low=0, high=1
+    )
     # data and run
-    val_fraction: float = 0.1  # share of each class held out for validation
-    seed: int = 0  # seeds the split, initial weights, shuffling and augmentation
-    device: str = "auto"  # "auto", "cpu", "cuda" or "mps"
+    val_fraction: float = knob(
+        0.1, "share of each class held out for validation", low=0, high=1, high_open=True
+    )
+    seed: int = knob(0, "seeds the split, initial weights, order and augmentation", low=0)
+    device: str = knob("auto", "where to train", choices=DEVICES)
 
     def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-        self.cnn_channels = tuple(int(c) for c in self.cnn_channels)
-        checks = [
-            (self.architecture in ARCHITECTURES, "architecture must be mlp or cnn"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
-            (self.epochs >= 1, "epochs must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.lr > 0, "lr must be positive"),
-            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
-            (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
-            (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
-            (
-                len(self.cnn_channels) == 2
-                and min(self.cnn_channels) >= 1
-                and self.cnn_hidden >= 1,
-                "cnn_channels needs two positive sizes and cnn_hidden a positive size",
-            ),
-            (
-                len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1,
-                "hidden_sizes needs at least one positive size",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        if isinstance(self.model, dict):
+            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
+        if not isinstance(self.model, ModelConfig):
+            raise ConfigError(f"model must be a ModelConfig, got {type(self.model).__name__}")
+        check_knobs(self)
+
+    @classmethod
+    def from_knobs(cls, **knobs) -> TrainConfig:
+        """Flat knobs, as the CLI and a UI hold them: model fields go into ``model``.
+
+        ``TrainConfig.from_knobs(architecture="cnn", epochs=5)``; unknown names are an error.
+        """
+        model_names = {f.name for f in dataclasses.fields(ModelConfig)}
+        train_names = {f.name for f in dataclasses.fields(cls)} - {"model"}
+        unknown = sorted(set(knobs) - model_names - train_names)
+        if unknown:
+            raise ConfigError(f"unknown setting {', '.join(unknown)}")
+        model = ModelConfig(**{k: v for k, v in knobs.items() if k in model_names})
+        return cls(model=model, **{k: v for k, v in knobs.items() if k in train_names})
+
+    def knob_values(self) -> dict:
+        """The flat knobs of this config (the inverse of :meth:`from_knobs`)."""
+        values = self.to_dict()
+        return {**values.pop("model"), **values}
 
     def split(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(train, validation) indices of this run's seeded, stratified split."""
@@ -98,30 +121,28 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         values = asdict(self)
-        values["hidden_sizes"] = list(self.hidden_sizes)
-        values["cnn_channels"] = list(self.cnn_channels)
+        values["model"] = self.model.to_dict()
         return values
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """Rebuild from saved metadata; keys this version does not know are ignored."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """Rebuild from saved metadata, nested or flat (digitnet 0.1); unknown keys are ignored."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"expected a mapping of settings, got {type(values).__name__}")
+        settings = known_values(cls, values)
+        settings.pop("model", None)
+        return cls(model=ModelConfig.from_dict(values), **settings)
 
-
-def build_model_from_config(config: TrainConfig) -> nn.Module:
-    """The untrained model a config describes."""
-    return build_model(
-        config.architecture,
-        hidden_sizes=config.hidden_sizes,
-        dropout=config.dropout,
-        cnn_channels=config.cnn_channels,
-        cnn_hidden=config.cnn_hidden,
-    )
+    def replace(self, **knobs) -> TrainConfig:
+        """A copy with some flat knobs changed (model fields included)."""
+        return TrainConfig.from_knobs(**{**self.knob_values(), **knobs})
 
 
 def tutorial_config(**overrides) -> TrainConfig:
-    """The recipe this project started from: plain SGD, lr 0.01, batch 100, no shuffling."""
+    """The recipe this project started from: plain SGD, lr 0.01, batch 100, no shuffling.
+
+    ``overrides`` are flat knobs (``epochs=5``, ``hidden_sizes=(64, 64)``).
+    """
     values = dict(
         architecture="mlp",
         hidden_sizes=(512, 512),
@@ -138,39 +159,66 @@ def tutorial_config(**overrides) -> TrainConfig:
         augment=False,
     )
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_knobs(**values)
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """Progress inside an epoch, every few steps: running means over the epoch so far."""
+
+    epoch: int  # 1-based
+    epochs: int
+    step: int  # 1-based, counted over the whole run
+    total_steps: int
+    train_loss: float  # mean cross-entropy of this epoch's batches so far
+    train_accuracy: float
+    lr: float
+    seconds: float  # since the run started
+
+    @property
+    def progress(self) -> float:
+        """Share of the run's steps done, 0-1."""
+        return self.step / self.total_steps
+
+    @property
+    def eta_seconds(self) -> float:
+        """Seconds left at the pace so far (validation time included in the pace)."""
+        return self.seconds * (1 - self.progress) / max(self.progress, 1e-9)
 
 
 @dataclass(frozen=True)
 class EpochReport:
-    """What one epoch did; the loop hands one to ``on_epoch`` as each epoch ends."""
+    """What one epoch did; a run yields one as each epoch ends, or when it is stopped."""
 
     epoch: int  # 1-based
     epochs: int
-    train_loss: float  # on the (augmented) batches seen this epoch
-    train_accuracy: float
+    train_loss: float | None  # on the (augmented) batches seen this epoch; None: no step ran
+    train_accuracy: float | None
     val_loss: float | None
     val_accuracy: float | None
     lr: float  # at the end of the epoch
     seconds: float  # wall time of this epoch, validation included
-
-    def split(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(train, validation) indices of this run's seeded, stratified split."""
-        return stratified_split(labels, self.val_fraction, self.seed)
+    steps: int = 0  # steps this epoch took
+    complete: bool = True  # False when a stop request ended it early
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def log_line(self) -> str:
+        train = (
+            "train_loss - train_acc -"
+            if self.train_loss is None
+            else f"train_loss {self.train_loss:.4f} train_acc {100 * self.train_accuracy:6.2f}%"
+        )
         val = (
             ""
             if self.val_loss is None
             else f" val_loss {self.val_loss:.4f} val_acc {100 * self.val_accuracy:6.2f}%"
         )
+        stopped = "" if self.complete else f" (stopped after {self.steps} steps)"
         return (
-            f"epoch {self.epoch:>3}/{self.epochs} train_loss {self.train_loss:.4f} "
-            f"train_acc {100 * self.train_accuracy:6.2f}%{val} lr {self.lr:.2e} "
-            f"{self.seconds:5.1f}s"
+            f"epoch {self.epoch:>3}/{self.epochs} {train}{val} lr {self.lr:.2e} "
+            f"{self.seconds:5.1f}s{stopped}"
         )
 
 
@@ -181,6 +229,7 @@ class TrainResult:
     best_epoch: int = 0
     seconds: float = 0.0
     device: str = "cpu"
+    stopped: bool = False  # a stop request ended the run before its last epoch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -191,9 +240,11 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for but no CUDA GPU is available; use --device cpu")
+        raise ConfigError(
+            "device cuda was asked for but no CUDA GPU is available; use --device cpu"
+        )
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device mps was asked for but is not available; use --device cpu")
+        raise ConfigError("device mps was asked for but is not available; use --device cpu")
     return torch.device(name)
 
 
@@ -286,6 +337,176 @@ def _lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup)))
 
 
+def _initial_state(init: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state = init.state_dict() if isinstance(init, nn.Module) else init
+    return {name: tensor.detach().cpu().clone() for name, tensor in state.items()}
+
+
+class TrainingRun:
+    """One training run as an iterator of reports; a UI iterates it, or calls :meth:`stop`.
+
+    ::
+
+        run = TrainingRun(config, x_train, y_train, x_val, y_val, init=None)
+        for report in run:      # StepReport every ``report_every`` steps, EpochReport per epoch
+            draw(report)
+        result = run.result     # best weights so far, history, seconds
+
+    ``train_inputs`` are (N, 28, 28) float32 in [0, 1]. ``init`` (a model or a state dict of
+    the config's model) starts from given weights instead of random ones: fine-tuning.
+    :meth:`stop` may be called from any thread; the run ends within one step, validates
+    what it has, and keeps the best weights seen.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_inputs: np.ndarray,
+        train_labels: np.ndarray,
+        val_inputs: np.ndarray | None = None,
+        val_labels: np.ndarray | None = None,
+        *,
+        init: nn.Module | Mapping[str, torch.Tensor] | None = None,
+        report_every: int = REPORT_EVERY,
+        progress: bool = False,
+        stop_when: Callable[[], bool] | None = None,
+    ):
+        if len(train_labels) == 0:
+            raise DataError("no training digits; use more data or a smaller validation fraction")
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.report_every = max(1, int(report_every))
+        self.progress = progress
+        self._stop = threading.Event()
+        self._stop_when = stop_when
+        self.result: TrainResult | None = None
+
+        torch.manual_seed(config.seed)  # the initial weights
+        self.model = build_model(config.model)
+        if init is not None:
+            load_state_dict_strictly(
+                self.model, _initial_state(init), "the starting weights (init=)"
+            )
+        self.model.to(self.device)
+        self.inputs = (
+            torch.as_tensor(train_inputs, dtype=torch.float32)
+            .reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
+            .to(self.device)
+        )
+        self.labels = torch.as_tensor(train_labels, dtype=torch.int64).to(self.device)
+        self.val_inputs, self.val_labels = val_inputs, val_labels
+        self.has_val = val_inputs is not None and val_labels is not None and len(val_labels) > 0
+        self.steps_per_epoch = math.ceil(len(self.labels) / config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+
+    def stop(self) -> None:
+        """Ask the run to end after the step in progress (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`stop` was called or ``stop_when`` said so (polled every step)."""
+        if not self._stop.is_set() and self._stop_when is not None and self._stop_when():
+            self._stop.set()
+        return self._stop.is_set()
+
+    def __iter__(self) -> Iterator[StepReport | EpochReport]:
+        config, model, device = self.config, self.model, self.device
+        start = time.perf_counter()
+        generator = torch.Generator().manual_seed(config.seed)
+        optimizer = _make_optimizer(model, config)
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        result = TrainResult(model=model, device=str(device))
+        best_score, best_state = None, None
+        step = 0
+        for epoch in range(1, config.epochs + 1):
+            epoch_start = time.perf_counter()
+            model.train()
+            order = (
+                torch.randperm(len(self.labels), generator=generator).to(device)
+                if config.shuffle
+                else torch.arange(len(self.labels), device=device)
+            )
+            # Summed on the device: a .item() per step would stall a GPU.
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.int64)
+            seen = epoch_steps = 0
+            batches = range(0, len(self.labels), config.batch_size)
+            bar = tqdm(
+                batches,
+                desc=f"epoch {epoch}/{config.epochs}",
+                leave=False,
+                disable=not self.progress,
+                unit="batch",
+            )
+            for offset in bar:
+                if self.stop_requested:
+                    break
+                index = order[offset : offset + config.batch_size]
+                x, y = self.inputs[index], self.labels[index]  # (B, 1, 28, 28), (B,)
+                if config.augment:
+                    x = augment_batch(x, config, generator)
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * _lr_factor(step, self.total_steps, config)
+                optimizer.zero_grad(set_to_none=True)
+                logits = model(x)
+                loss = loss_fn(logits, y)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                epoch_steps += 1
+                seen += len(y)
+                # Reported loss is plain cross-entropy, comparable with validation's: the
+                # smoothed loss the optimiser sees cannot fall below ~0.5 with smoothing 0.1.
+                loss_sum += F.cross_entropy(logits.detach(), y, reduction="sum")
+                correct += (logits.argmax(dim=1) == y).sum()
+                if step % self.report_every == 0 or epoch_steps == self.steps_per_epoch:
+                    yield StepReport(
+                        epoch=epoch,
+                        epochs=config.epochs,
+                        step=step,
+                        total_steps=self.total_steps,
+                        train_loss=loss_sum.item() / seen,
+                        train_accuracy=correct.item() / seen,
+                        lr=optimizer.param_groups[0]["lr"],
+                        seconds=time.perf_counter() - start,
+                    )
+            bar.close()
+
+            complete = epoch_steps == self.steps_per_epoch
+            val_loss = val_accuracy = None
+            if self.has_val:
+                val_loss, val_accuracy = loss_and_accuracy(model, self.val_inputs, self.val_labels)
+            report = EpochReport(
+                epoch=epoch,
+                epochs=config.epochs,
+                train_loss=loss_sum.item() / seen if seen else None,
+                train_accuracy=correct.item() / seen if seen else None,
+                val_loss=val_loss,
+                val_accuracy=val_accuracy,
+                lr=optimizer.param_groups[0]["lr"],
+                seconds=time.perf_counter() - epoch_start,
+                steps=epoch_steps,
+                complete=complete,
+            )
+            result.history.append(report)
+            # Keep the best weights by validation accuracy, ties going to the lower validation
+            # loss (800 digits make ties common); without validation, the latest weights.
+            score = (val_accuracy, -val_loss) if self.has_val else (epoch, 0.0)
+            if best_score is None or score > best_score:
+                best_score, result.best_epoch = score, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            yield report
+            if self.stop_requested:
+                result.stopped = epoch < config.epochs or not complete
+                break
+
+        model.load_state_dict(best_state)
+        model.eval()
+        result.seconds = time.perf_counter() - start
+        self.result = result
+
+
 def train_model(
     config: TrainConfig,
     train_inputs: np.ndarray,
@@ -293,101 +514,32 @@ def train_model(
     val_inputs: np.ndarray | None = None,
     val_labels: np.ndarray | None = None,
     *,
+    init: nn.Module | Mapping[str, torch.Tensor] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
-    progress: bool = False,
+    on_step: Callable[[StepReport], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    progress: bool = False,
+    report_every: int = REPORT_EVERY,
 ) -> TrainResult:
-    """Train a fresh model; return it with the best validation weights and the history.
+    """Train and return the model with the best validation weights, and the history.
 
-    ``train_inputs`` are (N, 28, 28) float32 in [0, 1]. ``on_epoch`` receives each
-    :class:`EpochReport` as the epoch ends (a UI draws it live); ``stop`` is polled
-    between epochs so a UI can end training early and keep what it has.
+    ``on_step`` and ``on_epoch`` receive each report as it happens (a UI draws them live);
+    ``stop`` is polled before every step, so a UI can end training within one step and keep
+    the best weights so far. See :class:`TrainingRun` for the other arguments.
     """
-    start = time.perf_counter()
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    if len(train_labels) == 0:
-        raise ValueError("no training digits; use more data or a smaller validation fraction")
-    model = build_model_from_config(config).to(device)
-    optimizer = _make_optimizer(model, config)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-
-    inputs = (
-        torch.as_tensor(train_inputs, dtype=torch.float32)
-        .reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
-        .to(device)
+    run = TrainingRun(
+        config,
+        train_inputs,
+        train_labels,
+        val_inputs,
+        val_labels,
+        init=init,
+        report_every=report_every,
+        progress=progress,
+        stop_when=stop,
     )
-    labels = torch.as_tensor(train_labels, dtype=torch.int64).to(device)
-    has_val = val_inputs is not None and val_labels is not None and len(val_labels) > 0
-    steps_per_epoch = math.ceil(len(labels) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-
-    result = TrainResult(model=model, device=str(device))
-    best_score, best_state = None, None
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        epoch_start = time.perf_counter()
-        model.train()
-        order = (
-            torch.randperm(len(labels), generator=generator).to(device)
-            if config.shuffle
-            else torch.arange(len(labels), device=device)
-        )
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        batches = range(0, len(labels), config.batch_size)
-        for offset in tqdm(
-            batches,
-            desc=f"epoch {epoch}/{config.epochs}",
-            leave=False,
-            disable=not progress,
-            unit="batch",
-        ):
-            index = order[offset : offset + config.batch_size]
-            x, y = inputs[index], labels[index]  # (B, 1, 28, 28), (B,)
-            if config.augment:
-                x = augment_batch(x, config, generator)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * _lr_factor(step, total_steps, config)
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            # Reported loss is plain cross-entropy, comparable with validation's: the
-            # smoothed loss the optimiser sees cannot fall below ~0.5 with smoothing 0.1.
-            # Summed on the device: a .item() per step would stall a GPU.
-            loss_sum += F.cross_entropy(logits.detach(), y, reduction="sum")
-            correct += (logits.argmax(dim=1) == y).sum()
-
-        val_loss = val_accuracy = None
-        if has_val:
-            val_loss, val_accuracy = loss_and_accuracy(model, val_inputs, val_labels)
-        report = EpochReport(
-            epoch=epoch,
-            epochs=config.epochs,
-            train_loss=loss_sum.item() / len(labels),
-            train_accuracy=correct.item() / len(labels),
-            val_loss=val_loss,
-            val_accuracy=val_accuracy,
-            lr=optimizer.param_groups[0]["lr"],
-            seconds=time.perf_counter() - epoch_start,
-        )
-        result.history.append(report)
-        # Keep the best weights by validation accuracy, ties going to the lower validation
-        # loss (800 digits make ties common); without validation, the last epoch's.
-        score = (val_accuracy, -val_loss) if has_val else (epoch, 0.0)
-        if best_score is None or score > best_score:
-            best_score, result.best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        if on_epoch is not None:
-            on_epoch(report)
-        if stop is not None and stop():
-            break
-
-    model.load_state_dict(best_state)
-    model.eval()
-    result.seconds = time.perf_counter() - start
-    return result
+    for report in run:
+        callback = on_epoch if isinstance(report, EpochReport) else on_step
+        if callback is not None:
+            callback(report)
+    return run.result

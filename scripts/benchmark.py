@@ -6,8 +6,10 @@
    tutorial's way (one row at a time) against digitnet's (batched).
 3. Latency of one drawing in the app: preprocessing plus forward pass, p50 and p95.
 
-    python scripts/benchmark.py --data ../shared/data/mnist-10k
-    python scripts/benchmark.py --data ../shared/data/mnist-10k --quick   # a smoke run
+    python scripts/benchmark.py                  # the 8,000 MNIST digits shipped in assets/
+    python scripts/benchmark.py --data ../shared/data/mnist-10k/train.csv \
+        --test ../shared/data/mnist-10k/test.csv   # Kaggle-format files elsewhere
+    python scripts/benchmark.py --quick          # a smoke run
 
 Prints a table with medians, ratios and the machine it ran on.
 """
@@ -29,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 from digitnet.checkpoint import load_checkpoint  # noqa: E402
-from digitnet.data import Digits, load_kaggle_csv  # noqa: E402
+from digitnet.data import PIXEL_COLUMNS, Digits, default_data, load_training_data  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.predict import classify_drawing, predict_submission, write_submission  # noqa: E402
 from digitnet.preprocess import digits_to_inputs  # noqa: E402
@@ -62,12 +64,12 @@ def bench_training(digits: Digits, quick: bool) -> list[tuple[str, float, float]
     train_index, val_index = TrainConfig().split(digits.labels)  # the shipped models' split
     recipes = [
         ("tutorial (SGD, 100 epochs)", tutorial_config(device="cpu")),
-        ("digitnet default", TrainConfig(device="cpu")),
+        ("digitnet default", TrainConfig.from_knobs(device="cpu")),
     ]
     results = []
     for name, config in recipes:
         if quick:
-            config.epochs = 1
+            config = config.replace(epochs=1)
         start = time.perf_counter()
         result = train_model(
             config,
@@ -81,6 +83,14 @@ def bench_training(digits: Digits, quick: bool) -> list[tuple[str, float, float]
         results.append((name, seconds, accuracy))
         print(f"  trained {name}: {seconds:.1f}s, validation {100 * accuracy:.2f}%", flush=True)
     return results
+
+
+def write_test_csv(digits: Digits, folder: Path) -> Path:
+    """The digits as a Kaggle test CSV (pixels only), for the prediction benchmark."""
+    path = folder / "test.csv"
+    frame = pd.DataFrame(digits.images.reshape(len(digits), -1), columns=PIXEL_COLUMNS)
+    frame.to_csv(path, index=False)
+    return path
 
 
 def predict_row_by_row(model: torch.nn.Module, csv_path: Path, out_path: Path) -> None:
@@ -107,7 +117,7 @@ def bench_prediction(
     """Median seconds for each way of turning a ``rows``-row test CSV into a submission."""
     with tempfile.TemporaryDirectory() as folder:
         big_csv = Path(folder) / "test.csv"
-        test = pd.read_csv(test_csv)
+        test = pd.read_csv(test_csv).drop(columns="label", errors="ignore")  # Kaggle's test format
         copies = -(-rows // len(test))
         pd.concat([test] * copies).head(rows).to_csv(big_csv, index=False)
         outputs = {}
@@ -155,7 +165,15 @@ def bench_latency(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--data", default="../shared/data/mnist-10k", help="folder with train.csv and test.csv"
+        "--data",
+        default=default_data(),
+        help="labelled digits, a file or folder (default: $DIGITNET_DATA, else the sample "
+        "in assets/)",
+    )
+    parser.add_argument(
+        "--test",
+        default=None,
+        help="a Kaggle test CSV to predict (default: the --data digits without their labels)",
     )
     parser.add_argument(
         "--quick",
@@ -163,12 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         help="tiny sizes: checks the script runs, gives no useful figures",
     )
     args = parser.parse_args(argv)
-    data = Path(args.data)
-    train_csv, test_csv = data / "train.csv", data / "test.csv"
     machine_line = machine()
     print(f"machine: {machine_line}", flush=True)
 
-    digits = load_kaggle_csv(train_csv, require_labels=True)  # read once, used twice
+    digits = load_training_data(args.data)  # read once, used twice
+    test_csv = Path(args.test) if args.test else write_test_csv(digits, Path(tempfile.mkdtemp()))
     training = bench_training(digits, args.quick)
     torch.set_num_threads(1)  # prediction and latency as the app serves them: one thread a request
     mlp, _ = load_checkpoint("mlp")

@@ -43,12 +43,11 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout
-from digitnet.data import load_training_data  # noqa: E402
+from digitnet.data import default_data, load_training_data  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.train import TrainConfig  # noqa: E402
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "mnist-10k" / "train.csv"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,8 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--data",
-        default=str(DEFAULT_DATA),
-        help="labelled digits (train.csv); its validation split is drawn",
+        default=default_data(),
+        help="labelled digits (default: $DIGITNET_DATA, else the sample in assets/); "
+        "their validation split is drawn",
     )
     parser.add_argument("--model", default=None, help="the app's model choice (default: its own)")
     parser.add_argument("--seed", type=int, default=0, help="drawing styles' seed")

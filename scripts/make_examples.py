@@ -3,7 +3,7 @@
 Each is a real MNIST digit from the validation split of train.csv (never trained on),
 drawn the hard way users draw: small in a corner, thick strokes, a dark canvas.
 
-    python scripts/make_examples.py --data ../shared/data/mnist-10k/train.csv
+    python scripts/make_examples.py     # from the MNIST sample in assets/ (or --data FILE)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-from digitnet.data import load_training_data  # noqa: E402
+from digitnet.data import default_data, load_training_data  # noqa: E402
 from digitnet.drawings import DrawingStyle, render_drawing  # noqa: E402
 from digitnet.train import TrainConfig  # noqa: E402
 
@@ -32,7 +32,11 @@ EXAMPLES = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="labelled digits (train.csv)")
+    parser.add_argument(
+        "--data",
+        default=default_data(),
+        help="labelled digits (default: $DIGITNET_DATA, else the sample in assets/)",
+    )
     parser.add_argument("--out", default="assets/examples")
     args = parser.parse_args()
     digits = load_training_data(args.data)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real mnist-10k data, tiny CSV/IDX writers, a small trained model.
+"""Shared fixtures: the MNIST sample shipped in assets/, tiny CSV/IDX writers, a small model.
 
 Everything is offline and deterministic; files are written under pytest's tmp paths.
 """
@@ -37,9 +37,10 @@ settings.register_profile(
 settings.load_profile("digitnet")
 
 REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("DIGITNET_DATA", REPO.parent / "shared" / "data" / "mnist-10k"))
-TRAIN_CSV = DATA_DIR / "train.csv"
-TEST_CSV = DATA_DIR / "test.csv"
+# The 8,000 labelled digits that ship with the repo, so a bare clone runs every test.
+from digitnet.data import SAMPLE_DATA  # noqa: E402
+
+TRAIN_DATA = SAMPLE_DATA
 PIXEL_HEADER = ",".join(f"pixel{i}" for i in range(784))
 TRAIN_HEADER = "label," + PIXEL_HEADER
 
@@ -86,12 +87,10 @@ def head_lines(source: Path, target: Path, rows: int) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist():
-    """The 8,000 labelled digits of mnist-10k/train.csv (skip when the data is absent)."""
-    if not TRAIN_CSV.is_file():
-        pytest.skip(f"{TRAIN_CSV} not found (set DIGITNET_DATA)")
-    from digitnet.data import load_kaggle_csv
+    """The 8,000 labelled MNIST digits shipped as assets/mnist-train-8k.csv.gz."""
+    from digitnet.data import load_training_data
 
-    return load_kaggle_csv(TRAIN_CSV, require_labels=True)
+    return load_training_data(TRAIN_DATA)
 
 
 @pytest.fixture(scope="session")
@@ -101,16 +100,14 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_train_csv(data_dir, mnist) -> Path:
-    """The first 600 rows of the real train.csv."""
-    return head_lines(TRAIN_CSV, data_dir / "small_train.csv", 600)
+    """The first 600 labelled digits, as a plain Kaggle train CSV."""
+    return write_kaggle_csv(data_dir / "small_train.csv", mnist.images[:600], mnist.labels[:600])
 
 
 @pytest.fixture(scope="session")
-def small_test_csv(data_dir) -> Path:
-    """The first 50 rows of the real (unlabelled) test.csv."""
-    if not TEST_CSV.is_file():
-        pytest.skip(f"{TEST_CSV} not found (set DIGITNET_DATA)")
-    return head_lines(TEST_CSV, data_dir / "small_test.csv", 50)
+def small_test_csv(data_dir, mnist) -> Path:
+    """50 other digits as a Kaggle test CSV (no label column), as Kaggle's test.csv is."""
+    return write_kaggle_csv(data_dir / "small_test.csv", mnist.images[-50:], None)
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +116,7 @@ def trained(mnist):
     from digitnet.preprocess import digits_to_inputs
     from digitnet.train import TrainConfig, train_model
 
-    config = TrainConfig(hidden_sizes=(64, 64), epochs=4, augment=False, seed=0)
+    config = TrainConfig.from_knobs(hidden_sizes=(64, 64), epochs=4, augment=False, seed=0)
     inputs = digits_to_inputs(mnist.images)
     result = train_model(
         config, inputs[:1500], mnist.labels[:1500], inputs[7500:], mnist.labels[7500:]

@@ -65,7 +65,7 @@ def test_default_recipe_learns_quickly(mnist):
     """
     inputs = digits_to_inputs(mnist.images)
     labels = mnist.labels
-    config = TrainConfig(epochs=5, seed=0)
+    config = TrainConfig.from_knobs(epochs=5, seed=0)
     result = train_model(config, inputs[:2000], labels[:2000], inputs[7000:], labels[7000:])
     accuracy = result.history[result.best_epoch - 1].val_accuracy
     assert accuracy > 0.85, [round(r.val_accuracy, 3) for r in result.history]

@@ -72,7 +72,7 @@ def test_save_and_load_give_identical_outputs(tmp_path, trained, inputs):
 
 def test_cnn_round_trip(tmp_path, inputs):
     torch.manual_seed(0)
-    config = TrainConfig(architecture="cnn", cnn_channels=(4, 8), cnn_hidden=16)
+    config = TrainConfig.from_knobs(architecture="cnn", cnn_channels=(4, 8), cnn_hidden=16)
     from digitnet.model import build_model
 
     model = build_model("cnn", cnn_channels=(4, 8), cnn_hidden=16).eval()
@@ -85,7 +85,7 @@ def test_metadata_json_holds_what_the_dashboard_needs(checkpoint, trained):
     document = json.loads(checkpoint.with_suffix(".json").read_text())
     for key in ("config", "history", "metrics", "versions", "created", "parameters", "format"):
         assert key in document, key
-    assert document["config"]["hidden_sizes"] == [64, 64]
+    assert document["config"]["model"]["hidden_sizes"] == [64, 64]
     assert document["parameters"] == sum(p.numel() for p in trained[1].model.parameters())
     assert {"torch", "numpy", "safetensors", "python", "digitnet"} <= set(document["versions"])
     assert len(document["history"]) == len(trained[1].history)
@@ -142,7 +142,7 @@ def test_wrong_shapes_from_edited_hidden_sizes(checkpoint, tmp_path):
     stem = _copy(checkpoint, tmp_path)
     meta = stem.with_suffix(".json")
     document = json.loads(meta.read_text())
-    document["config"]["hidden_sizes"] = [64, 32]
+    document["config"]["model"]["hidden_sizes"] = [64, 32]
     meta.write_text(json.dumps(document))
     _refused(stem, "copy.safetensors", "fc2", "has shape", "needs")
 
@@ -151,7 +151,7 @@ def test_wrong_architecture_in_json(checkpoint, tmp_path):
     stem = _copy(checkpoint, tmp_path)
     meta = stem.with_suffix(".json")
     document = json.loads(meta.read_text())
-    document["config"]["architecture"] = "cnn"
+    document["config"]["model"]["architecture"] = "cnn"
     meta.write_text(json.dumps(document))
     _refused(stem, "copy.safetensors", "missing", "unexpected")
 
@@ -224,7 +224,7 @@ def test_tutorial_model_pt_imports_and_predicts_the_same(tmp_path, inputs):
 
     assert isinstance(model, MLP)
     torch.testing.assert_close(_outputs(model, inputs), _outputs(tutorial, inputs))
-    assert metadata["config"]["hidden_sizes"] == [512, 512]
+    assert metadata["config"]["model"]["hidden_sizes"] == [512, 512]
     assert metadata["imported_from"] == str(path)
     assert model_card(metadata)["epochs"].startswith("unknown")
 
@@ -234,7 +234,7 @@ def test_wrapped_state_dict_with_other_sizes(tmp_path, inputs):
     path = tmp_path / "wrapped.pth"
     torch.save({"state_dict": source.state_dict()}, path)
     model, metadata = load_checkpoint(path)
-    assert metadata["config"]["hidden_sizes"] == [32, 16]
+    assert metadata["config"]["model"]["hidden_sizes"] == [32, 16]
     torch.testing.assert_close(_outputs(model, inputs), _outputs(source, inputs))
 
 
@@ -285,3 +285,16 @@ def test_pt_that_is_not_the_tutorial_mlp(tmp_path):
     _refused(path, "other.pt", "fc1")
     torch.save([torch.zeros(3)], path)
     _refused(path, "other.pt", "state dict")
+
+
+def test_a_digitnet_0_1_checkpoint_with_a_flat_config_still_loads(checkpoint, tmp_path):
+    """Format 1 kept the model's settings at the top of "config"; those files still load."""
+    stem = _copy(checkpoint, tmp_path)
+    meta = stem.with_suffix(".json")
+    document = json.loads(meta.read_text())
+    document["config"] = {**document["config"].pop("model"), **document["config"]}
+    document["format_version"] = 1
+    meta.write_text(json.dumps(document))
+    model, metadata = load_checkpoint(stem)
+    assert model.fc1.weight.shape == (64, 784)
+    assert model_card(metadata)["architecture"].startswith("MLP 784-64-64-10")

@@ -100,7 +100,7 @@ def test_train_writes_the_checkpoint_and_prints_the_config_first(tmp_path, capsy
     first = stdout.splitlines()[0]
     assert first.startswith("config ")
     config = json.loads(first.removeprefix("config "))
-    assert config["epochs"] == 1 and config["architecture"] == "mlp"
+    assert config["epochs"] == 1 and config["model"]["architecture"] == "mlp"
     assert "epoch   1/1" in stdout and "all" in stdout
     assert out.with_suffix(".safetensors").is_file() and out.with_suffix(".json").is_file()
 
@@ -121,8 +121,8 @@ def test_evaluate_prints_the_table_and_writes_json(tmp_path, capsys, checkpoint,
         capsys, "evaluate", "--model", checkpoint, "--data", small_train_csv, "--json", report
     )
     assert code == 0, err
-    assert stdout.splitlines()[0].split() == ["digit", "correct/count", "accuracy"]
-    assert "  all " in stdout
+    assert stdout.splitlines()[0].split() == ["digit", "precision", "recall", "f1", "correct/count"]
+    assert "  all  accuracy " in stdout and "macro" in stdout
     metrics = json.loads(report.read_text())
     assert metrics["count"] == 600
     assert metrics["accuracy"] > 0.7  # trained on these digits, among others
@@ -544,6 +544,7 @@ def test_every_train_config_field_is_a_train_flag():
     from dataclasses import fields
 
     from digitnet.cli import build_parser
+    from digitnet.model import ModelConfig
     from digitnet.train import TrainConfig
 
     parser = build_parser()
@@ -552,5 +553,166 @@ def test_every_train_config_field_is_a_train_flag():
         for action in parser._actions
         if hasattr(action, "choices") and action.choices and "train" in action.choices
     )
-    flags = {action.dest for action in train._actions}
-    assert [f.name for f in fields(TrainConfig) if f.name not in flags] == []
+    flags = {action.dest: action for action in train._actions}
+    assert [f.name for f in fields(TrainConfig) if f.name not in flags] == ["model"]
+    assert [f.name for f in fields(ModelConfig) if f.name not in flags] == []
+    # Help text and range come from the field's metadata, written once.
+    assert flags["lr"].help.startswith("peak learning rate (default: 0.003; (0, 10]")
+    assert flags["architecture"].option_strings == ["--arch"]
+    assert flags["cnn_channels"].nargs == 2
+
+
+# ---------------------------------------------------------------------------
+# A bare clone: data from assets/, several sources, Ctrl-C, only user errors one line
+
+
+def test_train_without_data_uses_the_shipped_sample(tmp_path, capsys, monkeypatch):
+    from digitnet.data import SAMPLE_DATA
+
+    monkeypatch.delenv("DIGITNET_DATA", raising=False)
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(
+        capsys, "train", "--epochs", "1", "--limit", "300", "--hidden", "16", "--out", out
+    )
+    assert code == 0, err
+    data = json.loads(out.with_suffix(".json").read_text())["data"]
+    assert data["sources"][0]["source"] == str(SAMPLE_DATA)
+    assert data["sources"][0]["count"] == 8000 and data["count"] == 300
+    assert "none given" in err and "DIGITNET_DATA" in err
+
+
+def test_digitnet_data_points_train_elsewhere(tmp_path, capsys, monkeypatch, small_train_csv):
+    monkeypatch.setenv("DIGITNET_DATA", str(small_train_csv))
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--hidden", "16", "--out", out)
+    assert code == 0, err
+    assert json.loads(out.with_suffix(".json").read_text())["data"]["count"] == 600
+
+
+def test_data_given_twice_trains_on_both_and_records_each(tmp_path, capsys, mnist, small_train_csv):
+    from conftest import write_kaggle_csv
+
+    from digitnet.data import fingerprint
+
+    second = write_kaggle_csv(tmp_path / "mine.csv", mnist.images[-100:], mnist.labels[-100:])
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        small_train_csv,
+        "--data",
+        second,
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--out",
+        out,
+        "--quiet",
+    )
+    assert code == 0, err
+    document = json.loads(out.with_suffix(".json").read_text())
+    data = document["data"]
+    assert [s["source"] for s in data["sources"]] == [str(small_train_csv), str(second)]
+    assert [s["count"] for s in data["sources"]] == [600, 100]
+    assert data["count"] == 700 and data["train_count"] + data["val_count"] == 700
+    assert data["sources"][1]["fingerprint"] == fingerprint(mnist.subset(np.arange(7900, 8000)))
+    assert f"data {second}: 100 digits" in stdout
+    # Evaluating on the same two sources finds the model's own validation split.
+    code, stdout, err = run_cli(
+        capsys,
+        "evaluate",
+        "--model",
+        out,
+        "--data",
+        small_train_csv,
+        "--data",
+        second,
+        "--validation-only",
+    )
+    assert code == 0, err
+    assert f"{data['val_count']} digits" in err
+
+
+def test_evaluate_accuracy_is_what_the_submission_scores(tmp_path, capsys, checkpoint, mnist):
+    """The per-digit report's accuracy equals the share of a predict submission that is right."""
+    from conftest import write_kaggle_csv
+
+    labelled = write_kaggle_csv(tmp_path / "labelled.csv", mnist.images[:400], mnist.labels[:400])
+    report = tmp_path / "metrics.json"
+    code, stdout, err = run_cli(
+        capsys, "evaluate", "--model", checkpoint, "--data", labelled, "--json", report
+    )
+    assert code == 0, err
+    metrics = json.loads(report.read_text())
+    for row in metrics["per_class"]:
+        assert {"precision", "recall", "f1", "accuracy"} <= set(row)
+        assert row["accuracy"] == row["recall"]
+    submission = tmp_path / "submission.csv"
+    code, _, err = run_cli(capsys, "predict", labelled, "--model", checkpoint, "--out", submission)
+    assert code == 0, err
+    predicted = np.array([int(row[1]) for row in read_rows(submission)[1:]])
+    assert metrics["accuracy"] == pytest.approx(float((predicted == mnist.labels[:400]).mean()))
+    assert f"accuracy {100 * metrics['accuracy']:.2f}%" in stdout
+
+
+def test_ctrl_c_saves_the_best_weights_so_far(tmp_path):
+    """SIGINT to a real training process: it stops after its step, saves, says so, exits 130."""
+    import signal
+    import time
+
+    out = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "digitnet",
+            "train",
+            "--epochs",
+            "500",
+            "--hidden",
+            "16",
+            "--limit",
+            "1000",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        for line in process.stdout:  # wait until an epoch has finished
+            if line.startswith("epoch   1/500"):
+                break
+            assert time.monotonic() < deadline
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    saved = [line for line in stderr.splitlines() if line.startswith("stopped at epoch")]
+    assert len(saved) == 1 and "saved the best weights so far" in saved[0], stderr
+    assert "Traceback" not in stderr
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert document["stopped"] is True and 1 <= len(document["history"]) < 500
+    model, _ = load_checkpoint(out)
+    assert model.fc1.weight.shape == (16, 784)
+
+
+def test_a_bug_is_not_dressed_up_as_a_user_error(capsys, checkpoint, monkeypatch):
+    """Only DigitnetError (input, config) becomes one line; a real bug keeps its traceback."""
+
+    def broken(metadata):
+        raise ValueError("a bug in the card")
+
+    monkeypatch.setattr("digitnet.checkpoint.model_card", broken)
+    with pytest.raises(ValueError, match="a bug in the card"):
+        main(["info", "--model", str(checkpoint)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from conftest import DATA_DIR, REPO
+from conftest import REPO, TRAIN_DATA
 from PIL import Image
 
 from digitnet.checkpoint import ASSETS_DIR
@@ -22,7 +22,7 @@ def test_benchmark_quick_prints_the_table(capsys, mnist):
     if not (ASSETS_DIR / "mlp.safetensors").is_file():
         pytest.skip("assets/mlp is not there")
     benchmark = load_script("benchmark")
-    assert benchmark.main(["--data", str(DATA_DIR), "--quick"]) == 0
+    assert benchmark.main(["--data", str(TRAIN_DATA), "--quick"]) == 0
     out = capsys.readouterr().out
     assert "machine:" in out
     assert "| training time (s) |" in out
@@ -34,7 +34,7 @@ def test_make_examples_writes_named_drawings(tmp_path, mnist, monkeypatch):
     make_examples = load_script("make_examples")
     monkeypatch.setattr(
         "sys.argv",
-        ["make_examples.py", "--data", str(DATA_DIR / "train.csv"), "--out", str(tmp_path)],
+        ["make_examples.py", "--data", str(TRAIN_DATA), "--out", str(tmp_path)],
     )
     make_examples.main()
     written = sorted(tmp_path.glob("*.png"))
