@@ -446,6 +446,9 @@ class DrawingStore:
         return application_id, version, tables
 
     def _migrate(self) -> None:
+        application_id, version, _ = self._identity()
+        if application_id == APPLICATION_ID and version == SCHEMA_VERSION:
+            return  # up to date: no need for the write lock
         with self._transaction():
             # Re-read under the write lock: another process may have migrated meanwhile.
             self._check_identity()
