@@ -1,4 +1,4 @@
-"""``python -m digitnet train | evaluate | predict | info | download``.
+"""``python -m digitnet train | evaluate | predict | info | download | drawings``.
 
 Every expected failure is one line on stderr and a non-zero exit, never a traceback.
 """
@@ -231,6 +231,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder to keep them in (default: $DIGITNET_CACHE or ~/.cache/digitnet/mnist)",
     )
     download.set_defaults(handler=run_download)
+
+    drawings = commands.add_parser(
+        "drawings",
+        help="the drawings database: export, import, stats",
+        description="People's labelled drawings, kept in SQLite by the app ($DIGITNET_DB, "
+        "default runs/drawings.sqlite). Export them as a Kaggle train CSV to train on with "
+        "--data, or import a CSV or scikit-learn's UCI digits.",
+    )
+    actions = drawings.add_subparsers(dest="action", required=True, metavar="ACTION")
+    db_help = "the SQLite database (default: $DIGITNET_DB, else runs/drawings.sqlite)"
+    export = actions.add_parser("export", help="write the labelled drawings as a Kaggle train CSV")
+    export.add_argument("--db", default=None, metavar="PATH", help=db_help)
+    export.add_argument("--out", required=True, metavar="FILE", help="CSV to write")
+    export.add_argument("--source", default=None, help="only rows from this source")
+    export.set_defaults(handler=run_drawings_export)
+    importer = actions.add_parser(
+        "import", help="add a Kaggle train CSV's digits, or scikit-learn's UCI digits"
+    )
+    importer.add_argument("csv", nargs="?", metavar="FILE.csv", help="a Kaggle train CSV")
+    importer.add_argument(
+        "--sklearn-digits",
+        action="store_true",
+        help="scikit-learn's 1,797 UCI digits (8x8, 43 writers who are not MNIST's), "
+        "drawn and preprocessed as the app does; added once",
+    )
+    importer.add_argument("--db", default=None, metavar="PATH", help=db_help)
+    importer.set_defaults(handler=run_drawings_import)
+    stats = actions.add_parser("stats", help="count the drawings per digit and source")
+    stats.add_argument("--db", default=None, metavar="PATH", help=db_help)
+    stats.set_defaults(handler=run_drawings_stats)
     return parser
 
 
@@ -466,6 +496,54 @@ def run_download(args: argparse.Namespace) -> int:
         args.cache, log=lambda line: print(line, file=sys.stderr), progress=_download_bar
     )
     print(f"MNIST is in {folder}")
+    return 0
+
+
+def run_drawings_export(args: argparse.Namespace) -> int:
+    from digitnet.drawing_data import export_kaggle_csv
+    from digitnet.store import open_store
+
+    with open_store(args.db) as store:
+        count = export_kaggle_csv(store, args.out, source=args.source)
+    print(f"wrote {args.out}: {count} labelled drawings (train with --data {args.out})")
+    return 0
+
+
+def run_drawings_import(args: argparse.Namespace) -> int:
+    from digitnet.drawing_data import import_kaggle_csv, import_sklearn_digits
+    from digitnet.store import open_store
+
+    if bool(args.csv) == bool(args.sklearn_digits):
+        raise DigitnetError("give a Kaggle train CSV or --sklearn-digits (one of the two)")
+    with open_store(args.db) as store:
+        if args.sklearn_digits:
+            result = import_sklearn_digits(store)
+            what = "scikit-learn's UCI digits"
+        else:
+            result = import_kaggle_csv(store, args.csv)
+            what = args.csv
+        if result.added == 0 and args.sklearn_digits:
+            print(f"{store.path} already holds {what}; nothing added ({result.total} drawings)")
+        else:
+            print(
+                f"added {result.added} drawings from {what} to {store.path} ({result.total} in all)"
+            )
+    return 0
+
+
+def run_drawings_stats(args: argparse.Namespace) -> int:
+    from digitnet.store import open_store
+
+    with open_store(args.db) as store:
+        stats = store.stats()
+    print(
+        f"{stats.path}: {stats.count} drawings, {stats.size_bytes / 2**20:.1f} of "
+        f"{stats.max_bytes / 2**20:.0f} MiB"
+    )
+    print("digit  " + "  ".join(f"{d:>5}" for d in range(10)))
+    print("count  " + "  ".join(f"{n:>5}" for n in stats.per_digit))
+    for source, count in sorted(stats.per_source.items()):
+        print(f"source {source}: {count}")
     return 0
 
 
