@@ -112,7 +112,8 @@ def _gradients(
     input only (``autograd.grad``), so the parameters' ``.grad`` stay untouched.
     """
     device = _device(model)
-    with torch.enable_grad():  # the caller may be inside no_grad (as Gradio handlers can be)
+    # The caller may be inside no_grad or inference_mode; gradients are needed here.
+    with torch.inference_mode(False), torch.enable_grad():
         batch = torch.as_tensor(images, dtype=torch.float32, device=device).unsqueeze(1)
         batch.requires_grad_(True)  # (B, 1, 28, 28)
         logits = model(batch)  # (B, 10)

@@ -263,8 +263,11 @@ def test_explain_is_deterministic(model, drawings):
 
 def test_explain_leaves_the_model_as_it_was(model, drawings):
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    expected = ex.explain(model, drawings[7]).to_json()
     with torch.no_grad():  # as a caller (or a Gradio handler) might be
-        ex.explain(model, drawings[7])
+        assert ex.explain(model, drawings[7]).to_json() == expected
+    with torch.inference_mode():
+        assert ex.explain(model, drawings[7]).to_json() == expected
     assert not model.training
     assert all(parameter.grad is None for parameter in model.parameters())
     for name, tensor in model.state_dict().items():
