@@ -21,7 +21,7 @@ from digitnet.drawings import DrawingStyle, render_drawing
 from digitnet.predict import predict_probs
 from digitnet.preprocess import digits_to_inputs
 
-COMMANDS = ("train", "evaluate", "predict", "info", "download")
+COMMANDS = ("train", "evaluate", "predict", "info", "download", "drawings")
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
@@ -716,3 +716,65 @@ def test_a_bug_is_not_dressed_up_as_a_user_error(capsys, checkpoint, monkeypatch
     monkeypatch.setattr("digitnet.checkpoint.model_card", broken)
     with pytest.raises(ValueError, match="a bug in the card"):
         main(["info", "--model", str(checkpoint)])
+
+
+# ---------------------------------------------------------------------------
+# drawings export | import | stats
+
+
+def test_drawings_import_stats_export_round_trip(tmp_path, capsys, mnist):
+    from conftest import write_kaggle_csv
+
+    source = write_kaggle_csv(tmp_path / "some.csv", mnist.images[:30], mnist.labels[:30])
+    db = tmp_path / "drawings.sqlite"
+    code, stdout, err = run_cli(capsys, "drawings", "import", source, "--db", db)
+    assert code == 0, err
+    assert "added 30 drawings" in stdout
+    code, stdout, err = run_cli(capsys, "drawings", "stats", "--db", db)
+    assert code == 0, err
+    assert "30 drawings" in stdout
+    counts = [int(n) for n in stdout.splitlines()[2].split()[1:]]
+    assert counts == np.bincount(mnist.labels[:30], minlength=10).tolist()
+    out = tmp_path / "mine.csv"
+    code, stdout, err = run_cli(capsys, "drawings", "export", "--db", db, "--out", out)
+    assert code == 0, err
+    back = load_kaggle_csv(out, require_labels=True)
+    np.testing.assert_array_equal(back.images, mnist.images[:30])
+    np.testing.assert_array_equal(back.labels, mnist.labels[:30])
+    # The export trains with the usual command, beside other data.
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        source,
+        "--data",
+        out,
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--out",
+        tmp_path / "run",
+        "--quiet",
+    )
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["drawings", "import"], ["--sklearn-digits"]),
+        (["drawings", "export", "--out", "x.csv"], ["no labelled drawings"]),
+    ],
+)
+def test_drawings_mistakes_are_one_line(tmp_path, capsys, args, needles):
+    code, _, err = run_cli(capsys, *args, "--db", tmp_path / "empty.sqlite")
+    assert_failed(code, err, *needles)
+
+
+def test_drawings_on_a_file_that_is_not_a_database(tmp_path, capsys):
+    bad = tmp_path / "notes.sqlite"
+    bad.write_text("shopping list\n")
+    code, _, err = run_cli(capsys, "drawings", "stats", "--db", bad)
+    assert_failed(code, err, "notes.sqlite")
+    assert bad.read_text() == "shopping list\n"
