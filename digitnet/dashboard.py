@@ -87,14 +87,24 @@ def curves_figure(metadata: dict) -> Figure | None:
 
 
 def per_class_frame(metadata: dict) -> pd.DataFrame:
-    """Validation accuracy (%) and count per digit, in order 0-9."""
+    """Per digit, in order 0-9: validation accuracy (%), count, correct, and the report's
+    precision, recall and F1 (%; recall is the accuracy; blank where undefined or where
+    the checkpoint predates them)."""
     per_class = metadata.get("metrics", {}).get("validation", {}).get("per_class", [])
+
+    def percent(row: dict, key: str) -> float | None:
+        value = row.get(key)
+        return None if value is None else round(100 * value, 2)
+
     return pd.DataFrame(
         {
             "digit": [str(row["digit"]) for row in per_class],
             "accuracy": [100 * (row["accuracy"] or 0.0) for row in per_class],
             "count": [row["count"] for row in per_class],
             "correct": [row["correct"] for row in per_class],
+            "precision": [percent(row, "precision") for row in per_class],
+            "recall": [percent(row, "recall") for row in per_class],
+            "f1": [percent(row, "f1") for row in per_class],
         }
     )
 
