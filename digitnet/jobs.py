@@ -13,8 +13,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import re
 import shutil
+import sys
 import threading
 import time
 import typing
@@ -31,8 +33,11 @@ from torch import nn
 from digitnet.checkpoint import load_checkpoint, save_checkpoint
 from digitnet.config import ConfigError, describe_range, knobs
 from digitnet.data import DATA_ENV, SAMPLE_DATA, Digits, load_training_sources
+from digitnet.drawings import render_drawings
 from digitnet.errors import DigitnetError
 from digitnet.model import ModelConfig, build_model, count_parameters
+from digitnet.predict import predict_probs
+from digitnet.preprocess import canvas_to_mnist
 from digitnet.runs import PreparedData, prepare_data, run_metadata
 from digitnet.train import (
     EpochReport,
@@ -58,7 +63,8 @@ FINISHED = (DONE, FAILED, CANCELLED)
 SERVER_KNOBS = ("device",)  # where to train is the server's choice, not a visitor's
 MIN_TRAIN_SIZE = 10
 REPORTS_PER_EPOCH = 5  # step reports per epoch: a live curve moves inside long epochs
-DRAWINGS_MEASURED = 200  # canvas-like renders each run is measured on (about a second)
+DRAWINGS_MEASURED = 200  # canvas-like renders each run is measured on
+DRAWING_SPLITS_KEPT = 4  # splits (val_fraction, seed) whose rendered drawings are kept
 # The folders this service makes (a job id); eviction touches nothing else in runs_dir.
 RUN_FOLDER = re.compile(r"^[0-9a-f]{12}$")
 
@@ -481,10 +487,14 @@ class TrainingService:
     """One trainer per server: a FIFO queue of jobs, one worker thread, private runs.
 
     ``session`` is any string that identifies a visitor (the app uses Gradio's session
-    hash); runs are listed and found only by their own session. ``torch_threads`` is set
-    with ``torch.set_num_threads`` before each run: that setting is process-wide, so it also
-    holds for the app's forward passes, which need no more than one thread. One training
-    thread leaves the other cores to answer drawings.
+    hash); runs are listed and found only by their own session.
+
+    Drawing must stay responsive while a run trains:
+    - ``torch_threads`` is set with ``torch.set_num_threads`` before each run. The setting is
+      process-wide, so it also holds for the app's forward passes, which need no more than
+      one thread; one training thread leaves the other cores to answer drawings.
+    - ``nice`` is the training thread's nice value (Linux keeps one per thread): when the
+      cores are busy, the kernel runs the threads that answer requests first.
     """
 
     def __init__(
@@ -496,6 +506,7 @@ class TrainingService:
         data_paths: list[str | Path] | None = None,
         drawings: int = DRAWINGS_MEASURED,
         torch_threads: int | None = 1,
+        nice: int = 10,
         device: str = "auto",
     ):
         if keep_runs < 1:
@@ -506,6 +517,7 @@ class TrainingService:
         self.data_paths = list(data_paths or [SAMPLE_DATA])
         self.drawings = drawings
         self.torch_threads = torch_threads
+        self.nice = nice
         self.device = device
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
@@ -516,6 +528,7 @@ class TrainingService:
         self._worker: threading.Thread | None = None
         self._closing = False
         self._data: tuple[Digits, list[dict]] | None = None
+        self._drawing_inputs: dict[tuple, np.ndarray] = {}  # by split: (N, 28, 28) float32
 
     # -- what a UI calls -------------------------------------------------------
 
@@ -614,8 +627,10 @@ class TrainingService:
     # -- the worker ------------------------------------------------------------
 
     def _active_job(self, session: str) -> Job | None:
-        if self._current is not None and self._current.session == session:
-            return self._current
+        current = self._current
+        # A finished job may be current for a moment more: it no longer holds its session.
+        if current is not None and current.session == session and not current.finished:
+            return current
         return next((job for job in self._queue if job.session == session), None)
 
     def _dequeue(self, job: Job, reason: str) -> None:
@@ -626,7 +641,7 @@ class TrainingService:
         self._reposition()
 
     def _reposition(self) -> None:
-        ahead = 1 if self._current is not None else 0
+        ahead = 1 if self._current is not None and not self._current.finished else 0
         for index, job in enumerate(self._queue):
             if job._position != ahead + index:
                 job._update(position=ahead + index)
@@ -637,6 +652,7 @@ class TrainingService:
             self._worker.start()
 
     def _work(self) -> None:
+        _lower_priority(self.nice)
         _warm_up()
         while True:
             with self._lock:
@@ -688,12 +704,10 @@ class TrainingService:
             return
         job._update(state=MEASURING)
         metadata = run_metadata(
-            result,
-            job.config,
-            data,
-            drawings=self.drawings,
-            extra={"run": job.name, "stop_reason": job.snapshot().stop_reason},
+            result, job.config, data, extra={"run": job.name, "stop_reason": job._stop_reason}
         )
+        if self.drawings and len(data.val_index):
+            metadata["metrics"]["drawings"] = self._measure_drawings(result.model, job.config, data)
         stem = self.runs_dir / job.id / job.name
         weights, meta = save_checkpoint(stem, result.model, job.config, metadata)
         # Drawn against as it was saved: a strict reload proves the download works.
@@ -723,6 +737,27 @@ class TrainingService:
         data = prepare_data(config, digits=digits)
         keep = data.train_index if train_size is None else data.train_index[:train_size]
         return dataclasses.replace(data, train_index=keep, sources=sources)
+
+    def _measure_drawings(self, model: nn.Module, config: TrainConfig, data: PreparedData) -> dict:
+        """``run_metadata(drawings=N)``'s figure, rendering each split's drawings once.
+
+        The renders depend on the validation digits and the seed, never on the model, and
+        rendering 200 takes seconds where reading them takes milliseconds.
+        """
+        chosen = data.val_index[: self.drawings]
+        key = (config.val_fraction, config.seed)
+        if key not in self._drawing_inputs:
+            if len(self._drawing_inputs) >= DRAWING_SPLITS_KEPT:
+                self._drawing_inputs.pop(next(iter(self._drawing_inputs)))
+            renders = render_drawings(data.digits.images[chosen], seed=config.seed)
+            self._drawing_inputs[key] = np.stack([canvas_to_mnist(r).image for r in renders])
+        predicted = predict_probs(model, self._drawing_inputs[key]).argmax(axis=1)
+        labels = data.digits.labels[chosen]
+        return {
+            "count": int(len(chosen)),
+            "seed": config.seed,
+            "accuracy": float((predicted == labels).mean()),
+        }
 
     def _evict(self) -> None:
         """Keep the newest ``keep_runs`` run folders; remove the rest and their models."""
@@ -785,6 +820,22 @@ def service_from_environ(environ: Mapping[str, str]) -> TrainingService:
         keep_runs=read("DIGITNET_KEEP_RUNS", 20),
         data_paths=[environ.get(DATA_ENV) or SAMPLE_DATA],
     )
+
+
+def _lower_priority(nice: int) -> None:
+    """Set the calling thread's nice value to at least ``nice`` (higher is kinder to others).
+
+    Linux keeps a nice value per thread; elsewhere this does nothing, since the call would
+    lower the whole server's priority.
+    """
+    if nice and sys.platform.startswith("linux"):
+        thread = threading.get_native_id()
+        try:
+            os.setpriority(
+                os.PRIO_PROCESS, thread, max(nice, os.getpriority(os.PRIO_PROCESS, thread))
+            )
+        except OSError as error:  # a container may forbid it; training still works
+            log.warning("could not lower the training thread's priority: %s", error)
 
 
 def _warm_up() -> None:

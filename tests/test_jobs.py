@@ -13,6 +13,7 @@ from conftest import assert_one_line
 
 from digitnet.checkpoint import load_checkpoint
 from digitnet.config import ConfigError
+from digitnet.evaluate import evaluate_drawings
 from digitnet.jobs import (
     CANCELLED,
     DONE,
@@ -27,6 +28,7 @@ from digitnet.jobs import (
     service_from_environ,
 )
 from digitnet.model import ModelConfig, build_model, count_parameters
+from digitnet.runs import prepare_data
 from digitnet.train import EpochReport, StepReport, TrainConfig
 
 TINY = {"hidden_sizes": "16", "epochs": 2, "augment": False, "batch_size": 32}
@@ -311,6 +313,19 @@ def test_a_run_records_what_the_runs_table_needs(service):
     assert row["train digits"] == 200 and row["augment"] == "no"
     # The config saved beside the weights rebuilds the run's model.
     assert TrainConfig.from_dict(snapshot.record.metadata["config"]).model.hidden_sizes == (16,)
+
+
+def test_drawing_accuracy_is_evaluate_drawings_figure(service, small_train_csv):
+    """Rendered once per split and kept, the drawings give run_metadata(drawings=N)'s figure."""
+    records = [finish(service.submit("a", {**TINY, "seed": 1})).record for _ in range(2)]
+    config = records[0].config
+    data = prepare_data(config, [small_train_csv])
+    chosen = data.val_index[:20]
+    for record in records:
+        expected = evaluate_drawings(
+            record.model, data.digits.images[chosen], data.digits.labels[chosen], seed=1
+        )
+        assert record.metadata["metrics"]["drawings"] == expected
 
 
 def test_all_means_every_training_digit(service):
