@@ -335,3 +335,14 @@ def wait_until(condition, what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+def test_the_benchmark_script_runs(capsys):
+    """scripts/train_benchmark.py in miniature: the smoke test is the program itself."""
+    from test_scripts import load_script
+
+    benchmark = load_script("train_benchmark")
+    assert benchmark.main(["--quick", "--only", "presets", "stop"]) == 0
+    out = capsys.readouterr().out
+    assert "machine:" in out and "| tiny and fast | 0 | 1 |" in out
+    assert "Stop -> training loop ended" in out
