@@ -512,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = server_settings(args, os.environ)
         training = service_from_environ(os.environ)  # the Train tab's folder and caps
+        training.start()  # its one-time warm-up now, not in the first visitor's run
     except DigitnetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

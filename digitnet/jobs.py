@@ -560,10 +560,11 @@ class TrainingService:
 
     def stop(self, session: str) -> str | None:
         """Stop the session's running job (its best weights are kept), or cancel its queued
-        one; return that job's name, or None when there was nothing to stop."""
+        one; return that job's name, or None when there was nothing to stop (a run being
+        measured has already stopped training)."""
         with self._lock:
             job = self._active_job(session)
-            if job is None:
+            if job is None or job.state == MEASURING:
                 return None
             if job.state == QUEUED:
                 self._dequeue(job, "cancelled before it started")

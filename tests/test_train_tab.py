@@ -22,7 +22,7 @@ import pytest  # noqa: E402
 from conftest import assert_one_line  # noqa: E402
 
 import app  # noqa: E402
-from digitnet.dashboard import progress_frame  # noqa: E402
+from digitnet.dashboard import DIGITS, progress_frame  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.jobs import (  # noqa: E402
     CANCELLED,
@@ -35,6 +35,7 @@ from digitnet.jobs import (  # noqa: E402
     TrainingService,
     knob_fields,
 )
+from digitnet.predict import predict_probs, preprocess_image_file  # noqa: E402
 from digitnet.train import EpochReport, StepReport, TrainConfig  # noqa: E402
 from digitnet.ui import train_tab  # noqa: E402
 
@@ -147,6 +148,37 @@ def test_resolve_model_finds_only_the_sessions_own_runs(tmp_path, small_train_cs
         assert_one_line(caught.value.message, "run-1 was removed", "keeps its last 1 runs")
     finally:
         service.close()
+
+
+def test_the_drawing_handlers_use_the_sessions_own_run(tmp_path, small_train_csv, mnist):
+    """predict, classify and the dashboard take a run's name, in its own session only."""
+    service = TrainingService(tmp_path, data_paths=[small_train_csv], drawings=10)
+    try:
+        job = service.submit("a", {"hidden_sizes": "8", "epochs": 1, "augment": False})
+        wait_until(lambda: job.finished, "a tiny run")
+    finally:
+        service.close()
+    models, _ = app.load_models()
+    predict_sketch, classify_file, dashboard = app.make_handlers(models, service)
+    mine, stranger = Request("a"), Request("b")
+
+    card = dashboard("run-1", mine)[0]
+    assert "MLP 784-8-10" in card
+    # The shipped models' dashboards are cached; a run's never is, so nobody else gets it.
+    assert "MLP 784-512-512-10" in dashboard("run-1", stranger)[0]
+    assert dashboard("run-1", mine)[0] == card
+
+    drawing = render_drawings(mnist.images[-1:], seed=0)[0]
+    path = tmp_path / "digit.png"
+    drawing.save(path)
+    sketch = {"background": None, "layers": [], "composite": np.asarray(drawing.convert("L"))}
+    *_, comparison = predict_sketch(sketch, "run-1", mine)
+    assert comparison.startswith("Every model's answer: run-1: **")
+    assert "run-1" not in predict_sketch(sketch, "run-1", stranger)[-1]
+    run_model = service.find_run("a", "run-1").model
+    probs = predict_probs(run_model, preprocess_image_file(str(path)).image[None])[0]
+    confidences = classify_file(str(path), "run-1", mine)
+    assert [confidences[d] for d in DIGITS] == pytest.approx(probs.tolist(), abs=1e-6)
 
 
 # ---------------------------------------------------------------------------
