@@ -307,7 +307,7 @@ def build_train_tab(
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
                 stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
             for group, fields in grouped_fields().items():
-                if not fields and group != "Training":
+                if not fields:  # "More": no field is left over today
                     continue
                 with gr.Accordion(group, open=group in OPEN_GROUPS):
                     for field in fields:
@@ -378,9 +378,21 @@ def build_train_tab(
     )
 
     tab = TrainTab(
-        knobs, preset, start, stop, summary, status, loss, accuracy, per_class, per_digit,
-        confusion, mistakes, runs, download,
-    )  # fmt: skip
+        knobs=knobs,
+        preset=preset,
+        start=start,
+        stop=stop,
+        summary=summary,
+        status=status,
+        loss=loss,
+        accuracy=accuracy,
+        per_class=per_class,
+        per_digit=per_digit,
+        confusion=confusion,
+        mistakes=mistakes,
+        runs=runs,
+        download=download,
+    )
     _wire(tab, service, demo, model_choice, list(shipped_models))
     return tab
 
