@@ -39,12 +39,14 @@ from digitnet.dashboard import (  # noqa: E402
     per_class_frame,
 )
 from digitnet.errors import DigitnetError  # noqa: E402
+from digitnet.jobs import TrainingService, service_from_environ  # noqa: E402
 from digitnet.predict import (  # noqa: E402
     Prediction,
     classify_drawing,
     classify_preprocessed,
     preprocess_image_file,
 )
+from digitnet.ui.train_tab import build_train_tab, resolve_model  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "assets" / "examples"
@@ -202,16 +204,18 @@ def compare_text(
     return "Every model's answer: " + " · ".join(answers)
 
 
-def make_handlers(models: dict[str, LoadedModel]):
-    """The app's handlers, closed over the models loaded once at start."""
+def make_handlers(models: dict[str, LoadedModel], training: TrainingService | None = None):
+    """The app's handlers, closed over the models loaded once at start (and the session's
+    own runs, trained in the Train tab)."""
     default = next(iter(models))
 
-    def pick(choice: str | None) -> LoadedModel:
-        return models.get(choice or default, models[default])
+    def pick(choice: str | None, request: gr.Request | None = None) -> LoadedModel:
+        run = resolve_model(training, choice, request)  # this session's runs come first
+        return run if run is not None else models.get(choice or default, models[default])
 
-    def predict_sketch(sketch: dict | None, choice: str | None):
+    def predict_sketch(sketch: dict | None, choice: str | None, request: gr.Request | None = None):
         """Sketchpad value -> answer, probabilities, bar chart, pipeline steps, comparison."""
-        loaded = pick(choice)
+        loaded = pick(choice, request)
         image = sketch_image(sketch)
         if image is None:  # a cleared canvas: the same path as a blank drawing
             image = np.full((CANVAS_SIZE, CANVAS_SIZE), 255, np.uint8)
@@ -219,7 +223,8 @@ def make_handlers(models: dict[str, LoadedModel]):
             prediction = classify_drawing(loaded.model, image)
         except DigitnetError as error:
             raise gr.Error(str(error)) from None
-        comparison = "" if prediction.is_blank else compare_text(prediction, loaded, models)
+        others = models if loaded.name in models else {loaded.name: loaded, **models}
+        comparison = "" if prediction.is_blank else compare_text(prediction, loaded, others)
         return (
             answer_text(prediction),
             confidences(prediction),
@@ -228,7 +233,9 @@ def make_handlers(models: dict[str, LoadedModel]):
             comparison,
         )
 
-    def classify_file(path: str | None, choice: str | None = None) -> dict[str, float]:
+    def classify_file(
+        path: str | None, choice: str | None = None, request: gr.Request | None = None
+    ) -> dict[str, float]:
         """Any image file -> the ten label confidences (the ``classify`` API endpoint)."""
         if not path:
             raise gr.Error("No image was sent; upload a PNG or JPEG of a digit.")
@@ -236,12 +243,18 @@ def make_handlers(models: dict[str, LoadedModel]):
             preprocessed = preprocess_image_file(path)
         except DigitnetError as error:
             raise gr.Error(str(error)) from None
-        return confidences(classify_preprocessed(pick(choice).model, preprocessed))
+        return confidences(classify_preprocessed(pick(choice, request).model, preprocessed))
 
-    @functools.lru_cache(maxsize=8)
-    def dashboard(choice: str | None):
+    def dashboard(choice: str | None, request: gr.Request | None = None):
         """Model card, curves, per-class accuracy, confusion matrix and mistakes of a model."""
-        loaded = pick(choice)
+        run = resolve_model(training, choice, request)
+        return dashboard_of(run) if run is not None else shipped_dashboard(choice)
+
+    @functools.lru_cache(maxsize=8)  # shipped models only: runs are private to a session
+    def shipped_dashboard(choice: str | None):
+        return dashboard_of(pick(choice))
+
+    def dashboard_of(loaded: LoadedModel):
         metadata = loaded.metadata
         per_class = per_class_frame(metadata)
         return (
@@ -258,104 +271,118 @@ def make_handlers(models: dict[str, LoadedModel]):
 # ---------------------------------------------------------------------------
 
 
-def build_demo(models: dict[str, LoadedModel], warnings: list[str] | None = None) -> gr.Blocks:
-    """Wire the page. ``models`` must hold at least one model; the first is the default."""
-    predict_sketch, classify_file, dashboard = make_handlers(models)
+def build_demo(
+    models: dict[str, LoadedModel],
+    warnings: list[str] | None = None,
+    training: TrainingService | None = None,
+) -> gr.Blocks:
+    """Wire the page. ``models`` must hold at least one model; the first is the default.
+
+    ``training`` serves the Train tab (default: runs/app, the default caps)."""
+    training = training if training is not None else TrainingService()
+    predict_sketch, classify_file, dashboard = make_handlers(models, training)
     names = list(models)
     examples = sorted(EXAMPLES_DIR.glob("*.png")) if EXAMPLES_DIR.is_dir() else []
 
     with gr.Blocks(title="digitnet: draw a digit") as demo:
-        gr.Markdown(INTRO)
-        for warning in warnings or []:
-            gr.Markdown(f"⚠️ {warning}")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=300):
-                pad = gr.Sketchpad(
-                    label="Draw here",
-                    type="numpy",
-                    image_mode="L",
-                    elem_id="pad",
-                    canvas_size=(CANVAS_SIZE, CANVAS_SIZE),
-                    fixed_canvas=True,
-                    brush=gr.Brush(
-                        colors=["#000000"],
-                        default_color="#000000",
-                        color_mode="fixed",
-                        default_size=BRUSH_RADIUS,
-                    ),
-                    eraser=gr.Eraser(default_size=2 * BRUSH_RADIUS),
-                    layers=False,
-                    transforms=(),
-                )
-                with gr.Row():
-                    clear = gr.Button("Clear", variant="secondary", elem_id="clear")
-                    choice = gr.Radio(names, value=names[0], label="Model", elem_id="choice")
-                example_set = None
-                if examples:
-                    example_set = gr.Examples(
-                        [[str(path)] for path in examples],
-                        inputs=[pad],
-                        label="Or try an example (tricky on purpose)",
+        with gr.Tab("Draw", id="draw", elem_id="draw-tab"):
+            gr.Markdown(INTRO)
+            for warning in warnings or []:
+                gr.Markdown(f"⚠️ {warning}")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=300):
+                    pad = gr.Sketchpad(
+                        label="Draw here",
+                        type="numpy",
+                        image_mode="L",
+                        elem_id="pad",
+                        canvas_size=(CANVAS_SIZE, CANVAS_SIZE),
+                        fixed_canvas=True,
+                        brush=gr.Brush(
+                            colors=["#000000"],
+                            default_color="#000000",
+                            color_mode="fixed",
+                            default_size=BRUSH_RADIUS,
+                        ),
+                        eraser=gr.Eraser(default_size=2 * BRUSH_RADIUS),
+                        layers=False,
+                        transforms=(),
                     )
-            with gr.Column(scale=1, min_width=300):
-                answer = gr.Markdown(
-                    "Draw a digit on the canvas ✏️", label="Answer", elem_id="answer"
-                )
-                label = gr.Label(num_top_classes=10, label="All ten probabilities", elem_id="label")
-                bars = gr.BarPlot(
-                    x="digit",
-                    y="probability",
-                    sort=DIGITS,
-                    y_lim=[0, 1],
-                    label="Probability of each digit",
-                    elem_id="bars",
-                    height=220,
-                )
-                comparison = gr.Markdown(label="Every model's answer", elem_id="comparison")
+                    with gr.Row():
+                        clear = gr.Button("Clear", variant="secondary", elem_id="clear")
+                        choice = gr.Radio(names, value=names[0], label="Model", elem_id="choice")
+                    example_set = None
+                    if examples:
+                        example_set = gr.Examples(
+                            [[str(path)] for path in examples],
+                            inputs=[pad],
+                            label="Or try an example (tricky on purpose)",
+                        )
+                with gr.Column(scale=1, min_width=300):
+                    answer = gr.Markdown(
+                        "Draw a digit on the canvas ✏️", label="Answer", elem_id="answer"
+                    )
+                    label = gr.Label(
+                        num_top_classes=10, label="All ten probabilities", elem_id="label"
+                    )
+                    bars = gr.BarPlot(
+                        x="digit",
+                        y="probability",
+                        sort=DIGITS,
+                        y_lim=[0, 1],
+                        label="Probability of each digit",
+                        elem_id="bars",
+                        height=220,
+                    )
+                    comparison = gr.Markdown(label="Every model's answer", elem_id="comparison")
 
-        gr.Markdown(
-            "## What the model sees\nYour drawing → cropped to the ink → scaled into a "
-            "20×20 box → centred by mass in 28×28 (white ink on black, as in MNIST)."
-        )
-        with gr.Row():
-            step_kwargs = dict(
-                interactive=False, height=180, elem_classes=["pixelated"], buttons=[]
+            gr.Markdown(
+                "## What the model sees\nYour drawing → cropped to the ink → scaled into a "
+                "20×20 box → centred by mass in 28×28 (white ink on black, as in MNIST)."
             )
-            steps = [
-                gr.Image(label="1. your drawing (ink)", **step_kwargs),
-                gr.Image(label="2. cropped", **step_kwargs),
-                gr.Image(label="3. scaled into 20×20", **step_kwargs),
-                gr.Image(label="4. centred 28×28: the input", elem_id="input28", **step_kwargs),
-            ]
-
-        gr.Markdown(DASHBOARD_INTRO)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2):
-                curves = gr.Plot(label="Loss and accuracy per epoch", elem_id="curves")
-                per_class = gr.BarPlot(
-                    x="digit",
-                    y="accuracy",
-                    sort=DIGITS,
-                    y_lim=[0, 100],
-                    label="Validation accuracy per digit (%)",
-                    height=220,
-                    elem_id="per_class",
+            with gr.Row():
+                step_kwargs = dict(
+                    interactive=False, height=180, elem_classes=["pixelated"], buttons=[]
                 )
-            with gr.Column(scale=1):
-                card = gr.Markdown(elem_id="card")
-        with gr.Row(equal_height=False):
-            confusion = gr.Plot(label="Confusion matrix", elem_id="confusion")
-            mistakes = gr.Gallery(
-                label="Most confident mistakes: predicted (true)",
-                columns=5,
-                height=300,
-                elem_id="mistakes",
-                allow_preview=False,
-            )
+                steps = [
+                    gr.Image(label="1. your drawing (ink)", **step_kwargs),
+                    gr.Image(label="2. cropped", **step_kwargs),
+                    gr.Image(label="3. scaled into 20×20", **step_kwargs),
+                    gr.Image(label="4. centred 28×28: the input", elem_id="input28", **step_kwargs),
+                ]
 
-        with gr.Accordion("Classify an image file", open=False):
-            upload = gr.File(label="An image of a digit", file_types=["image"], elem_id="upload")
-            upload_label = gr.Label(num_top_classes=10, label="Answer")
+            gr.Markdown(DASHBOARD_INTRO)
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2):
+                    curves = gr.Plot(label="Loss and accuracy per epoch", elem_id="curves")
+                    per_class = gr.BarPlot(
+                        x="digit",
+                        y="accuracy",
+                        sort=DIGITS,
+                        y_lim=[0, 100],
+                        label="Validation accuracy per digit (%)",
+                        height=220,
+                        elem_id="per_class",
+                    )
+                with gr.Column(scale=1):
+                    card = gr.Markdown(elem_id="card")
+            with gr.Row(equal_height=False):
+                confusion = gr.Plot(label="Confusion matrix", elem_id="confusion")
+                mistakes = gr.Gallery(
+                    label="Most confident mistakes: predicted (true)",
+                    columns=5,
+                    height=300,
+                    elem_id="mistakes",
+                    allow_preview=False,
+                )
+
+            with gr.Accordion("Classify an image file", open=False):
+                upload = gr.File(
+                    label="An image of a digit", file_types=["image"], elem_id="upload"
+                )
+                upload_label = gr.Label(num_top_classes=10, label="Answer")
+        with gr.Tab("Train", id="train", elem_id="train-tab"):
+            build_train_tab(training, demo, choice, names)
 
         sketch_outputs = [answer, label, bars, *steps, comparison]
         dashboard_outputs = [card, curves, per_class, confusion, mistakes]
@@ -451,7 +478,9 @@ def launch(demo: gr.Blocks, **kwargs):
 
 
 def serve_in_background(
-    models: dict[str, LoadedModel], warnings: list[str] | None = None
+    models: dict[str, LoadedModel],
+    warnings: list[str] | None = None,
+    training: TrainingService | None = None,
 ) -> tuple[gr.Blocks, str]:
     """Serve on 127.0.0.1 and a free port without blocking (tests, the load script).
 
@@ -460,7 +489,7 @@ def serve_in_background(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    demo = build_demo(models, warnings)
+    demo = build_demo(models, warnings, training)
     _, url, _ = launch(
         demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
     )
@@ -482,10 +511,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = server_settings(args, os.environ)
+        training = service_from_environ(os.environ)  # the Train tab's folder and caps
+        training.start()  # its one-time warm-up now, not in the first visitor's run
     except DigitnetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    launch(build_demo(models, warnings), **settings)
+    launch(build_demo(models, warnings, training), **settings)
     return 0
 
 

@@ -7,6 +7,7 @@ Gradio app, a notebook) can show them and tests can check them without a browser
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -159,3 +160,33 @@ def mistake_gallery(metadata: dict, scale: int = 4) -> list[tuple[np.ndarray, st
 def model_card_markdown(card: dict[str, str]) -> str:
     """A model card as a Markdown list, one fact a line."""
     return "### Model card\n" + "\n".join(f"- **{key}**: {value}" for key, value in card.items())
+
+
+def progress_frame(reports: Sequence) -> pd.DataFrame:
+    """Long table (epoch, metric, split, value) of a run as it trains, for live curves.
+
+    ``reports`` are a ``TrainingRun``'s StepReports and EpochReports. Train points come every
+    few steps (running means over the epoch so far, so a curve moves inside long epochs), at
+    fractional epochs; validation points as each epoch ends (or is stopped). Accuracy is in %.
+    """
+    steps_per_epoch = next(
+        (r.total_steps / r.epochs for r in reports if hasattr(r, "total_steps")), None
+    )
+    rows = []
+
+    def add(epoch: float, metric: str, split: str, value: float | None) -> None:
+        if value is not None:
+            scale = 100 if metric == "accuracy" else 1
+            rows.append({"epoch": epoch, "metric": metric, "split": split, "value": scale * value})
+
+    for report in reports:
+        if hasattr(report, "total_steps"):  # a StepReport
+            epoch = report.step / steps_per_epoch
+            add(epoch, "loss", "train", report.train_loss)
+            add(epoch, "accuracy", "train", report.train_accuracy)
+        else:
+            done = 1.0 if report.complete or not steps_per_epoch else report.steps / steps_per_epoch
+            epoch = report.epoch - 1 + done
+            add(epoch, "loss", "validation", report.val_loss)
+            add(epoch, "accuracy", "validation", report.val_accuracy)
+    return pd.DataFrame(rows, columns=["epoch", "metric", "split", "value"])

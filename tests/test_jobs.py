@@ -1,0 +1,350 @@
+"""The training service behind the Train tab (digitnet.jobs): knobs, caps, the queue, Stop,
+the time cap, sessions ending, privacy and eviction, with real (tiny) trainings.
+
+Runs train a 16-unit MLP on 540 of the shipped digits, so each takes about a second.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import assert_one_line
+
+from digitnet.checkpoint import load_checkpoint
+from digitnet.config import ConfigError
+from digitnet.evaluate import evaluate_drawings
+from digitnet.jobs import (
+    CANCELLED,
+    DONE,
+    PRESETS,
+    QUEUED,
+    TRAINING,
+    Caps,
+    TrainingRefused,
+    TrainingService,
+    parameter_count,
+    parse_knobs,
+    service_from_environ,
+)
+from digitnet.model import ModelConfig, build_model, count_parameters
+from digitnet.runs import prepare_data
+from digitnet.train import EpochReport, StepReport, TrainConfig
+
+TINY = {"hidden_sizes": "16", "epochs": 2, "augment": False, "batch_size": 32}
+# Long enough that it is still training when a test acts on it: augmentation costs ~10 ms a
+# step, and 100 epochs are ~1,700 steps.
+LONG = {"hidden_sizes": "16", "epochs": 100, "augment": True, "batch_size": 32}
+WAIT_S = 120  # a generous bound for a busy shared machine; tests end far sooner
+
+
+@pytest.fixture
+def service(tmp_path, small_train_csv):
+    """A service on 600 digits (540 train, 60 validation), measured on 20 drawings."""
+    service = TrainingService(tmp_path / "runs", data_paths=[small_train_csv], drawings=20)
+    yield service
+    service.close()
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def finish(job):
+    wait_for(lambda: job.finished, f"{job.name} to finish")
+    return job.snapshot()
+
+
+def training(job) -> bool:
+    """The job is in its training loop and has reported at least one step."""
+    snapshot = job.snapshot()
+    return snapshot.state == TRAINING and snapshot.last_step is not None
+
+
+# ---------------------------------------------------------------------------
+# Knobs as the UI and the API send them
+
+
+def test_raw_values_become_a_typed_config():
+    config, train_size = parse_knobs(
+        {
+            "architecture": " mlp ",
+            "hidden_sizes": "[64, 32]",
+            "cnn_channels": [8, 16],
+            "epochs": 3.0,  # a slider's whole number
+            "lr": "0.01",
+            "shuffle": "false",
+            "augment": True,
+            "train_size": 500.0,
+        }
+    )
+    assert config.model.hidden_sizes == (64, 32)
+    assert config.model.cnn_channels == (8, 16)
+    assert config.epochs == 3 and isinstance(config.epochs, int)
+    assert config.lr == 0.01 and config.shuffle is False and config.augment is True
+    assert train_size == 500
+    assert parse_knobs({})[1] is None  # no train_size: every training digit
+
+
+BAD_KNOBS = [
+    ({"epochs": 0}, "epochs must be in [1, 10000]"),
+    ({"epochs": 2.5}, "epochs must be a whole number"),
+    ({"lr": "fast"}, "lr must be a number"),
+    ({"lr": float("nan")}, "lr must be a finite number"),
+    ({"lr": 0}, "lr must be in (0, 10]"),
+    ({"dropout": 1.0}, "dropout must be in [0, 1)"),
+    ({"architecture": "transformer"}, "architecture must be one of mlp, cnn"),
+    ({"optimizer": "rmsprop"}, "optimizer must be one of sgd, adam, adamw"),
+    ({"hidden_sizes": "512, x"}, "hidden_sizes must be a number"),
+    ({"hidden_sizes": ""}, "hidden_sizes needs at least one size"),
+    ({"hidden_sizes": "0"}, "hidden_sizes must be in [1, 4096]"),
+    ({"cnn_channels": "32"}, "cnn_channels needs 2 sizes"),
+    ({"shuffle": "maybe"}, "shuffle must be true or false"),
+    ({"batch_size": True}, "batch_size must be a number"),
+    ({"train_size": 5}, "train_size must be at least 10"),
+    ({"device": "cuda"}, "device is chosen by the server"),
+    ({"colour": "red"}, "unknown setting colour"),
+]
+
+
+@pytest.mark.parametrize("values, needle", BAD_KNOBS, ids=[str(v) for v, _ in BAD_KNOBS])
+def test_bad_knobs_are_one_line(values, needle):
+    with pytest.raises(ConfigError) as caught:
+        parse_knobs(values)
+    assert_one_line(str(caught.value), needle)
+
+
+def test_every_preset_is_a_valid_config_within_the_default_caps():
+    for name, values in PRESETS.items():
+        config, _ = parse_knobs(values)
+        Caps().check(config, 8000)
+        assert config.epochs <= 20, name  # each fits a workshop's attention span
+    assert PRESETS["the original tutorial"]["optimizer"] == "sgd"
+    assert PRESETS["the original tutorial"]["shuffle"] is False
+
+
+def test_parameters_are_counted_without_allocating():
+    config = ModelConfig(hidden_sizes=(4096, 4096, 4096))
+    assert parameter_count(config) == 784 * 4096 + 2 * 4096 * 4096 + 4096 * 10 + 3 * 4096 + 10
+    small = ModelConfig(architecture="cnn")
+    assert parameter_count(small) == count_parameters(build_model(small))
+
+
+# ---------------------------------------------------------------------------
+# Caps and the queue
+
+
+CAPPED = [
+    ({"epochs": 101}, "epochs: at most 100 on this server"),
+    ({"batch_size": 1024}, "batch_size: at most 512 on this server"),
+    ({"train_size": 20_000}, "train_size: at most 10,000 digits on this server"),
+    ({"hidden_sizes": "4096, 4096"}, "parameters, over this server's 2,000,000"),
+]
+
+
+@pytest.mark.parametrize("values, needle", CAPPED, ids=[str(v) for v, _ in CAPPED])
+def test_caps_refuse_in_one_line(service, values, needle):
+    with pytest.raises(TrainingRefused) as caught:
+        service.submit("a", {**TINY, **values})
+    assert_one_line(str(caught.value), needle)
+    assert service.active_job("a") is None  # nothing was queued
+
+
+def test_caps_are_stated():
+    text = Caps().describe()
+    for figure in ("100 epochs", "10,000 training digits", "120 s", "2,000,000 parameters"):
+        assert figure in text
+
+
+def test_one_run_at_a_time_in_order_with_queue_positions(tmp_path, small_train_csv):
+    service = TrainingService(
+        tmp_path / "runs", caps=Caps(max_queue=2), data_paths=[small_train_csv], drawings=20
+    )
+    try:
+        first = service.submit("a", LONG)
+        wait_for(lambda: training(first), "the first run to train")
+        second = service.submit("b", TINY)
+        third = service.submit("c", TINY)
+        assert (second.snapshot().state, second.snapshot().position) == (QUEUED, 1)
+        assert (third.snapshot().state, third.snapshot().position) == (QUEUED, 2)
+        with pytest.raises(TrainingRefused) as caught:  # the queue holds two
+            service.submit("d", TINY)
+        assert_one_line(str(caught.value), "2 runs are already waiting")
+        with pytest.raises(TrainingRefused) as caught:  # one run per visitor at a time
+            service.submit("b", TINY)
+        assert_one_line(str(caught.value), "you already have a run queued or training")
+
+        assert service.stop("a") == first.name
+        assert finish(first).state == DONE
+        assert finish(second).state == DONE
+        assert third.snapshot().position == 0
+        assert finish(third).state == DONE
+        # Each visitor numbers their own runs.
+        assert [first.name, second.name, third.name] == ["run-1", "run-1", "run-1"]
+    finally:
+        service.close()
+
+
+# ---------------------------------------------------------------------------
+# Stop, the time cap, and sessions that end
+
+
+def test_stop_ends_the_run_and_keeps_the_best_weights(service):
+    job = service.submit("a", LONG)
+    wait_for(lambda: training(job), "the run to train")
+    stopped_at = job.snapshot().last_step.step
+    assert service.stop("a") == "run-1"
+    snapshot = finish(job)
+    assert snapshot.state == DONE
+    summary = snapshot.summary()
+    assert summary["stopped"] is True and summary["stop_reason"] == "stopped by you"
+    assert summary["epochs"] < 100
+    steps = [r for r in snapshot.reports if isinstance(r, StepReport)]
+    assert steps[-1].step < steps[-1].total_steps
+    assert steps[-1].step >= stopped_at
+    last = snapshot.reports[-1]
+    assert isinstance(last, EpochReport) and last.epoch == summary["epochs"]
+    # The kept weights are the best epoch's, saved, and load strictly as a checkpoint.
+    record = snapshot.record
+    history = record.metadata["history"]
+    best = max(history, key=lambda e: (e["val_accuracy"], -e["val_loss"]))
+    assert record.metadata["best_epoch"] == best["epoch"]
+    assert summary["val_accuracy"] == pytest.approx(best["val_accuracy"])
+    model, metadata = load_checkpoint(record.checkpoint)
+    assert metadata["stopped"] is True and metadata["run"] == "run-1"
+    assert record.download.is_file()
+    assert service.stop("a") is None  # nothing left to stop
+
+
+def test_stop_takes_a_queued_run_off_the_queue(service):
+    first = service.submit("a", LONG)
+    wait_for(lambda: training(first), "the first run to train")
+    queued = service.submit("b", TINY)
+    assert service.stop("b") == "run-1"
+    assert queued.snapshot().state == CANCELLED
+    assert first.snapshot().state == TRAINING  # someone else's run goes on
+    service.stop("a")
+    finish(first)
+    assert service.runs("b") == []
+
+
+def test_the_time_cap_stops_a_run_and_keeps_it(tmp_path, small_train_csv):
+    service = TrainingService(
+        tmp_path / "runs", caps=Caps(max_seconds=0.5), data_paths=[small_train_csv], drawings=20
+    )
+    try:
+        snapshot = finish(service.submit("a", LONG))
+        assert snapshot.state == DONE
+        summary = snapshot.summary()
+        assert summary["stopped"] is True
+        assert summary["stop_reason"] == "the server's time cap"
+        assert summary["epochs"] < 100
+        assert snapshot.record.model is not None
+    finally:
+        service.close()
+
+
+def test_an_ended_session_cancels_its_runs_and_forgets_them(service):
+    done = finish(service.submit("a", TINY))
+    assert [r.name for r in service.runs("a")] == ["run-1"]
+    running = service.submit("a", LONG)
+    wait_for(lambda: training(running), "the run to train")
+    queued = service.submit("b", TINY)
+    service.end_session("b")
+    assert queued.snapshot().state == CANCELLED
+    service.end_session("a")
+    snapshot = finish(running)
+    assert snapshot.state == CANCELLED and snapshot.record is None
+    assert snapshot.stop_reason == "the session ended"
+    assert service.runs("a") == [] and service.find_run("a", "run-1") is None
+    # A cancelled run leaves nothing on disk; the finished one stays until evicted.
+    folders = [path for path in service.runs_dir.iterdir() if path.is_dir()]
+    assert folders == [done.record.checkpoint.parent]
+
+
+# ---------------------------------------------------------------------------
+# Privacy and the disk
+
+
+def test_runs_are_private_to_their_session(service):
+    mine = finish(service.submit("a", TINY))
+    assert service.runs("b") == []
+    assert service.find_run("b", mine.name) is None
+    theirs = finish(service.submit("b", {**TINY, "hidden_sizes": "8"}))
+    assert mine.name == theirs.name == "run-1"
+    assert service.find_run("a", "run-1").model.fc1.out_features == 16
+    assert service.find_run("b", "run-1").model.fc1.out_features == 8
+
+
+def test_the_oldest_runs_are_evicted_from_disk_and_memory(tmp_path, small_train_csv):
+    runs_dir = tmp_path / "runs"
+    (runs_dir / "notes").mkdir(parents=True)  # not a run folder: never touched
+    service = TrainingService(runs_dir, keep_runs=2, data_paths=[small_train_csv], drawings=20)
+    try:
+        records = [finish(service.submit("a", TINY)).record for _ in range(3)]
+        oldest, *kept = records
+        assert not oldest.checkpoint.parent.exists()
+        assert oldest.evicted and oldest.model is None
+        for record in kept:
+            assert record.checkpoint.with_suffix(".safetensors").is_file()
+            assert not record.evicted
+        assert (runs_dir / "notes").is_dir()
+        table = [record.table_row() for record in service.runs("a")]
+        assert [row["run"] for row in table] == ["run-1", "run-2", "run-3"]
+        assert table[0]["note"] == "removed (oldest)"
+        assert [row["note"] for row in table[1:]] == ["", ""]
+    finally:
+        service.close()
+
+
+def test_a_run_records_what_the_runs_table_needs(service):
+    snapshot = finish(service.submit("a", {**TINY, "train_size": 200}))
+    summary = snapshot.summary()
+    assert summary["run"] == "run-1" and summary["state"] == DONE
+    assert summary["train_size"] == 200 and summary["val_size"] == 60
+    assert 0 <= summary["val_accuracy"] <= 1 and summary["drawings"] == 20
+    assert summary["seconds"] > 0 and summary["knobs"]["hidden_sizes"] == "16"
+    assert "device" not in summary["knobs"]
+    row = snapshot.record.table_row()
+    assert row["model"] == "MLP 784-16-10" and row["epochs"] == "2/2"
+    assert row["train digits"] == 200 and row["augment"] == "no"
+    # The config saved beside the weights rebuilds the run's model.
+    assert TrainConfig.from_dict(snapshot.record.metadata["config"]).model.hidden_sizes == (16,)
+
+
+def test_drawing_accuracy_is_evaluate_drawings_figure(service, small_train_csv):
+    """Rendered once per split and kept, the drawings give run_metadata(drawings=N)'s figure."""
+    records = [finish(service.submit("a", {**TINY, "seed": 1})).record for _ in range(2)]
+    config = records[0].config
+    data = prepare_data(config, [small_train_csv])
+    chosen = data.val_index[:20]
+    for record in records:
+        expected = evaluate_drawings(
+            record.model, data.digits.images[chosen], data.digits.labels[chosen], seed=1
+        )
+        assert record.metadata["metrics"]["drawings"] == expected
+
+
+def test_all_means_every_training_digit(service):
+    snapshot = finish(service.submit("a", {**TINY, "train_size": 9000}))
+    assert snapshot.summary()["train_size"] == 540
+
+
+def test_settings_come_from_the_environment(tmp_path):
+    service = service_from_environ(
+        {
+            "DIGITNET_RUNS_DIR": str(tmp_path / "r"),
+            "DIGITNET_KEEP_RUNS": "3",
+            "DIGITNET_MAX_EPOCHS": "10",
+            "DIGITNET_MAX_TRAIN_SECONDS": "30",
+        }
+    )
+    assert service.runs_dir == tmp_path / "r" and service.keep_runs == 3
+    assert service.caps.max_epochs == 10 and service.caps.max_seconds == 30.0
+    assert service.caps.max_train_size == Caps().max_train_size
+    with pytest.raises(ConfigError) as caught:
+        service_from_environ({"DIGITNET_KEEP_RUNS": "lots"})
+    assert_one_line(str(caught.value), "DIGITNET_KEEP_RUNS", "positive number")

@@ -1,0 +1,146 @@
+"""The Train tab in a real browser: headless Chromium starts a run, watches the curves move,
+draws in a second session while it trains, stops it, picks the run and draws against it.
+
+    python -m pytest tests/test_train_browser.py -s     # -s prints the measured latencies
+
+Skipped when Playwright or Chromium is missing. The drawing steps reuse test_app_browser's
+helpers, so they follow the drawing pad wherever it goes.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+from test_app_browser import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    STROKES,
+    TIMEOUT_MS,
+    clear,
+    draw,
+    open_app,
+    wait_for_answer,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM}"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+
+import app  # noqa: E402
+from digitnet.jobs import TrainingService  # noqa: E402
+
+RUN_TIMEOUT_S = 180  # a run on a busy shared machine; it ends far sooner
+CURVE_UPDATES = 5
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    service = TrainingService(tmp_path_factory.mktemp("runs"))
+    demo, url = app.serve_in_background(*app.load_models(), training=service)
+    yield url
+    demo.close()
+    service.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+def status(page) -> str:
+    return page.locator("#train-status").inner_text()
+
+
+def curves(page) -> str:
+    """The loss curve as drawn (Vega's SVG): it changes whenever the curve is redrawn."""
+    svg = page.locator("#train-loss svg")
+    return svg.first.inner_html() if svg.count() else ""
+
+
+def wait_for_status(page, *words: str, timeout_s: float = RUN_TIMEOUT_S) -> str:
+    deadline = time.monotonic() + timeout_s
+    while not any(word in (text := status(page)) for word in words):
+        assert time.monotonic() < deadline, f"the status never said {words}: {text!r}"
+        time.sleep(0.05)
+    return text
+
+
+def stroke_to_answer(page, digit: int) -> float:
+    """Draw ``digit``; seconds from the pen lifting to the answer."""
+    draw(page, STROKES[digit])
+    began = time.perf_counter()
+    assert f"It's a {digit}" in wait_for_answer(page, rf"It's a {digit}\b")
+    return time.perf_counter() - began
+
+
+def test_train_watch_stop_pick_and_draw(server, browser):
+    page = open_app(browser, server)
+    second = open_app(browser, server)  # a page of its own: another visitor's session
+    try:
+        quiet = stroke_to_answer(second, 7)
+        clear(second)
+        page.get_by_role("tab", name="Train").click()
+        page.locator("#train-preset").get_by_text("tiny and fast").click()
+        epochs = page.locator("#knob-epochs input[type=number]")
+        page.wait_for_function(  # the preset has set its knobs
+            "() => document.querySelector('#knob-hidden_sizes textarea, "
+            "#knob-hidden_sizes input').value === '256'"
+        )
+        epochs.fill("30")  # longer than it needs: the test stops it
+        epochs.press("Enter")
+        page.click("#train-start")
+
+        # The curves move while it trains: count the redraws.
+        drawn, deadline = [], time.monotonic() + RUN_TIMEOUT_S
+        while len(drawn) < CURVE_UPDATES + 1 or "epoch 3/" not in status(page):
+            assert time.monotonic() < deadline, f"only {len(drawn)} redraws: {status(page)!r}"
+            svg = curves(page)
+            if svg and (not drawn or svg != drawn[-1]):
+                drawn.append(svg)
+            time.sleep(0.05)
+        line = status(page)
+        assert "run-1" in line and "ETA" in line and "last epoch" in line, line
+
+        # The other visitor draws while the run trains, and gets an answer.
+        busy = stroke_to_answer(second, 7)
+        assert "🏋️" in status(page), "the run ended before the second session's answer"
+        print(
+            f"\nsecond session, pen up -> answer: {quiet:.2f} s quiet, {busy:.2f} s while "
+            f"training ({len(drawn)} curve redraws so far)"
+        )
+
+        began = time.perf_counter()
+        page.click("#train-stop")
+        wait_for_status(page, "measuring", "is ready")
+        print(f"Stop -> training ended, seen in the page: {time.perf_counter() - began:.2f} s")
+        done = wait_for_status(page, "is ready")
+        assert "Stopped (stopped by you)" in done, done
+        assert "run-1" in page.locator("#train-runs").inner_text()
+        page.wait_for_selector("#train-download", state="visible")
+        page.wait_for_selector("#train-confusion img, #train-confusion svg")
+
+        # The run is a model to draw against, on the Draw tab.
+        page.get_by_role("tab", name="Draw").click()
+        page.locator("#choice").get_by_text("run-1").click()
+        draw(page, STROKES[7])
+        assert "It's a 7" in wait_for_answer(page, r"It's a 7\b")
+        page.wait_for_function(
+            "() => (document.querySelector('#comparison')?.innerText ?? '').includes('run-1')",
+            timeout=TIMEOUT_MS,
+        )
+    finally:
+        page.close()
+        second.close()
