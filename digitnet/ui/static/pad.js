@@ -39,6 +39,7 @@ const live = {
   models: [], // {name, runner, probs, version, ready}
   input: null, // the latest 28x28 (Float32Array) or null when blank
   inputVersion: -1,
+  shownVersion: -1, // the drawing version of the last answer handed out
   frameRequested: false,
   triggerQueued: false,
 };
@@ -188,23 +189,28 @@ function clear() {
 function showExample(name) {
   const url = props.examples?.[name];
   if (!url) return;
-  const image = new Image();
-  image.onload = () => {
-    const scratch = document.createElement("canvas");
-    scratch.width = image.naturalWidth;
-    scratch.height = image.naturalHeight;
-    const scratchContext = scratch.getContext("2d", { willReadFrequently: true });
-    scratchContext.drawImage(image, 0, 0);
-    const pixels = scratchContext.getImageData(0, 0, scratch.width, scratch.height).data;
-    const pipeline = globalThis.digitnetPipeline;
-    const { grey, alpha } = pipeline ? pipeline.greyFromRGBA(pixels, scratch.width, scratch.height) : {};
+  const show = (example) => {
     drawing.strokes = [];
-    drawing.example = { name, image, grey, alpha, width: scratch.width, height: scratch.height };
+    drawing.example = example;
     rebuildInk();
     redraw();
     inkChanged();
   };
-  image.src = url;
+  const pipeline = globalThis.digitnetPipeline;
+  if (!pipeline) {
+    // No browser path: show the picture; the server's answer comes with it.
+    const image = new Image();
+    image.onload = () => show({ name, image, grey: null });
+    image.src = url;
+    return;
+  }
+  pipeline.loadImagePixels(url).then(
+    ({ rgba, width, height, image }) => {
+      const { grey, alpha } = pipeline.greyFromRGBA(rgba, width, height);
+      show({ name, image, grey, alpha, width, height });
+    },
+    (error) => console.warn(`digitnet: could not show the example ${name}:`, error),
+  );
 }
 
 /** A value set from Python (an example picked, a drawing to show) replaces the drawing. */
@@ -384,6 +390,7 @@ function liveOutputs(choice) {
   if (choice) live.choice = choice;
   const chosen = chosenModel();
   const unsureBelow = props.unsure_below;
+  live.shownVersion = chosen ? chosen.version : live.inputVersion;
   if (!chosen || !chosen.probs || !live.input) {
     return [props.prompt, {}, null, null]; // {}: gr.Label's empty value
   }
@@ -484,6 +491,9 @@ const api = {
   },
   get live() {
     return live.enabled;
+  },
+  get shownVersion() {
+    return live.shownVersion;
   },
   value: padValue,
   clear,

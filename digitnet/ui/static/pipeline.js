@@ -101,6 +101,20 @@
     return { grey, alpha };
   }
 
+  /** An image file (any URL, data: too) -> {rgba, width, height}: its pixels, decoded. */
+  async function loadImagePixels(url) {
+    const image = new Image();
+    image.src = url;
+    await image.decode();
+    const canvas = document.createElement("canvas");
+    canvas.width = image.naturalWidth;
+    canvas.height = image.naturalHeight;
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    context.drawImage(image, 0, 0);
+    const rgba = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    return { rgba, width: canvas.width, height: canvas.height, image };
+  }
+
   /* ---------------------------------------------------------------- grey -> ink */
 
   function sortedCopy(values) {
@@ -555,6 +569,7 @@
     drawStroke,
     rasterizeStrokes,
     greyFromRGBA,
+    loadImagePixels,
     imageToInk,
     canvasToMnist,
     inkToMnist,
