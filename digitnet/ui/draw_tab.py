@@ -27,9 +27,9 @@ from digitnet.predict import (
     preprocess_image_file,
 )
 from digitnet.preprocess import canvas_to_mnist, load_image_file
-from digitnet.ui.charts import InputView, ProbabilityBars, bars_value, input_view_value
+from digitnet.ui.charts import bars_value, input_view, input_view_value, probability_bars
 from digitnet.ui.models import LoadedModel
-from digitnet.ui.pad import PROMPT, DigitPad, PadDrawing, drawing_ink, parse_pad_value
+from digitnet.ui.pad import PROMPT, PadDrawing, digit_pad, drawing_ink, parse_pad_value
 
 STEP_SCALE = 8  # small step images are enlarged by whole pixels so nothing is smoothed
 LOG = logging.getLogger("digitnet.app")
@@ -230,12 +230,12 @@ def make_draw_handlers(models: dict[str, LoadedModel], examples: dict[str, Path]
 class DrawTab:
     """The Draw tab's components, for other tabs to wire to (e.g. a panel on stroke end)."""
 
-    pad: DigitPad
+    pad: gr.HTML  # digit_pad
     choice: gr.Radio
     answer: gr.Markdown
     label: gr.Label
-    bars: ProbabilityBars
-    view: InputView
+    bars: gr.HTML  # probability_bars
+    view: gr.HTML  # input_view
     steps: list[gr.Image]
     comparison: gr.Markdown
     tally: gr.State
@@ -263,7 +263,7 @@ def build_draw_tab(
     names = list(models)
     with gr.Row(equal_height=False, elem_id="draw-row"):
         with gr.Column(scale=1, min_width=300, elem_id="pad-column"):
-            pad = DigitPad(models=browser_models, examples=examples, default_choice=names[0])
+            pad = digit_pad(models=browser_models, examples=examples, default_choice=names[0])
         with gr.Column(scale=1, min_width=300, elem_id="answer-column"):
             answer = gr.Markdown(PROMPT, elem_id="answer")
             label = gr.Label(
@@ -272,8 +272,8 @@ def build_draw_tab(
                 elem_id="label",
                 show_label=False,
             )
-            bars = ProbabilityBars(elem_id="bars")
-            view = InputView(caption="The 28×28 the model sees", elem_id="input28")
+            bars = probability_bars(elem_id="bars")
+            view = input_view(caption="The 28×28 the model sees", elem_id="input28")
             choice = gr.Radio(
                 names,
                 value=names[0],

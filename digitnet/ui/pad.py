@@ -30,8 +30,6 @@ from digitnet.ui.static_files import STATIC_DIR, file_url, read_static
 
 PROMPT = "Draw a digit on the pad ✏️"
 PAD_KEYS = ("strokes", "example", "browser")
-# A 7, as a program would send it: what the API page shows.
-EXAMPLE_VALUE = {"strokes": [[[80, 50], [200, 50], [120, 240]]]}
 
 
 @dataclass(frozen=True)
@@ -115,65 +113,41 @@ def drawing_ink(drawing: PadDrawing) -> np.ndarray:
     return rasterize_strokes(drawing.strokes, PAD_SIZE, BRUSH_RADIUS)
 
 
-class DigitPad(gr.HTML):
+def digit_pad(
+    *,
+    models: dict[str, Path],
+    examples: dict[str, Path],
+    default_choice: str | None,
+    elem_id: str = "pad",
+    clear_id: str = "clear",
+    undo_id: str = "undo",
+    **kwargs,
+) -> gr.HTML:
     """The pad. ``models`` maps model names to their web files, ``examples`` names to images.
 
     Events: ``input`` every frame the browser has a new answer (read it with the JS
-    ``digitnetPads[pad_id].liveOutputs(choice)``), ``change`` when a drawing is done.
+    ``digitnetPads[elem_id].liveOutputs(choice)``), ``change`` when a drawing is done. Its
+    value is the JSON above (``gr.HTML`` passes it through; ``parse_pad_value`` checks it).
     """
-
-    def __init__(
-        self,
-        *,
-        models: dict[str, Path],
-        examples: dict[str, Path],
-        default_choice: str | None,
-        elem_id: str = "pad",
-        clear_id: str = "clear",
-        undo_id: str = "undo",
+    # A plain gr.HTML, not a subclass: Gradio writes a .pyi stub beside every component
+    # subclass's module when it is imported, which fails in a read-only install.
+    return gr.HTML(
+        value=None,
+        html_template=read_static("pad.html"),
+        css_template=read_static("pad.css"),
+        js_on_load=read_static("pad.js"),
+        apply_default_css=False,
+        elem_id=elem_id,
+        pad_id=elem_id,
+        clear_id=clear_id,
+        undo_id=undo_id,
+        pad_size=PAD_SIZE,
+        brush_radius=BRUSH_RADIUS,
+        pipeline_url=file_url(STATIC_DIR / "pipeline.js"),
+        models=[{"name": name, "url": file_url(path)} for name, path in models.items()],
+        examples={name: file_url(path) for name, path in examples.items()},
+        default_choice=default_choice,
+        prompt=PROMPT,
+        unsure_below=UNSURE_BELOW,
         **kwargs,
-    ):
-        super().__init__(
-            value=None,
-            html_template=read_static("pad.html"),
-            css_template=read_static("pad.css"),
-            js_on_load=read_static("pad.js"),
-            apply_default_css=False,
-            elem_id=elem_id,
-            pad_id=elem_id,
-            clear_id=clear_id,
-            undo_id=undo_id,
-            pad_size=PAD_SIZE,
-            brush_radius=BRUSH_RADIUS,
-            pipeline_url=file_url(STATIC_DIR / "pipeline.js"),
-            models=[{"name": name, "url": file_url(path)} for name, path in models.items()],
-            examples={name: file_url(path) for name, path in examples.items()},
-            default_choice=default_choice,
-            prompt=PROMPT,
-            unsure_below=UNSURE_BELOW,
-            **kwargs,
-        )
-
-    def preprocess(self, payload):
-        """The value as sent (checked by the handler, so a bad one is a one-line error)."""
-        return payload
-
-    def postprocess(self, value):
-        return value
-
-    def api_info(self) -> dict:
-        point = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
-        return {
-            "type": "object",
-            "description": f"strokes in pad units: a {PAD_SIZE}x{PAD_SIZE} square, 0, 0 top left",
-            "properties": {
-                "strokes": {"type": "array", "items": {"type": "array", "items": point}},
-                "example": {"type": "string"},
-            },
-        }
-
-    def example_payload(self):
-        return EXAMPLE_VALUE
-
-    def example_value(self):
-        return EXAMPLE_VALUE
+    )

@@ -1,5 +1,5 @@
 /* Every model's ten probabilities as grouped bars: gr.HTML's js_on_load for
- * digitnet/ui/charts.py's ProbabilityBars. Its value is {"MLP": [p0..p9], "CNN": [...]}, or
+ * digitnet/ui/charts.py's probability_bars(). Its value is {"MLP": [p0..p9], "CNN": [...]}, or
  * null for a blank pad; it is set by the browser every frame and by the server's check. */
 const legend = element.querySelector(".bars-legend");
 const chart = element.querySelector(".bars-chart");

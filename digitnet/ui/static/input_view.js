@@ -1,5 +1,5 @@
 /* The 28x28 the model sees, white ink on black as in MNIST: gr.HTML's js_on_load for
- * digitnet/ui/charts.py's InputView. Its value is 28 rows of 28 numbers in [0, 1], or null. */
+ * digitnet/ui/charts.py's input_view(). Its value is 28 rows of 28 numbers in [0, 1], or null. */
 const canvas = element.querySelector("canvas");
 const context = canvas.getContext("2d");
 

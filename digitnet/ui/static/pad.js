@@ -1,4 +1,4 @@
-/* The digit pad: gr.HTML's js_on_load for digitnet/ui/pad.py's DigitPad.
+/* The digit pad: gr.HTML's js_on_load for digitnet/ui/pad.py's digit_pad().
  *
  * In scope (from gr.HTML): element, props, trigger, watch.
  * - Draws with pointer events (mouse, touch, pen) and pointer capture; the page never
