@@ -28,10 +28,11 @@ import torch  # noqa: E402
 
 from digitnet.errors import DigitnetError  # noqa: E402
 from digitnet.ui import models as ui_models  # noqa: E402
+from digitnet.ui.charts import PAGE_CSS  # noqa: E402
 from digitnet.ui.dashboard_tab import build_dashboard_tab  # noqa: E402
 from digitnet.ui.draw_tab import build_draw_tab  # noqa: E402
 from digitnet.ui.models import LoadedModel, export_for_browser  # noqa: E402
-from digitnet.ui.static_files import STATIC_DIR, read_static  # noqa: E402
+from digitnet.ui.static_files import STATIC_DIR, page_css  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "assets" / "examples"
@@ -138,7 +139,7 @@ def server_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> dic
 def launch(demo: gr.Blocks, **kwargs):
     """Launch with the page's theme and styles (Gradio 6 takes them in launch())."""
     return demo.launch(
-        css=read_static("app.css"),
+        css=page_css("app.css", *PAGE_CSS),
         theme=gr.themes.Default(),
         show_error=True,
         ssr_mode=False,

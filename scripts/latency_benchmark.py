@@ -5,9 +5,10 @@ the mouse draws the strokes, and the page records (``scripts/latency_probe.js``)
 movement reached the pad and when ``#label`` first showed an answer that included it.
 Prints, quiet and then while ``scripts/load_test.py`` loads the server's ``/classify``:
 
-- stroke -> answer: from the last pen movement of a digit to its answer on screen,
-  median and p90 (the issue's measure: what you wait for after drawing);
-- any move -> answer: the same for every pen movement while drawing;
+- stroke -> answer: from the last pen movement of a digit to the frame that shows its answer,
+  painted, median and p90 (what you wait for after drawing); and to the moment the answer is
+  in the page (its DOM), one step before painting;
+- any move -> answer: the same (painted) for every pen movement while drawing;
 - the server's check: from lifting the pen to the server's answer below the pad;
 - how many digits were read right.
 
@@ -76,7 +77,8 @@ class Phase:
     """One run of digits: latencies in ms and what was read."""
 
     name: str
-    stroke_ms: list[float] = field(default_factory=list)
+    stroke_ms: list[float] = field(default_factory=list)  # to the painted frame
+    stroke_dom_ms: list[float] = field(default_factory=list)  # to the answer in the DOM
     move_ms: list[float] = field(default_factory=list)
     server_ms: list[float] = field(default_factory=list)
     right: int = 0
@@ -96,7 +98,9 @@ def open_pad(browser, url: str):
 
 def draw_with_mouse(page, strokes, steps: int = MOVE_STEPS) -> None:
     """Strokes in pad units, drawn with the mouse on #pad's canvas."""
-    box = page.locator("#pad canvas").bounding_box()
+    canvas = page.locator("#pad canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
     scale = box["width"] / PAD_SIZE
     for stroke in strokes:
         points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
@@ -123,16 +127,16 @@ def measure_digit(page, digit: int, style, phase: Phase) -> None:
     page.wait_for_function(
         """() => { const p = digitnetProbe; const last = p.inputs[p.inputs.length - 1];
         const up = p.ups[p.ups.length - 1];
-        return p.shown.some((s) => s.version >= last.version)
+        return p.shown.some((s) => s.version >= last.version && s.painted !== null)
           && p.serverChecks.some((c) => c.t > up.t); }""",
         timeout=TIMEOUT_MS,
     )
     probe = page.evaluate("() => digitnetProbe")
     phase.drawn += 1
 
-    def shown_after(entry) -> float | None:
-        times = [s["t"] for s in probe["shown"] if s["version"] >= entry["version"]]
-        return min(times) - entry["t"] if times else None
+    def shown_after(entry, when: str = "painted") -> float | None:
+        shown = [s for s in probe["shown"] if s["version"] >= entry["version"] and s[when]]
+        return min(s[when] for s in shown) - entry["t"] if shown else None
 
     last = probe["inputs"][-1]
     latency = shown_after(last)
@@ -140,6 +144,7 @@ def measure_digit(page, digit: int, style, phase: Phase) -> None:
         phase.missed += 1
     else:
         phase.stroke_ms.append(latency)
+        phase.stroke_dom_ms.append(shown_after(last, "t"))
     phase.move_ms.extend(m for m in map(shown_after, probe["inputs"]) if m is not None)
     up = probe["ups"][-1]["t"]
     phase.server_ms.append(min(c["t"] for c in probe["serverChecks"] if c["t"] > up) - up)
@@ -205,7 +210,8 @@ def machine() -> str:
 
 def report(phase: Phase) -> None:
     print(f"\n{phase.name}: {phase.drawn} digits drawn with the mouse")
-    print(f"  stroke -> answer:    {percentiles(phase.stroke_ms)}")
+    print(f"  stroke -> answer:    {percentiles(phase.stroke_ms)} (painted)")
+    print(f"                       {percentiles(phase.stroke_dom_ms)} (in the page's DOM)")
     print(f"  any move -> answer:  {percentiles(phase.move_ms)} ({len(phase.move_ms)} moves)")
     print(f"  server's check:      {percentiles(phase.server_ms)} after lifting the pen")
     print(f"  read right:          {phase.right} of {phase.drawn}")

@@ -2,10 +2,11 @@
  * records when each pen movement reached the pad and when an answer that includes it was on
  * screen, so "stroke -> answer" is measured in the page, on the page's own clock.
  *
- *   inputs: {t, version}     every pointerdown/pointermove on the pad (event.timeStamp) and
- *                            the drawing version it produced
- *   shown:  {t, version}     when #label first displayed the answer for that drawing version
- *   serverChecks: {t}        when the server's check (#comparison) changed
+ *   inputs: {t, version}         every pointerdown/pointermove on the pad (event.timeStamp)
+ *                                and the drawing version it produced
+ *   shown:  {t, painted, version} when #label first held the answer for that drawing version
+ *                                (t), and when the frame showing it had been painted
+ *   serverChecks: {t}            when the server's check (#comparison) changed
  */
 (() => {
   const pad = globalThis.digitnetPads.pad;
@@ -26,24 +27,44 @@
     return headline ? `${headline} ${top}` : "";
   };
   const original = pad.liveOutputs;
+  let expected = "";
   pad.liveOutputs = (choice) => {
     const outputs = original(choice);
     const version = pad.shownVersion;
     const label = outputs[1];
-    const expected =
-      label && label.label !== undefined
-        ? `${label.label} ${Math.round(100 * label.confidences[0].confidence)}%`
-        : "";
-    // Gradio applies the outputs after this returns; poll each frame until #label shows them.
-    const started = performance.now();
-    const check = () => {
-      if (labelText() === expected) {
-        probe.shown.push({ t: performance.now(), version, label: expected });
-      } else if (performance.now() - started < 5000) {
-        requestAnimationFrame(check);
-      }
+    if (label && label.__type__ !== "update") {
+      // A skipped label ({__type__: "update"}) stays as it is: what it shows is still right.
+      expected =
+        label.label !== undefined
+          ? `${label.label} ${Math.round(100 * label.confidences[0].confidence)}%`
+          : "";
+    }
+    // Gradio applies the outputs after this returns: watch #label until it shows them.
+    const wanted = expected;
+    const shown = () => {
+      const entry = { t: performance.now(), painted: null, version, label: wanted };
+      probe.shown.push(entry);
+      // The next frame paints it: a task queued from its animation frame runs after the paint.
+      requestAnimationFrame(() => {
+        const channel = new MessageChannel();
+        channel.port1.onmessage = () => {
+          entry.painted = performance.now();
+        };
+        channel.port2.postMessage(null);
+      });
     };
-    requestAnimationFrame(check);
+    if (labelText() === wanted) {
+      queueMicrotask(shown); // nothing to change on screen (after the outputs are handed over)
+    } else {
+      const observer = new MutationObserver(() => {
+        if (labelText() === wanted) {
+          observer.disconnect();
+          shown();
+        }
+      });
+      observer.observe(document.querySelector("#label"), { childList: true, subtree: true, characterData: true });
+      setTimeout(() => observer.disconnect(), 5000);
+    }
     return outputs;
   };
 

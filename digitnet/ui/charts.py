@@ -2,6 +2,8 @@
 
 Both are ``gr.HTML`` components whose value is plain JSON, so the browser (every frame while
 drawing) and the server (after each stroke, and for the ``predict`` API) fill them alike.
+Their CSS is page-level (``PAGE_CSS``, passed to ``launch``): a component's own css_template
+is rewritten into the page on every value change, which restyles the whole page each frame.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import numpy as np
 from digitnet.data import IMAGE_SIZE
 from digitnet.ui.static_files import read_static
 
+PAGE_CSS = ("bars.css", "input_view.css")
+
 
 def probability_bars(**kwargs) -> gr.HTML:
     """Every model's ten probabilities side by side: value ``{"MLP": [p0..p9], ...}`` or None."""
     return gr.HTML(
         value=None,
         html_template=read_static("bars.html"),
-        css_template=read_static("bars.css"),
         js_on_load=read_static("bars.js"),
         apply_default_css=False,
+        elem_classes=["digitnet-bars"],
         **kwargs,
     )
 
@@ -30,9 +34,9 @@ def input_view(caption: str = "", **kwargs) -> gr.HTML:
     return gr.HTML(
         value=None,
         html_template=read_static("input_view.html"),
-        css_template=read_static("input_view.css"),
         js_on_load=read_static("input_view.js"),
         apply_default_css=False,
+        elem_classes=["digitnet-input-view"],
         caption=caption,
         **kwargs,
     )

@@ -185,8 +185,12 @@ def make_draw_handlers(models: dict[str, LoadedModel], examples: dict[str, Path]
         skip_live = False
         if drawing.browser_answered:
             disagreeing = disagreements(drawing, answers)
-            parity.record(disagreeing)
-            tally = ParityTally(tally.checked + 1, tally.disagreements + bool(disagreeing))
+            both_blank = chosen.is_blank and not any(
+                probs is not None for probs in drawing.browser_answers.values()
+            )
+            if not both_blank:  # a cleared pad is no drawing to count
+                parity.record(disagreeing)
+                tally = ParityTally(tally.checked + 1, tally.disagreements + bool(disagreeing))
             # The browser already shows its answer; the server's only replaces a wrong one.
             skip_live = loaded.name in drawing.browser_answers and not disagreeing
         if skip_live:

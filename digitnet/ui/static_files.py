@@ -22,3 +22,8 @@ def file_url(path: str | Path) -> str:
     path = Path(path).resolve()
     version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     return f"gradio_api/file={quote(str(path))}?v={version}"
+
+
+def page_css(*names: str) -> str:
+    """Page-level CSS: the named static files, one after another."""
+    return "\n".join(read_static(name) for name in names)

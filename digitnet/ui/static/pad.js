@@ -42,18 +42,25 @@ const live = {
   shownVersion: -1, // the drawing version of the last answer handed out
   frameRequested: false,
   triggerQueued: false,
+  inFrame: false, // inside frame(): answers computed here are shown in this frame
 };
 let sendTimer = null;
 
 /* ------------------------------------------------------------ drawing on screen */
 
-function cssColour(name, fallback) {
-  const value = getComputedStyle(element).getPropertyValue(name).trim();
-  return value || fallback;
+// Read once per stroke, not per pointer event: reading styles or geometry while Gradio has
+// just changed the page forces a synchronous restyle and relayout of all of it.
+let inkColour = "#111";
+let canvasBox = null;
+
+function readPageGeometry() {
+  inkColour = getComputedStyle(element).getPropertyValue("--pad-ink").trim() || "#111";
+  canvasBox = canvas.getBoundingClientRect();
 }
 
 function resizeCanvas() {
-  const box = canvas.getBoundingClientRect();
+  readPageGeometry();
+  const box = canvasBox;
   if (!box.width) return;
   const ratio = window.devicePixelRatio || 1;
   const side = Math.round(box.width * ratio);
@@ -81,7 +88,7 @@ function paintStroke(stroke, from) {
   context.lineCap = "round";
   context.lineJoin = "round";
   context.lineWidth = 2 * RADIUS;
-  context.strokeStyle = cssColour("--pad-ink", "#111");
+  context.strokeStyle = inkColour;
   context.fillStyle = context.strokeStyle;
   if (from === 0) {
     context.beginPath();
@@ -98,7 +105,7 @@ function paintStroke(stroke, from) {
 /* ------------------------------------------------------------ the drawing */
 
 function toPad(event) {
-  const box = canvas.getBoundingClientRect();
+  const box = canvasBox;
   const clamp = (value) => Math.min(PAD, Math.max(0, value));
   // Rounded to 0.1 unit: what is sent to the server is exactly what was rasterised here.
   const x = Math.round(clamp(((event.clientX - box.left) / box.width) * PAD) * 10) / 10;
@@ -134,6 +141,7 @@ function startStroke(event) {
   event.preventDefault();
   canvas.setPointerCapture?.(event.pointerId);
   drawing.activePointer = event.pointerId;
+  readPageGeometry();
   clearTimeout(sendTimer);
   if (dropExample()) redraw(); // drawing over an example starts a new drawing
   const stroke = [toPad(event)];
@@ -230,39 +238,32 @@ watch("value", () => {
 
 /* ------------------------------------------------------------ the browser path */
 
-/** Runs one model in a Web Worker (pipeline.js answers there), else on this thread. */
-function makeRunner(model, onResult, onError) {
-  const url = new URL(model.url, document.baseURI).href;
-  const inThisThread = () => {
-    let loaded = null;
-    return {
-      ready: globalThis.digitnetPipeline.loadModel(url).then((parsed) => {
-        loaded = parsed;
-      }),
-      run(version, input) {
-        setTimeout(() => {
-          try {
-            onResult(version, globalThis.digitnetPipeline.runModel(loaded, input));
-          } catch (error) {
-            onError(error);
-          }
-        }, 0);
-      },
-    };
-  };
+const WORKER_GAP_MS = 100; // a model in a worker rests this long between answers while drawing
+
+/** Runs a model on this thread if it is light (a dense network: ~1 ms), else in a Web Worker
+ * (pipeline.js answers there) so the CNN's ~30 ms never delays a frame. */
+async function makeRunner(spec, onResult, onError) {
+  const pipeline = globalThis.digitnetPipeline;
+  const url = new URL(spec.url, document.baseURI).href;
+  const response = await fetch(url, { cache: "force-cache" });
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  const buffer = await response.arrayBuffer();
+  const model = pipeline.parseWebModel(buffer);
+  const inThisThread = (parsed) => ({
+    inWorker: false,
+    run(version, input) {
+      onResult(version, pipeline.runModel(parsed, input));
+    },
+  });
+  if (!model.ops.some((op) => op.op === "conv2d")) return inThisThread(model);
   let worker;
   try {
     worker = new Worker(pipelineUrl);
   } catch (error) {
-    return inThisThread();
+    return inThisThread(model);
   }
   let loaded = false;
-  const runner = {
-    run(version, input) {
-      worker.postMessage({ type: "run", version, input });
-    },
-  };
-  const workerReady = new Promise((resolve, reject) => {
+  const started = new Promise((resolve, reject) => {
     worker.onmessage = (message) => {
       const data = message.data;
       if (data.type === "loaded") {
@@ -281,49 +282,78 @@ function makeRunner(model, onResult, onError) {
       else reject(new Error(event.message || "the model's worker did not start"));
     };
   });
-  worker.postMessage({ type: "load", url });
-  // A worker that cannot start (a strict content policy, say) leaves the model to this thread.
-  runner.ready = workerReady.catch(() => {
+  worker.postMessage({ type: "model", buffer: buffer.slice(0) });
+  try {
+    await started;
+  } catch (error) {
+    // A worker that cannot start (a strict content policy, say): this thread runs it.
     worker.terminate();
-    const fallback = inThisThread();
-    runner.run = fallback.run;
-    return fallback.ready;
-  });
-  return runner;
+    return inThisThread(model);
+  }
+  return {
+    inWorker: true,
+    run(version, input) {
+      worker.postMessage({ type: "run", version, input });
+    },
+  };
 }
 
 function addModel(spec) {
-  const model = { name: spec.name, probs: null, version: -1, ready: false, busy: false, pending: null };
+  const model = {
+    name: spec.name,
+    probs: null,
+    version: -1,
+    ready: false,
+    busy: false,
+    pending: null, // [version, input]: the newest drawing, waiting for the model
+    restUntil: 0,
+    timer: null,
+    runner: null,
+  };
   const onResult = (version, logits) => {
     model.busy = false;
     model.version = version;
     model.probs = globalThis.digitnetPipeline.softmax(logits);
-    if (model.pending) {
-      const [nextVersion, nextInput] = model.pending;
-      model.pending = null;
-      submit(model, nextVersion, nextInput);
-    }
+    if (model.runner.inWorker) model.restUntil = performance.now() + WORKER_GAP_MS;
     queueTrigger();
+    pump(model);
   };
-  model.runner = makeRunner(spec, onResult, fail);
-  model.runner.ready.then(
-    () => {
+  live.models.push(model);
+  makeRunner(spec, onResult, fail).then(
+    (runner) => {
+      model.runner = runner;
       model.ready = true;
       updateEnabled();
       if (live.enabled) inkChanged(); // answer what is already drawn
     },
     (error) => console.warn(`digitnet: ${spec.name} stays on the server:`, error),
   );
-  live.models.push(model);
 }
 
 function submit(model, version, input) {
-  if (model.busy) {
-    model.pending = [version, input]; // only the newest drawing is worth answering
+  model.pending = [version, input]; // only the newest drawing is worth answering
+  pump(model);
+}
+
+/** Give the model its pending input when it is free (and, in a worker, rested). */
+function pump(model) {
+  if (model.busy || !model.pending || model.timer !== null) return;
+  const wait = model.restUntil - performance.now();
+  if (wait > 0) {
+    model.timer = setTimeout(() => {
+      model.timer = null;
+      pump(model);
+    }, wait);
     return;
   }
+  const [version, input] = model.pending;
+  model.pending = null;
   model.busy = true;
-  model.runner.run(version, input);
+  try {
+    model.runner.run(version, input);
+  } catch (error) {
+    fail(error);
+  }
 }
 
 function chosenModel() {
@@ -346,6 +376,7 @@ function fail(error) {
 function frame() {
   live.frameRequested = false;
   if (!live.enabled || live.inputVersion === drawing.version) return;
+  live.inFrame = true;
   try {
     const pipeline = globalThis.digitnetPipeline;
     const version = drawing.version;
@@ -368,29 +399,51 @@ function frame() {
     if (result.blank) queueTrigger();
   } catch (error) {
     fail(error);
+  } finally {
+    live.inFrame = false;
   }
 }
 
-/** Fire "input" once for the answers that arrived in this task. */
+/** Fire "input" once for the answers at hand: right after a frame's own answers (they are
+ * painted in that frame), else at the next animation frame, so that however many answers
+ * arrive, Gradio (the costly part) updates the outputs at most once a frame. */
 function queueTrigger() {
   if (live.triggerQueued || !live.enabled) return;
   live.triggerQueued = true;
-  queueMicrotask(() => {
+  const fire = () => {
     live.triggerQueued = false;
     trigger("input");
-  });
+  };
+  if (live.inFrame) queueMicrotask(fire);
+  else requestAnimationFrame(fire);
 }
 
 function percent(p, digits) {
   return `${(100 * p).toFixed(digits)}%`;
 }
 
-/** What the answer components show: [answer text, label, bars, 28x28]; see draw_tab.py. */
+const SKIP = Object.freeze({ __type__: "update" }); // Gradio leaves such an output as it is
+let lastShown = [];
+
+/** What the answer components show: [answer text, label, bars, 28x28]; see draw_tab.py.
+ * An output whose display would not change is skipped: Gradio's update is the costly part. */
 function liveOutputs(choice) {
   if (choice) live.choice = choice;
   const chosen = chosenModel();
-  const unsureBelow = props.unsure_below;
   live.shownVersion = chosen ? chosen.version : live.inputVersion;
+  const outputs = computeOutputs(chosen);
+  const keys = [
+    outputs[0],
+    JSON.stringify(outputs[1]?.confidences?.map((c) => [c.label, Math.round(100 * c.confidence)]) ?? null),
+    JSON.stringify(outputs[2] && Object.values(outputs[2]).map((p) => p.map((v) => Math.round(v * 500)))),
+    JSON.stringify(outputs[3]),
+  ];
+  const result = outputs.map((output, i) => (keys[i] === lastShown[i] ? SKIP : output));
+  lastShown = keys;
+  return result;
+}
+
+function computeOutputs(chosen) {
   if (!chosen || !chosen.probs || !live.input) {
     return [props.prompt, {}, null, null]; // {}: gr.Label's empty value
   }
@@ -398,7 +451,7 @@ function liveOutputs(choice) {
   const order = probs.map((p, digit) => [p, digit]).sort((a, b) => b[0] - a[0]);
   const [best, second] = order;
   const answer =
-    best[0] < unsureBelow
+    best[0] < props.unsure_below
       ? `Not sure: maybe **${best[1]}** (${percent(best[0], 0)}) or **${second[1]}** (${percent(second[0], 0)})`
       : `It's a **${best[1]}** (${percent(best[0], 1)} sure)`;
   const label = {

@@ -540,13 +540,17 @@
     return parseWebModel(await response.arrayBuffer());
   }
 
-  /* In a Web Worker (pad.js starts one per model): load the model, then answer each input. */
+  /* In a Web Worker (pad.js starts one per heavy model): take the model (its file's bytes, or
+   * a URL to load), then answer each input with the logits. */
   function serveModelInWorker() {
     let model = null;
     root.onmessage = async (message) => {
       const request = message.data;
       try {
-        if (request.type === "load") {
+        if (request.type === "model") {
+          model = parseWebModel(request.buffer);
+          root.postMessage({ type: "loaded" });
+        } else if (request.type === "load") {
           model = await loadModel(request.url);
           root.postMessage({ type: "loaded" });
         } else if (request.type === "run") {
