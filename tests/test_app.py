@@ -279,6 +279,14 @@ def test_a_disagreeing_browser_is_counted_and_corrected(handlers, caplog):
     assert "browser and server disagree on CNN" in caplog.text
 
 
+def test_choosing_another_model_rechecks_without_counting_again(handlers):
+    value = browser_value(handlers, *PAD_DRAWINGS[1])
+    checked = handlers.parity.checked
+    outputs = handlers.recheck(value, "CNN", ParityTally(2, 0))
+    assert outputs[:4] == (SKIPPED,) * 4  # the browser shows the CNN's answer by itself
+    assert outputs[-1] == ParityTally(2, 0) and handlers.parity.checked == checked
+
+
 def test_a_browser_that_did_not_answer_the_chosen_model_gets_the_servers_answer(handlers):
     value = browser_value(handlers, *PAD_DRAWINGS[0])
     del value["browser"]["answers"]["MLP"]

@@ -238,6 +238,31 @@ def test_undo_and_clear_by_button_and_by_key(server, browser):
         page.context.close()
 
 
+def test_choosing_the_cnn_shows_its_answer_at_once(server, browser):
+    page = open_app(browser, server)
+    try:
+        draw(page, 3, PenStyle(180, (130, 150), -0.1))
+        wait_for_label(page, 3)
+        assert "agreed with the server's on 1 of 1" in wait_for_server_check(page, 1)
+        legend = page.locator("#bars .bars-entry[data-model='CNN']").inner_text()
+        cnn_percent = round(float(re.search(r"\(([\d.]+)%\)", legend).group(1)))
+        page.get_by_label("CNN").check()
+        page.wait_for_function(
+            "percent => document.querySelector('#label .confidence-set dd')?.textContent.trim()"
+            " === percent",
+            arg=f"{cnn_percent}%",
+        )
+        wait_for_label(page, 3)
+        page.get_by_role("tab", name="How it was trained").click()  # the dashboard follows
+        page.wait_for_function(
+            "() => (document.querySelector('#card')?.innerText ?? '').includes('CNN')"
+        )
+        page.get_by_role("tab", name="Draw").click()
+        assert "on 1 of 1 drawings" in page.locator("#comparison").inner_text()  # not recounted
+    finally:
+        page.context.close()
+
+
 def test_a_finger_on_a_phone_draws_a_7_with_the_answer_on_the_first_screen(server, browser):
     """CDP touch events on a 412x900 page: the page never scrolls (touch-action: none), and
     the pad and the answer are both in view while drawing."""
@@ -333,9 +358,10 @@ def test_the_server_answers_quietly_when_the_browser_cannot(server, browser, blo
         context.close()
 
 
-def test_thirty_mouse_drawn_digits_of_any_size_place_and_slant(server, browser):
-    """The latency benchmark's quiet phase: 30 digits, each answered in the page."""
-    phase = benchmark.run_phase(browser, server, "quiet", digits=30, seed=0)
-    assert phase.drawn == 30 and phase.missed == 0
-    assert phase.right >= 29, f"{phase.right} of 30 read right"
+def test_mouse_drawn_digits_of_any_size_place_and_slant(server, browser):
+    """The latency benchmark's quiet phase, on ten digits (the README's figures are its 30):
+    each read in the page while drawn, and checked by the server."""
+    phase = benchmark.run_phase(browser, server, "quiet", digits=10, seed=0)
+    assert phase.drawn == 10 and phase.missed == 0
+    assert phase.right >= 9, f"{phase.right} of 10 read right"
     print(f"\nstroke -> answer: {benchmark.percentiles(phase.stroke_ms)}")

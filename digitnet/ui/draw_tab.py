@@ -151,6 +151,7 @@ class DrawHandlers:
     """The Draw tab's handlers, closed over the models loaded once at start."""
 
     predict: Callable  # (pad value, choice, tally) -> the answer outputs
+    recheck: Callable  # the same for another model choice: the same drawing, not counted again
     classify: Callable  # (image file, choice) -> the ten confidences
     pick_example: Callable  # (gr.SelectData) -> the pad value for that example
     parity: ParityLog
@@ -164,8 +165,11 @@ def make_draw_handlers(models: dict[str, LoadedModel], examples: dict[str, Path]
     def pick(choice: str | None) -> LoadedModel:
         return models.get(choice or default, models[default])
 
-    def predict(value, choice: str | None, tally: ParityTally | None = None):
-        """Pad value -> answer, label, bars, 28x28, pipeline steps, every model's answer."""
+    def predict(value, choice: str | None, tally: ParityTally | None = None, count: bool = True):
+        """Pad value -> answer, label, bars, 28x28, pipeline steps, every model's answer.
+
+        With ``count``, a value carrying the browser's answers is a check that is counted.
+        """
         loaded = pick(choice)
         try:
             drawing = parse_pad_value(value, example_names)
@@ -188,7 +192,7 @@ def make_draw_handlers(models: dict[str, LoadedModel], examples: dict[str, Path]
             both_blank = chosen.is_blank and not any(
                 probs is not None for probs in drawing.browser_answers.values()
             )
-            if not both_blank:  # a cleared pad is no drawing to count
+            if count and not both_blank:  # a cleared pad is no drawing to count
                 parity.record(disagreeing)
                 tally = ParityTally(tally.checked + 1, tally.disagreements + bool(disagreeing))
             # The browser already shows its answer; the server's only replaces a wrong one.
@@ -224,7 +228,10 @@ def make_draw_handlers(models: dict[str, LoadedModel], examples: dict[str, Path]
         index = event.index if isinstance(event.index, int) else 0
         return {"example": names[index], "strokes": []}
 
-    return DrawHandlers(predict, classify, pick_example, parity)
+    def recheck(value, choice: str | None, tally: ParityTally | None = None):
+        return predict(value, choice, tally, count=False)
+
+    return DrawHandlers(predict, recheck, classify, pick_example, parity)
 
 
 # ---------------------------------------------------------------------------
@@ -337,7 +344,7 @@ def build_draw_tab(
         None, [choice], None, js=SET_CHOICE_JS.format(pad=pad_id), api_visibility="private"
     )
     choice.change(
-        handlers.predict,
+        handlers.recheck,
         [pad, choice, tally],
         tab.answer_outputs,
         api_visibility="private",
