@@ -11,6 +11,8 @@ accuracy, and the machine it ran on.
     python scripts/load_test.py --serve --clients 1 --requests 100   # serve in-process
     python scripts/load_test.py --client gradio   # one gradio_client.Client per thread
 
+Ctrl-C stops sending and reports what was measured so far.
+
 ``--client http`` (the default) sends the requests through Gradio's documented REST API
 (upload, ``/call/classify``, read the event stream) with one keep-alive ``httpx.Client`` per
 client thread, so the figures measure the server. ``--client gradio`` uses ``gradio_client``,
@@ -140,10 +142,15 @@ class Run:
         self.correct = 0
         self.errors: Counter[str] = Counter()
         self.start = 0.0
+        self.stopped = False  # Ctrl-C: finish the requests in flight, then report
 
     def next_request(self) -> int | None:
         with self.lock:
-            if self.issued >= self.total or time.perf_counter() - self.start > self.deadline_s:
+            if (
+                self.stopped
+                or self.issued >= self.total
+                or time.perf_counter() - self.start > self.deadline_s
+            ):
                 return None
             self.issued += 1
             return self.issued - 1
@@ -248,8 +255,13 @@ def main(argv: list[str] | None = None) -> int:
                 thread.start()
             run.start = time.perf_counter()
             ready.wait()
-            for thread in threads:
-                thread.join()
+            try:
+                for thread in threads:
+                    thread.join()
+            except KeyboardInterrupt:  # Ctrl-C, or SIGINT from latency_benchmark.py
+                run.stopped = True
+                for thread in threads:
+                    thread.join()
             elapsed = time.perf_counter() - run.start
         finally:
             if demo is not None:

@@ -36,8 +36,11 @@ from digitnet.jobs import (  # noqa: E402
     knob_fields,
 )
 from digitnet.predict import predict_probs, preprocess_image_file  # noqa: E402
+from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
 from digitnet.train import EpochReport, StepReport, TrainConfig  # noqa: E402
 from digitnet.ui import train_tab  # noqa: E402
+from digitnet.ui.dashboard_tab import make_dashboard_handler  # noqa: E402
+from digitnet.ui.draw_tab import make_draw_handlers  # noqa: E402
 
 WAIT_S = 180  # generous for a busy shared machine
 # A run that is still training when a test acts on it (~2.5 s an epoch here).
@@ -159,7 +162,12 @@ def test_the_drawing_handlers_use_the_sessions_own_run(tmp_path, small_train_csv
     finally:
         service.close()
     models, _ = app.load_models()
-    predict_sketch, classify_file, dashboard = app.make_handlers(models, service)
+
+    def own_run(choice, request):
+        return train_tab.resolve_model(service, choice, request)
+
+    draw = make_draw_handlers(models, {}, own_run)
+    dashboard = make_dashboard_handler(models, own_run)
     mine, stranger = Request("a"), Request("b")
 
     card = dashboard("run-1", mine)[0]
@@ -171,13 +179,13 @@ def test_the_drawing_handlers_use_the_sessions_own_run(tmp_path, small_train_csv
     drawing = render_drawings(mnist.images[-1:], seed=0)[0]
     path = tmp_path / "digit.png"
     drawing.save(path)
-    sketch = {"background": None, "layers": [], "composite": np.asarray(drawing.convert("L"))}
-    *_, comparison = predict_sketch(sketch, "run-1", mine)
-    assert comparison.startswith("Every model's answer: run-1: **")
-    assert "run-1" not in predict_sketch(sketch, "run-1", stranger)[-1]
+    value = {"strokes": digit_strokes(7, PenStyle(200, (140, 140), 0.1))}
+    *_, comparison, _tally = draw.predict(value, "run-1", None, request=mine)
+    assert comparison.startswith("Every model's answer, checked on the server: run-1: **")
+    assert "run-1" not in draw.predict(value, "run-1", None, request=stranger)[-2]
     run_model = service.find_run("a", "run-1").model
     probs = predict_probs(run_model, preprocess_image_file(str(path)).image[None])[0]
-    confidences = classify_file(str(path), "run-1", mine)
+    confidences = draw.classify(str(path), "run-1", mine)
     assert [confidences[d] for d in DIGITS] == pytest.approx(probs.tolist(), abs=1e-6)
 
 
@@ -271,10 +279,9 @@ def test_a_5_epoch_mlp_streams_and_then_reads_drawings(client, trained, drawings
     print(f"run-1 read {right} of {len(drawings)} canvas-like drawings through classify")
     assert right >= 90
 
-    path, digit = drawings[0]
-    sketch = {"background": None, "layers": [], "composite": handle_file(str(path))}
-    answer, label, *_, comparison = client.predict(sketch, "run-1", api_name="/predict")
-    assert label["label"] == str(digit) and "run-1: **" in comparison
+    strokes = {"strokes": digit_strokes(7, PenStyle(200, (140, 140), 0.1))}
+    answer, label, *_, comparison = client.predict(strokes, "run-1", api_name="/predict")
+    assert label["label"] == "7" and "run-1: **" in comparison
 
 
 def test_the_run_is_in_the_runs_table_and_downloadable(client, trained):

@@ -1,1 +1,4 @@
-"""The drawing app's tabs, one module each (Gradio wiring only; the work is in ``digitnet``)."""
+"""The drawing app's user interface: one module per tab or component (Gradio lives here only).
+
+``app.py`` wires these together; the rest of ``digitnet`` never imports Gradio.
+"""

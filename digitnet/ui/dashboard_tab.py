@@ -1,0 +1,98 @@
+"""The "How it was trained" tab: a model's curves, per-digit accuracy, confusion and mistakes.
+
+Everything comes from the checkpoint's metadata (``digitnet.dashboard``), so any run, the
+shipped ones or one trained in the app, shows the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gradio as gr
+
+from digitnet.checkpoint import model_card
+from digitnet.dashboard import (
+    DIGITS,
+    confusion_figure,
+    curves_figure,
+    mistake_gallery,
+    model_card_markdown,
+    per_class_frame,
+)
+from digitnet.ui.models import LoadedModel
+
+INTRO = """## How the model was trained
+The model learnt from labelled MNIST digits and was checked after every epoch (one pass over
+them) on digits it never learnt from: the **validation** set (counts in the model card). Loss
+is how wrong it is on average (lower is better). When the training digits are augmented
+(randomly rotated, thickened and distorted each time, which is what makes the model hold up on
+real drawings), training accuracy sits *below* validation. The best epoch's weights are the
+ones you are drawing against."""
+
+
+def make_dashboard_handler(models: dict[str, LoadedModel], resolve=None) -> Callable:
+    """``resolve(choice, request)`` finds a session's own runs (see ``draw_tab.Resolver``)."""
+    default = next(iter(models))
+
+    def dashboard(choice: str | None, request: gr.Request | None = None):
+        """Model card, curves, per-class accuracy, confusion matrix and mistakes of a model."""
+        own = resolve(choice, request) if resolve is not None else None
+        return dashboard_of(own.metadata) if own is not None else shipped(choice)
+
+    @functools.lru_cache(maxsize=8)  # shipped models only: a run is private to its session
+    def shipped(choice: str | None):
+        return dashboard_of(models.get(choice or default, models[default]).metadata)
+
+    def dashboard_of(metadata: dict):
+        return (
+            model_card_markdown(model_card(metadata)),
+            curves_figure(metadata),
+            per_class_frame(metadata),
+            confusion_figure(metadata),
+            mistake_gallery(metadata),
+        )
+
+    return dashboard
+
+
+@dataclass(frozen=True)
+class DashboardTab:
+    choice: gr.Radio
+    outputs: list
+    handler: Callable
+
+
+def build_dashboard_tab(models: dict[str, LoadedModel], resolve=None) -> DashboardTab:
+    """The tab's layout and events; call inside ``gr.Blocks``. ``models`` is not empty."""
+    handler = make_dashboard_handler(models, resolve)
+    names = list(models)
+    gr.Markdown(INTRO)
+    choice = gr.Radio(names, value=names[0], label="Model", elem_id="dashboard-choice")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            curves = gr.Plot(label="Loss and accuracy per epoch", elem_id="curves")
+            per_class = gr.BarPlot(
+                x="digit",
+                y="accuracy",
+                sort=DIGITS,
+                y_lim=[0, 100],
+                label="Validation accuracy per digit (%)",
+                height=220,
+                elem_id="per_class",
+            )
+        with gr.Column(scale=1):
+            card = gr.Markdown(elem_id="card")
+    with gr.Row(equal_height=False):
+        confusion = gr.Plot(label="Confusion matrix", elem_id="confusion")
+        mistakes = gr.Gallery(
+            label="Most confident mistakes: predicted (true)",
+            columns=5,
+            height=300,
+            elem_id="mistakes",
+            allow_preview=False,
+        )
+    outputs = [card, curves, per_class, confusion, mistakes]
+    choice.change(handler, choice, outputs, api_visibility="private")
+    return DashboardTab(choice, outputs, handler)

@@ -1,0 +1,388 @@
+"""The Draw tab: the pad, the answer as you draw (from the browser), and the server's check.
+
+While the pen moves, the page answers by itself (``static/pad.js``): the label, the bars and
+the 28x28 come from the browser every frame. When a stroke ends, the server runs the Python
+pipeline on the same strokes, fills the pipeline strip and every model's answer, and counts
+any disagreement with the browser. Where the browser cannot answer (no workers, weights
+missing, a JS error), the server's answer is what shows, after each stroke.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from digitnet.dashboard import DIGITS
+from digitnet.errors import DigitnetError
+from digitnet.predict import (
+    Prediction,
+    classify_preprocessed,
+    preprocess_image_file,
+)
+from digitnet.preprocess import canvas_to_mnist, load_image_file
+from digitnet.ui.charts import bars_value, input_view, input_view_value, probability_bars
+from digitnet.ui.models import LoadedModel
+from digitnet.ui.pad import PROMPT, PadDrawing, digit_pad, drawing_ink, parse_pad_value
+
+STEP_SCALE = 8  # small step images are enlarged by whole pixels so nothing is smoothed
+LOG = logging.getLogger("digitnet.app")
+
+# Browser-only listeners: the pad's JS computes the outputs (see static/pad.js).
+LIVE_OUTPUTS_JS = "(choice) => globalThis.digitnetPads?.[{pad!r}]?.liveOutputs(choice)"
+SET_CHOICE_JS = "(choice) => {{ globalThis.digitnetPads?.[{pad!r}]?.setChoice(choice); }}"
+
+HELP = """Draw one digit, 0 to 9, as big or small as you like, anywhere on the pad. The answer
+updates **while you draw**: the models run in your browser. After each stroke the server runs
+the same pipeline in Python and checks the browser's answer (below the pad)."""
+
+PIPELINE_HELP = """### What the model sees
+Checked on the server after each stroke: your drawing → cropped to the ink → scaled into a
+20×20 box → centred by mass in 28×28 (white ink on black), exactly how the MNIST digits the
+models learnt from were made."""
+
+
+# ---------------------------------------------------------------------------
+# Plain functions of plain values, tested directly.
+
+
+def answer_text(prediction: Prediction) -> str:
+    if prediction.is_blank:
+        return PROMPT
+    probs = prediction.probs
+    best, second = np.argsort(probs, kind="stable")[::-1][:2]
+    if prediction.is_unsure:
+        return (
+            f"Not sure: maybe **{best}** ({100 * probs[best]:.0f}%) "
+            f"or **{second}** ({100 * probs[second]:.0f}%)"
+        )
+    return f"It's a **{best}** ({100 * probs[best]:.1f}% sure)"
+
+
+def confidences(prediction: Prediction) -> dict[str, float] | None:
+    if prediction.is_blank:
+        return None
+    return {digit: float(p) for digit, p in zip(DIGITS, prediction.probs)}
+
+
+def probability_frame(prediction: Prediction) -> pd.DataFrame:
+    return pd.DataFrame({"digit": DIGITS, "probability": prediction.probs.astype(float)})
+
+
+def step_images(prediction: Prediction) -> list[np.ndarray | None]:
+    """The pipeline as uint8 images, white ink on black as the model sees it."""
+    steps = prediction.preprocessed
+    if prediction.is_blank:
+        return [None, None, None, None]
+
+    def as_uint8(array: np.ndarray, scale: int = 1) -> np.ndarray:
+        image = (np.clip(array, 0, 1) * 255).astype(np.uint8)
+        return np.kron(image, np.ones((scale, scale), np.uint8)) if scale > 1 else image
+
+    return [
+        as_uint8(steps.ink),
+        as_uint8(steps.cropped),
+        as_uint8(steps.boxed, STEP_SCALE),
+        as_uint8(steps.image, STEP_SCALE),
+    ]
+
+
+@dataclass
+class ParityTally:
+    """One browser session's checks: drawings the server checked, and disagreements."""
+
+    checked: int = 0
+    disagreements: int = 0
+
+
+class ParityLog:
+    """Every session's checks in this process, for the operator (and the tests)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.checked = 0
+        self.disagreements = 0
+
+    def record(self, disagreeing: list[str]) -> None:
+        with self._lock:
+            self.checked += 1
+            self.disagreements += bool(disagreeing)
+        if disagreeing:
+            LOG.warning("browser and server disagree on %s", "; ".join(disagreeing))
+
+
+def disagreements(drawing: PadDrawing, answers: dict[str, Prediction]) -> list[str]:
+    """The models whose browser answer differs from the server's: blank or not, or the digit."""
+    found = []
+    for name, browser in drawing.browser_answers.items():
+        server = answers.get(name)
+        if server is None:
+            continue
+        browser_label = None if browser is None else int(np.argmax(browser))
+        if browser_label != server.label:
+            found.append(f"{name}: browser {browser_label}, server {server.label}")
+    return found
+
+
+def comparison_text(answers: dict[str, Prediction], tally: ParityTally | None) -> str:
+    """Every model's answer from the server, and how the browser's answers compared."""
+    chosen = next(iter(answers.values()), None)
+    if chosen is None or chosen.is_blank:
+        return ""
+    parts = [f"{name}: **{a.label}** ({100 * a.confidence:.1f}%)" for name, a in answers.items()]
+    text = "Every model's answer, checked on the server: " + " · ".join(parts)
+    if tally is not None and tally.checked:
+        agreed = tally.checked - tally.disagreements
+        text += (
+            f"  \nThe browser's answers agreed with the server's on {agreed} of "
+            f"{tally.checked} drawings this session."
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class DrawHandlers:
+    """The Draw tab's handlers, closed over the models loaded once at start."""
+
+    predict: Callable  # (pad value, choice, tally) -> the answer outputs
+    recheck: Callable  # the same for another model choice: the same drawing, not counted again
+    classify: Callable  # (image file, choice) -> the ten confidences
+    pick_example: Callable  # (gr.SelectData) -> the pad value for that example
+    parity: ParityLog
+
+
+# A session's own models beyond the shipped ones (runs trained in the app): choice and
+# request -> the model, or None when the choice names none of the session's.
+Resolver = Callable[[str | None, "gr.Request | None"], "LoadedModel | None"]
+
+
+def make_draw_handlers(
+    models: dict[str, LoadedModel], examples: dict[str, Path], resolve: Resolver | None = None
+) -> DrawHandlers:
+    default = next(iter(models))
+    parity = ParityLog()
+    example_names = frozenset(examples)
+
+    def pick(choice: str | None, request: gr.Request | None = None) -> LoadedModel:
+        own = resolve(choice, request) if resolve is not None else None
+        return own if own is not None else models.get(choice or default, models[default])
+
+    def predict(
+        value,
+        choice: str | None,
+        tally: ParityTally | None = None,
+        count: bool = True,
+        request: gr.Request | None = None,
+    ):
+        """Pad value -> answer, label, bars, 28x28, pipeline steps, every model's answer.
+
+        With ``count``, a value carrying the browser's answers is a check that is counted.
+        """
+        loaded = pick(choice, request)
+        # A session's own run answers beside the shipped models.
+        pool = models if loaded.name in models else {loaded.name: loaded, **models}
+        try:
+            drawing = parse_pad_value(value, example_names)
+            image = (
+                load_image_file(examples[drawing.example])
+                if drawing.example
+                else drawing_ink(drawing)
+            )
+            preprocessed = canvas_to_mnist(image)
+        except DigitnetError as error:
+            raise gr.Error(str(error)) from None
+        # The chosen model first: comparison_text lists it first.
+        order = [loaded.name] + [name for name in pool if name != loaded.name]
+        answers = {name: classify_preprocessed(pool[name].model, preprocessed) for name in order}
+        chosen = answers[loaded.name]
+        tally = tally if isinstance(tally, ParityTally) else ParityTally()
+        skip_live = False
+        if drawing.browser_answered:
+            disagreeing = disagreements(drawing, answers)
+            both_blank = chosen.is_blank and not any(
+                probs is not None for probs in drawing.browser_answers.values()
+            )
+            if count and not both_blank:  # a cleared pad is no drawing to count
+                parity.record(disagreeing)
+                tally = ParityTally(tally.checked + 1, tally.disagreements + bool(disagreeing))
+            # The browser already shows its answer; the server's only replaces a wrong one.
+            skip_live = loaded.name in drawing.browser_answers and not disagreeing
+        if skip_live:
+            live = [gr.skip()] * 4
+        else:
+            live = [
+                answer_text(chosen),
+                confidences(chosen),
+                None if chosen.is_blank else bars_value({n: a.probs for n, a in answers.items()}),
+                None if chosen.is_blank else input_view_value(preprocessed.image),
+            ]
+        return (
+            *live,
+            *step_images(chosen),
+            comparison_text(answers, tally if drawing.browser_answered else None),
+            tally,
+        )
+
+    def classify(
+        path: str | None, choice: str | None = None, request: gr.Request | None = None
+    ) -> dict[str, float]:
+        """Any image file -> the ten label confidences (the ``classify`` API endpoint)."""
+        if not path:
+            raise gr.Error("No image was sent; upload a PNG or JPEG of a digit.")
+        try:
+            preprocessed = preprocess_image_file(path)
+        except DigitnetError as error:
+            raise gr.Error(str(error)) from None
+        return confidences(classify_preprocessed(pick(choice, request).model, preprocessed))
+
+    def pick_example(event: gr.SelectData) -> dict:
+        names = list(examples)
+        index = event.index if isinstance(event.index, int) else 0
+        return {"example": names[index], "strokes": []}
+
+    def recheck(
+        value,
+        choice: str | None,
+        tally: ParityTally | None = None,
+        request: gr.Request | None = None,
+    ):
+        return predict(value, choice, tally, count=False, request=request)
+
+    return DrawHandlers(predict, recheck, classify, pick_example, parity)
+
+
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrawTab:
+    """The Draw tab's components, for other tabs to wire to (e.g. a panel on stroke end)."""
+
+    pad: gr.HTML  # digit_pad
+    choice: gr.Radio
+    answer: gr.Markdown
+    label: gr.Label
+    bars: gr.HTML  # probability_bars
+    view: gr.HTML  # input_view
+    steps: list[gr.Image]
+    comparison: gr.Markdown
+    tally: gr.State
+    handlers: DrawHandlers
+
+    @property
+    def answer_outputs(self) -> list:
+        """What ``handlers.predict`` fills, in order."""
+        return [
+            self.answer,
+            self.label,
+            self.bars,
+            self.view,
+            *self.steps,
+            self.comparison,
+            self.tally,
+        ]
+
+
+def build_draw_tab(
+    models: dict[str, LoadedModel],
+    browser_models: dict[str, Path],
+    examples: dict[str, Path],
+    resolve: Resolver | None = None,
+) -> DrawTab:
+    """The tab's layout and events; call inside ``gr.Blocks``. ``models`` is not empty.
+
+    ``resolve`` finds a session's own models (runs trained in the app) by their choice name;
+    the browser has no weights for those, so the pad answers them through the server.
+    """
+    handlers = make_draw_handlers(models, examples, resolve)
+    names = list(models)
+    with gr.Row(equal_height=False, elem_id="draw-row"):
+        with gr.Column(scale=1, min_width=300, elem_id="pad-column"):
+            pad = digit_pad(models=browser_models, examples=examples, default_choice=names[0])
+        with gr.Column(scale=1, min_width=300, elem_id="answer-column"):
+            answer = gr.Markdown(PROMPT, elem_id="answer")
+            label = gr.Label(
+                num_top_classes=10,
+                label="All ten probabilities",
+                elem_id="label",
+                show_label=False,
+            )
+            bars = probability_bars(elem_id="bars")
+            view = input_view(caption="The 28×28 the model sees", elem_id="input28")
+            choice = gr.Radio(
+                names,
+                value=names[0],
+                label="Model whose answer is above",
+                elem_id="choice",
+            )
+    comparison = gr.Markdown(elem_id="comparison")
+    gr.Markdown(HELP, elem_id="help")
+    gr.Markdown(PIPELINE_HELP)
+    with gr.Row():
+        step_kwargs = dict(interactive=False, height=160, elem_classes=["pixelated"], buttons=[])
+        steps = [
+            gr.Image(label="1. your drawing (ink)", elem_id="step-ink", **step_kwargs),
+            gr.Image(label="2. cropped", elem_id="step-cropped", **step_kwargs),
+            gr.Image(label="3. scaled into 20×20", elem_id="step-boxed", **step_kwargs),
+            gr.Image(label="4. centred 28×28: the input", elem_id="step-input", **step_kwargs),
+        ]
+    example_gallery = None
+    if examples:
+        example_gallery = gr.Gallery(
+            [(str(path), path.stem) for path in examples.values()],
+            label="Or try an example (tricky on purpose)",
+            columns=5,
+            height=200,
+            object_fit="contain",
+            allow_preview=False,
+            elem_id="examples",
+        )
+    with gr.Accordion("Classify an image file", open=False):
+        upload = gr.File(label="An image of a digit", file_types=["image"], elem_id="upload")
+        upload_label = gr.Label(num_top_classes=10, label="Answer")
+    tally = gr.State(ParityTally())
+
+    tab = DrawTab(pad, choice, answer, label, bars, view, steps, comparison, tally, handlers)
+    live_outputs = [answer, label, bars, view]
+    pad_id = pad.elem_id
+    pad.input(
+        None,
+        [choice],
+        live_outputs,
+        js=LIVE_OUTPUTS_JS.format(pad=pad_id),
+        api_visibility="private",
+        show_progress="hidden",
+        queue=False,
+        trigger_mode="always_last",
+    )
+    pad.change(
+        handlers.predict,
+        [pad, choice, tally],
+        tab.answer_outputs,
+        api_name="predict",
+        show_progress="hidden",
+        trigger_mode="always_last",
+        concurrency_limit=4,
+    )
+    choice.change(
+        None, [choice], None, js=SET_CHOICE_JS.format(pad=pad_id), api_visibility="private"
+    )
+    choice.change(
+        handlers.recheck,
+        [pad, choice, tally],
+        tab.answer_outputs,
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    if example_gallery is not None:
+        example_gallery.select(handlers.pick_example, None, pad, api_visibility="private")
+    upload.change(
+        handlers.classify, [upload, choice], upload_label, api_name="classify", concurrency_limit=4
+    )
+    return tab

@@ -1,0 +1,575 @@
+/* The digit pad: gr.HTML's js_on_load for digitnet/ui/pad.py's digit_pad().
+ *
+ * In scope (from gr.HTML): element, props, trigger, watch.
+ * - Draws with pointer events (mouse, touch, pen) and pointer capture; the page never
+ *   scrolls under a finger (touch-action: none in pad.css).
+ * - Keeps every stroke in pad units (props.pad_size square) and rasterises it into ink
+ *   exactly as digitnet/strokes.py does.
+ * - Every animation frame with new ink, runs the MNIST preprocessing (pipeline.js) and every
+ *   model (one Web Worker each, so the CNN never holds up the MLP), then fires "input"; the
+ *   app's browser-only listener reads liveOutputs() into the label, the bars and the 28x28.
+ * - When a stroke ends (debounced), sets props.value to the drawing (small JSON, documented in
+ *   the README), which fires "change": the server runs the Python pipeline and checks the
+ *   browser's answers.
+ * - Anything failing on the way (no pipeline, weights missing, a JS error) turns the browser
+ *   path off, silently: the server's answer after each stroke is what shows then.
+ */
+const PAD = props.pad_size;
+const RADIUS = props.brush_radius;
+const SEND_AFTER_MS = 150; // a stroke that starts within this is part of the same drawing
+const SETTLE_MS = 1000; // the longest the server's copy waits for slow models' answers
+const MIN_STEP = 0.75; // pad units between recorded points: finer adds nothing to the ink
+const pipelineUrl = props.pipeline_url;
+
+const canvas = element.querySelector("canvas");
+const context = canvas.getContext("2d");
+const clearButton = element.querySelector("[data-action=clear]");
+const undoButton = element.querySelector("[data-action=undo]");
+
+const drawing = {
+  strokes: [], // [[[x, y], ...], ...] in pad units, rounded to 0.1
+  example: null, // {name, grey, alpha, width, height, image} while an example is shown
+  ink: new Float32Array(PAD * PAD),
+  version: 0, // +1 for every change of the ink
+  activePointer: null,
+};
+const live = {
+  enabled: false, // the browser path works: pipeline loaded and the chosen model ready
+  choice: props.default_choice,
+  models: [], // {name, runner, probs, version, ready}
+  input: null, // the latest 28x28 (Float32Array) or null when blank
+  inputVersion: -1,
+  shownVersion: -1, // the drawing version of the last answer handed out
+  frameRequested: false,
+  triggerQueued: false,
+  inFrame: false, // inside frame(): answers computed here are shown in this frame
+};
+let sendTimer = null;
+
+/* ------------------------------------------------------------ drawing on screen */
+
+// Read once per stroke, not per pointer event: reading styles or geometry while Gradio has
+// just changed the page forces a synchronous restyle and relayout of all of it.
+let inkColour = "#111";
+let canvasBox = null;
+
+function readPageGeometry() {
+  inkColour = getComputedStyle(element).getPropertyValue("--pad-ink").trim() || "#111";
+  canvasBox = canvas.getBoundingClientRect();
+}
+
+function resizeCanvas() {
+  readPageGeometry();
+  const box = canvasBox;
+  if (!box.width) return;
+  const ratio = window.devicePixelRatio || 1;
+  const side = Math.round(box.width * ratio);
+  if (canvas.width !== side || canvas.height !== side) {
+    canvas.width = side;
+    canvas.height = side;
+  }
+  redraw();
+}
+
+function redraw() {
+  context.setTransform(1, 0, 0, 1, 0, 0);
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  if (drawing.example) {
+    context.imageSmoothingEnabled = true;
+    context.drawImage(drawing.example.image, 0, 0, canvas.width, canvas.height);
+  }
+  for (const stroke of drawing.strokes) paintStroke(stroke, 0);
+}
+
+/** Paint the stroke's segments from point `from` on (0: the whole stroke, with its dot). */
+function paintStroke(stroke, from) {
+  const scale = canvas.width / PAD;
+  context.setTransform(scale, 0, 0, scale, 0, 0);
+  context.lineCap = "round";
+  context.lineJoin = "round";
+  context.lineWidth = 2 * RADIUS;
+  context.strokeStyle = inkColour;
+  context.fillStyle = context.strokeStyle;
+  if (from === 0) {
+    context.beginPath();
+    context.arc(stroke[0][0], stroke[0][1], RADIUS, 0, 2 * Math.PI);
+    context.fill();
+  }
+  context.beginPath();
+  const start = Math.max(0, from - 1);
+  context.moveTo(stroke[start][0], stroke[start][1]);
+  for (let i = start + 1; i < stroke.length; i++) context.lineTo(stroke[i][0], stroke[i][1]);
+  context.stroke();
+}
+
+/* ------------------------------------------------------------ the drawing */
+
+function toPad(event) {
+  const box = canvasBox;
+  const clamp = (value) => Math.min(PAD, Math.max(0, value));
+  // Rounded to 0.1 unit: what is sent to the server is exactly what was rasterised here.
+  const x = Math.round(clamp(((event.clientX - box.left) / box.width) * PAD) * 10) / 10;
+  const y = Math.round(clamp(((event.clientY - box.top) / box.height) * PAD) * 10) / 10;
+  return [x, y];
+}
+
+function inkChanged() {
+  drawing.version += 1;
+  if (!live.frameRequested) {
+    live.frameRequested = true;
+    requestAnimationFrame(frame);
+  }
+}
+
+function rebuildInk() {
+  drawing.ink = new Float32Array(PAD * PAD);
+  const pipeline = globalThis.digitnetPipeline;
+  if (pipeline) {
+    for (const stroke of drawing.strokes) pipeline.drawStroke(drawing.ink, PAD, stroke, RADIUS);
+  }
+}
+
+function dropExample() {
+  if (!drawing.example) return false;
+  drawing.example = null;
+  return true;
+}
+
+function startStroke(event) {
+  if (drawing.activePointer !== null) return; // a second finger does not draw
+  if (event.pointerType === "mouse" && event.button !== 0) return;
+  event.preventDefault();
+  canvas.setPointerCapture?.(event.pointerId);
+  drawing.activePointer = event.pointerId;
+  readPageGeometry();
+  clearTimeout(sendTimer);
+  if (dropExample()) redraw(); // drawing over an example starts a new drawing
+  const stroke = [toPad(event)];
+  drawing.strokes.push(stroke);
+  globalThis.digitnetPipeline?.drawStroke(drawing.ink, PAD, stroke, RADIUS);
+  paintStroke(stroke, 0);
+  inkChanged();
+}
+
+function continueStroke(event) {
+  if (event.pointerId !== drawing.activePointer) return;
+  event.preventDefault();
+  const stroke = drawing.strokes[drawing.strokes.length - 1];
+  const before = stroke.length;
+  const events = event.getCoalescedEvents?.() ?? [];
+  for (const sample of events.length ? events : [event]) {
+    const point = toPad(sample);
+    const last = stroke[stroke.length - 1];
+    if (Math.hypot(point[0] - last[0], point[1] - last[1]) >= MIN_STEP) stroke.push(point);
+  }
+  if (stroke.length === before) return;
+  globalThis.digitnetPipeline?.drawStroke(drawing.ink, PAD, stroke, RADIUS, before);
+  paintStroke(stroke, before);
+  inkChanged();
+}
+
+function endStroke(event) {
+  if (event.pointerId !== drawing.activePointer) return;
+  drawing.activePointer = null;
+  scheduleSend(SEND_AFTER_MS);
+}
+
+function undo() {
+  if (drawing.strokes.length) drawing.strokes.pop();
+  else if (!dropExample()) return;
+  rebuildInk();
+  redraw();
+  inkChanged();
+  scheduleSend(0);
+}
+
+function clear() {
+  drawing.strokes = [];
+  dropExample();
+  rebuildInk();
+  redraw();
+  inkChanged();
+  scheduleSend(0);
+}
+
+/* ------------------------------------------------------------ examples (set by the server) */
+
+function showExample(name) {
+  const url = props.examples?.[name];
+  if (!url) return;
+  const show = (example) => {
+    drawing.strokes = [];
+    drawing.example = example;
+    rebuildInk();
+    redraw();
+    inkChanged();
+  };
+  const pipeline = globalThis.digitnetPipeline;
+  if (!pipeline) {
+    // No browser path: show the picture; the server's answer comes with it.
+    const image = new Image();
+    image.onload = () => show({ name, image, grey: null });
+    image.src = url;
+    return;
+  }
+  pipeline.loadImagePixels(url).then(
+    ({ rgba, width, height, image }) => {
+      const { grey, alpha } = pipeline.greyFromRGBA(rgba, width, height);
+      show({ name, image, grey, alpha, width, height });
+    },
+    (error) => console.warn(`digitnet: could not show the example ${name}:`, error),
+  );
+}
+
+/** A value set from Python (an example picked, a drawing to show) replaces the drawing. */
+watch("value", () => {
+  const value = props.value;
+  if (!value || typeof value !== "object") return;
+  if (value.example) {
+    showExample(value.example);
+  } else if (Array.isArray(value.strokes)) {
+    drawing.strokes = structuredClone(value.strokes);
+    dropExample();
+    rebuildInk();
+    redraw();
+    inkChanged();
+  }
+});
+
+/* ------------------------------------------------------------ the browser path */
+
+const WORKER_GAP_MS = 100; // a model in a worker rests this long between answers while drawing
+
+/** Runs a model on this thread if it is light (a dense network: ~1 ms), else in a Web Worker
+ * (pipeline.js answers there) so the CNN's ~30 ms never delays a frame. */
+async function makeRunner(spec, onResult, onError) {
+  const pipeline = globalThis.digitnetPipeline;
+  const url = new URL(spec.url, document.baseURI).href;
+  const response = await fetch(url, { cache: "force-cache" });
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  const buffer = await response.arrayBuffer();
+  const model = pipeline.parseWebModel(buffer);
+  const inThisThread = (parsed) => ({
+    inWorker: false,
+    run(version, input) {
+      onResult(version, pipeline.runModel(parsed, input));
+    },
+  });
+  if (!model.ops.some((op) => op.op === "conv2d")) return inThisThread(model);
+  let worker;
+  try {
+    worker = new Worker(pipelineUrl);
+  } catch (error) {
+    return inThisThread(model);
+  }
+  let loaded = false;
+  const started = new Promise((resolve, reject) => {
+    worker.onmessage = (message) => {
+      const data = message.data;
+      if (data.type === "loaded") {
+        loaded = true;
+        resolve();
+      } else if (data.type === "result") {
+        onResult(data.version, data.logits);
+      } else if (data.type === "error") {
+        if (loaded) onError(new Error(data.message));
+        else reject(new Error(data.message));
+      }
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      if (loaded) onError(new Error(event.message || "the model's worker failed"));
+      else reject(new Error(event.message || "the model's worker did not start"));
+    };
+  });
+  worker.postMessage({ type: "model", buffer: buffer.slice(0) });
+  try {
+    await started;
+  } catch (error) {
+    // A worker that cannot start (a strict content policy, say): this thread runs it.
+    worker.terminate();
+    return inThisThread(model);
+  }
+  return {
+    inWorker: true,
+    run(version, input) {
+      worker.postMessage({ type: "run", version, input });
+    },
+  };
+}
+
+function addModel(spec) {
+  const model = {
+    name: spec.name,
+    probs: null,
+    version: -1,
+    ready: false,
+    busy: false,
+    pending: null, // [version, input]: the newest drawing, waiting for the model
+    restUntil: 0,
+    timer: null,
+    runner: null,
+  };
+  const onResult = (version, logits) => {
+    model.busy = false;
+    model.version = version;
+    model.probs = globalThis.digitnetPipeline.softmax(logits);
+    if (model.runner.inWorker) model.restUntil = performance.now() + WORKER_GAP_MS;
+    queueTrigger();
+    pump(model);
+  };
+  live.models.push(model);
+  makeRunner(spec, onResult, fail).then(
+    (runner) => {
+      model.runner = runner;
+      model.ready = true;
+      updateEnabled();
+      if (live.enabled) inkChanged(); // answer what is already drawn
+    },
+    (error) => console.warn(`digitnet: ${spec.name} stays on the server:`, error),
+  );
+}
+
+function submit(model, version, input) {
+  model.pending = [version, input]; // only the newest drawing is worth answering
+  pump(model);
+}
+
+/** Give the model its pending input when it is free (and, in a worker, rested). */
+function pump(model) {
+  if (model.busy || !model.pending || model.timer !== null) return;
+  const wait = model.restUntil - performance.now();
+  if (wait > 0) {
+    model.timer = setTimeout(() => {
+      model.timer = null;
+      pump(model);
+    }, wait);
+    return;
+  }
+  const [version, input] = model.pending;
+  model.pending = null;
+  model.busy = true;
+  try {
+    model.runner.run(version, input);
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function chosenModel() {
+  return live.models.find((model) => model.name === live.choice && model.ready) ?? null;
+}
+
+function updateEnabled() {
+  live.enabled = Boolean(globalThis.digitnetPipeline) && chosenModel() !== null;
+  element.classList.toggle("pad-live", live.enabled);
+}
+
+function fail(error) {
+  console.warn("digitnet: the browser path is off; answers come from the server:", error);
+  live.enabled = false;
+  live.models = [];
+  element.classList.remove("pad-live");
+}
+
+/** Once per animation frame with new ink: preprocess, then ask every model. */
+function frame() {
+  live.frameRequested = false;
+  if (!live.enabled || live.inputVersion === drawing.version) return;
+  live.inFrame = true;
+  try {
+    const pipeline = globalThis.digitnetPipeline;
+    const version = drawing.version;
+    const example = drawing.example;
+    const result = example
+      ? pipeline.canvasToMnist(example.grey, example.alpha, example.width, example.height)
+      : pipeline.inkToMnist(drawing.ink, PAD);
+    live.inputVersion = version;
+    live.input = result.blank ? null : result.image;
+    for (const model of live.models) {
+      if (!model.ready) continue;
+      if (result.blank) {
+        model.pending = null;
+        model.version = version;
+        model.probs = null;
+      } else {
+        submit(model, version, result.image);
+      }
+    }
+    if (result.blank) queueTrigger();
+  } catch (error) {
+    fail(error);
+  } finally {
+    live.inFrame = false;
+  }
+}
+
+/** Fire "input" once for the answers at hand: right after a frame's own answers (they are
+ * painted in that frame), else at the next animation frame, so that however many answers
+ * arrive, Gradio (the costly part) updates the outputs at most once a frame. */
+function queueTrigger() {
+  if (live.triggerQueued || !live.enabled) return;
+  live.triggerQueued = true;
+  const fire = () => {
+    live.triggerQueued = false;
+    trigger("input");
+  };
+  if (live.inFrame) queueMicrotask(fire);
+  else requestAnimationFrame(fire);
+}
+
+function percent(p, digits) {
+  return `${(100 * p).toFixed(digits)}%`;
+}
+
+const SKIP = Object.freeze({ __type__: "update" }); // Gradio leaves such an output as it is
+let lastShown = [];
+
+/** What the answer components show: [answer text, label, bars, 28x28]; see draw_tab.py.
+ * An output whose display would not change is skipped: Gradio's update is the costly part. */
+function liveOutputs(choice) {
+  if (choice) live.choice = choice;
+  const chosen = chosenModel();
+  live.shownVersion = chosen ? chosen.version : live.inputVersion;
+  const outputs = computeOutputs(chosen);
+  const keys = [
+    outputs[0],
+    JSON.stringify(outputs[1]?.confidences?.map((c) => [c.label, Math.round(100 * c.confidence)]) ?? null),
+    JSON.stringify(outputs[2] && Object.values(outputs[2]).map((p) => p.map((v) => Math.round(v * 500)))),
+    JSON.stringify(outputs[3]),
+  ];
+  const result = outputs.map((output, i) => (keys[i] === lastShown[i] ? SKIP : output));
+  lastShown = keys;
+  return result;
+}
+
+function computeOutputs(chosen) {
+  if (!chosen || !chosen.probs || !live.input) {
+    return [props.prompt, {}, null, null]; // {}: gr.Label's empty value
+  }
+  const probs = chosen.probs;
+  const order = probs.map((p, digit) => [p, digit]).sort((a, b) => b[0] - a[0]);
+  const [best, second] = order;
+  const answer =
+    best[0] < props.unsure_below
+      ? `Not sure: maybe **${best[1]}** (${percent(best[0], 0)}) or **${second[1]}** (${percent(second[0], 0)})`
+      : `It's a **${best[1]}** (${percent(best[0], 1)} sure)`;
+  const label = {
+    label: String(best[1]),
+    confidences: order.map(([p, digit]) => ({ label: String(digit), confidence: p })),
+  };
+  const bars = {};
+  for (const model of live.models) if (model.probs) bars[model.name] = model.probs;
+  const rows = [];
+  for (let row = 0; row < 28; row++) {
+    rows.push(Array.from(live.input.subarray(row * 28, row * 28 + 28), (v) => Math.round(v * 1000) / 1000));
+  }
+  return [answer, label, bars, rows];
+}
+
+/* ------------------------------------------------------------ the server's copy */
+
+function padValue() {
+  const value = { strokes: drawing.strokes };
+  if (drawing.example) value.example = drawing.example.name;
+  if (live.enabled && live.inputVersion === drawing.version) {
+    const answers = {};
+    for (const model of live.models) {
+      if (model.ready && model.version === drawing.version) {
+        answers[model.name] = model.probs ? model.probs.map((p) => Math.round(p * 1e4) / 1e4) : null;
+      }
+    }
+    value.browser = { answers };
+  }
+  return value;
+}
+
+function settled() {
+  if (!live.enabled) return true;
+  return live.inputVersion === drawing.version && live.models.every((m) => !m.ready || m.version === drawing.version);
+}
+
+function scheduleSend(delay) {
+  clearTimeout(sendTimer);
+  const started = performance.now();
+  const attempt = () => {
+    if (drawing.activePointer !== null) return; // a new stroke began: its end sends
+    if (!settled() && performance.now() - started < SETTLE_MS) {
+      sendTimer = setTimeout(attempt, 16);
+      return;
+    }
+    props.value = structuredClone(padValue()); // fires "change": the server's check
+  };
+  sendTimer = setTimeout(attempt, delay);
+}
+
+/* ------------------------------------------------------------ wiring */
+
+canvas.addEventListener("pointerdown", startStroke);
+canvas.addEventListener("pointermove", continueStroke);
+canvas.addEventListener("pointerup", endStroke);
+canvas.addEventListener("pointercancel", endStroke);
+canvas.addEventListener("lostpointercapture", endStroke);
+canvas.addEventListener("contextmenu", (event) => event.preventDefault());
+clearButton.addEventListener("click", clear);
+undoButton.addEventListener("click", undo);
+
+function isTyping(target) {
+  return target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+}
+
+document.addEventListener("keydown", (event) => {
+  if (!element.isConnected || element.offsetParent === null || isTyping(event.target)) return;
+  if (event.key === "Escape") {
+    event.preventDefault();
+    clear();
+  } else if ((event.ctrlKey || event.metaKey) && !event.shiftKey && event.key.toLowerCase() === "z") {
+    event.preventDefault();
+    undo();
+  }
+});
+
+new ResizeObserver(resizeCanvas).observe(canvas);
+resizeCanvas();
+
+const api = {
+  liveOutputs,
+  setChoice(choice) {
+    live.choice = choice;
+    updateEnabled();
+    queueTrigger(); // every model has answered already: show the chosen one's answer
+  },
+  get version() {
+    return drawing.version;
+  },
+  get live() {
+    return live.enabled;
+  },
+  get shownVersion() {
+    return live.shownVersion;
+  },
+  value: padValue,
+  clear,
+  undo,
+};
+globalThis.digitnetPads = globalThis.digitnetPads || {};
+globalThis.digitnetPads[props.pad_id] = api;
+
+function loadPipeline() {
+  if (globalThis.digitnetPipeline) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = pipelineUrl;
+    script.onload = () => resolve();
+    script.onerror = () => reject(new Error(`could not load ${pipelineUrl}`));
+    document.head.appendChild(script);
+  });
+}
+
+loadPipeline().then(
+  () => {
+    rebuildInk(); // strokes drawn before the pipeline arrived
+    for (const spec of props.models || []) addModel(spec);
+  },
+  fail,
+);

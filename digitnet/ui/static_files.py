@@ -1,0 +1,29 @@
+"""The UI's own files (JS, CSS, HTML templates) and the URLs Gradio serves files at."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import quote
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def read_static(name: str) -> str:
+    """The text of ``static/NAME`` (a component's template, CSS or JS)."""
+    return (STATIC_DIR / name).read_text(encoding="utf-8")
+
+
+def file_url(path: str | Path) -> str:
+    """A page-relative URL for a file Gradio may serve (see ``gr.set_static_paths``).
+
+    A hash of the content rides along, so browsers cache the file until it changes.
+    """
+    path = Path(path).resolve()
+    version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return f"gradio_api/file={quote(str(path))}?v={version}"
+
+
+def page_css(*names: str) -> str:
+    """Page-level CSS: the named static files, one after another."""
+    return "\n".join(read_static(name) for name in names)

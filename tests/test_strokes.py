@@ -1,0 +1,122 @@
+"""Pad strokes (digitnet.strokes): checking them, rasterising them, and the digit templates."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import assert_one_line
+from hypothesis import given
+from hypothesis import strategies as st
+
+from digitnet.checkpoint import load_checkpoint
+from digitnet.errors import DigitnetError
+from digitnet.predict import predict_probs
+from digitnet.preprocess import canvas_to_mnist
+from digitnet.strokes import (
+    BRUSH_RADIUS,
+    MAX_POINTS,
+    MAX_STROKES,
+    PAD_SIZE,
+    digit_strokes,
+    parse_strokes,
+    random_pen_style,
+    rasterize_strokes,
+)
+
+
+def test_a_dot_is_a_disc_of_the_brush_with_a_soft_edge():
+    ink = rasterize_strokes([np.array([[100.0, 60.0]])])
+    assert ink.shape == (PAD_SIZE, PAD_SIZE) and ink.dtype == np.float32
+    rows, cols = np.indices(ink.shape)
+    distance = np.hypot(cols + 0.5 - 100.0, rows + 0.5 - 60.0)
+    assert (ink[distance <= BRUSH_RADIUS - 0.5] == 1.0).all()
+    assert (ink[distance >= BRUSH_RADIUS + 0.5] == 0.0).all()
+    edge = (distance > BRUSH_RADIUS - 0.5) & (distance < BRUSH_RADIUS + 0.5)
+    assert ((ink[edge] > 0) & (ink[edge] < 1)).any()  # anti-aliased over one pixel
+    area = float(ink.sum())
+    assert area == pytest.approx(math.pi * BRUSH_RADIUS**2, rel=0.02)
+
+
+def test_a_segment_is_a_capsule_and_strokes_overlap_without_adding_up():
+    line = rasterize_strokes([np.array([[50.0, 140.0], [230.0, 140.0]])])
+    assert line.max() == 1.0
+    assert (line[140, 50:230] == 1.0).all() and line[140, 20] == 0.0
+    length, width = 180.0, 2 * BRUSH_RADIUS
+    assert float(line.sum()) == pytest.approx(length * width + math.pi * BRUSH_RADIUS**2, rel=0.02)
+    twice = rasterize_strokes([np.array([[50.0, 140.0], [230.0, 140.0]])] * 2)
+    assert np.array_equal(twice, line)  # ink is a maximum, not a sum
+
+
+def test_ink_outside_the_pad_is_cut_off():
+    ink = rasterize_strokes([np.array([[-30.0, -30.0], [5.0, 5.0]]), np.array([[500.0, 500.0]])])
+    assert ink[0, 0] == 1.0 and ink[-1, -1] == 0.0
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.floats(-20, 300, allow_nan=False), st.floats(-20, 300, allow_nan=False)),
+            min_size=1,
+            max_size=6,
+        ),
+        max_size=3,
+    )
+)
+def test_any_strokes_give_ink_in_range_under_every_point(strokes):
+    ink = rasterize_strokes([np.array(stroke) for stroke in strokes])
+    assert ink.shape == (PAD_SIZE, PAD_SIZE)
+    assert ink.min() >= 0.0 and ink.max() <= 1.0
+    for x, y in (point for stroke in strokes for point in stroke):
+        if 0 <= x < PAD_SIZE and 0 <= y < PAD_SIZE:
+            assert ink[int(y), int(x)] == 1.0  # the pen's own pixel is full ink
+    if not strokes:
+        assert ink.max() == 0.0
+
+
+def test_strokes_parse_from_json_values():
+    strokes = parse_strokes([[[1, 2], [3.5, 4]], [[10, 10]]])
+    assert [s.shape for s in strokes] == [(2, 2), (1, 2)]
+    assert strokes[0].dtype == np.float64
+    assert parse_strokes([]) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ("strokes", "must be a list of strokes"),
+        ({"x": 1}, "must be a list of strokes"),
+        ([[]], "stroke 0 must be a non-empty list"),
+        ([5], "stroke 0 must be a non-empty list"),
+        ([[[1, 2]], [[1, 2, 3]]], "stroke 1 has a point"),
+        ([[[1, "2"]]], "two numbers"),
+        ([[[1, True]]], "two numbers"),
+        ([[[1, float("nan")]]], "two numbers"),
+        ([[[1, 1e9]]], "far outside"),
+        ([[[1, 2]]] * (MAX_STROKES + 1), "too many"),
+        ([[[1, 2]] * (MAX_POINTS + 1)], "points in all"),
+    ],
+)
+def test_bad_strokes_are_one_line_errors(raw, needle):
+    with pytest.raises(DigitnetError) as caught:
+        parse_strokes(raw)
+    assert_one_line(str(caught.value), needle)
+
+
+def test_digit_templates_are_read_right_in_any_size_place_and_slant():
+    """The strokes the browser tests and the latency benchmark draw, read by Python first."""
+    rng = np.random.default_rng(0)
+    inputs, labels = [], []
+    for index in range(200):
+        digit = index % 10
+        style = random_pen_style(rng)
+        strokes = digit_strokes(digit, style)
+        points = np.concatenate([np.array(s) for s in strokes])
+        assert points.min() >= 0 and points.max() <= PAD_SIZE  # the whole digit is on the pad
+        inputs.append(canvas_to_mnist(rasterize_strokes([np.array(s) for s in strokes])).image)
+        labels.append(digit)
+    for name in ("mlp", "cnn"):
+        model, _ = load_checkpoint(name)
+        right = predict_probs(model, np.stack(inputs)).argmax(axis=1) == np.array(labels)
+        assert right.mean() >= 0.97, (name, right.mean())
