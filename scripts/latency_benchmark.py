@@ -28,6 +28,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -83,6 +84,7 @@ class Phase:
     server_ms: list[float] = field(default_factory=list)
     right: int = 0
     drawn: int = 0
+    checks: str = ""  # the server's tally of its checks of the browser's answers
     missed: int = 0  # digits whose final answer never showed (a failure, not a latency)
 
 
@@ -150,6 +152,10 @@ def measure_digit(page, digit: int, style, phase: Phase) -> None:
     phase.server_ms.append(min(c["t"] for c in probe["serverChecks"] if c["t"] > up) - up)
     shown = page.locator("#label h2").inner_text().strip()
     phase.right += shown == str(digit)
+    tally = re.search(
+        r"agreed with the server's on (\d+ of \d+)", page.locator("#comparison").inner_text()
+    )
+    phase.checks = tally.group(1) if tally else "none"
 
 
 def run_phase(browser, url: str, name: str, digits: int, seed: int) -> Phase:
@@ -215,6 +221,7 @@ def report(phase: Phase) -> None:
     print(f"  any move -> answer:  {percentiles(phase.move_ms)} ({len(phase.move_ms)} moves)")
     print(f"  server's check:      {percentiles(phase.server_ms)} after lifting the pen")
     print(f"  read right:          {phase.right} of {phase.drawn}")
+    print(f"  browser = server:    on {phase.checks} drawings (the server's check)")
     if phase.missed:
         print(f"  no answer shown:     {phase.missed} digits")
 
