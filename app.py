@@ -45,6 +45,14 @@ from digitnet.predict import (  # noqa: E402
     classify_preprocessed,
     preprocess_image_file,
 )
+from digitnet.ui.why import (  # noqa: E402
+    EXPLAIN_CONCURRENCY,
+    build_explain_api,
+    build_look_inside,
+    build_why_panel,
+    look_inside_outputs,
+    why_for_drawing,
+)
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "assets" / "examples"
@@ -327,6 +335,7 @@ def build_demo(models: dict[str, LoadedModel], warnings: list[str] | None = None
                 gr.Image(label="3. scaled into 20×20", **step_kwargs),
                 gr.Image(label="4. centred 28×28: the input", elem_id="input28", **step_kwargs),
             ]
+        why = build_why_panel()  # issue 10: filled after each answer (why_event below)
 
         gr.Markdown(DASHBOARD_INTRO)
         with gr.Row(equal_height=False):
@@ -352,13 +361,31 @@ def build_demo(models: dict[str, LoadedModel], warnings: list[str] | None = None
                 elem_id="mistakes",
                 allow_preview=False,
             )
+        look_inside = build_look_inside()  # issue 10
 
         with gr.Accordion("Classify an image file", open=False):
             upload = gr.File(label="An image of a digit", file_types=["image"], elem_id="upload")
             upload_label = gr.Label(num_top_classes=10, label="Answer")
+        plain_models = {name: loaded.model for name, loaded in models.items()}
+        build_explain_api(plain_models, choice)  # issue 10: the "explain" endpoint
 
         sketch_outputs = [answer, label, bars, *steps, comparison]
         dashboard_outputs = [card, curves, per_class, confusion, mistakes]
+        # The Why panel runs as its own event after each answer, never in the answer's path.
+        why_event = dict(
+            fn=lambda sketch, name: why_for_drawing(plain_models, sketch_image(sketch), name),
+            inputs=[pad, choice],
+            outputs=why.outputs,
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=EXPLAIN_CONCURRENCY,
+        )
+        look_inside_event = dict(
+            fn=lambda name: look_inside_outputs(plain_models.get(name, plain_models[names[0]])),
+            inputs=choice,
+            outputs=look_inside.outputs,
+            api_visibility="private",
+        )
         pad.change(
             predict_sketch,
             [pad, choice],
@@ -367,14 +394,16 @@ def build_demo(models: dict[str, LoadedModel], warnings: list[str] | None = None
             show_progress="hidden",
             trigger_mode="always_last",
             concurrency_limit=4,
-        )
+        ).then(**why_event)
         choice.change(
             predict_sketch,
             [pad, choice],
             sketch_outputs,
             api_visibility="private",
             show_progress="hidden",
-        )
+        ).then(**why_event)
+        choice.change(**look_inside_event)
+        demo.load(**look_inside_event)
         choice.change(dashboard, choice, dashboard_outputs, api_visibility="private")
         upload.change(
             classify_file, [upload, choice], upload_label, api_name="classify", concurrency_limit=4
@@ -387,7 +416,7 @@ def build_demo(models: dict[str, LoadedModel], warnings: list[str] | None = None
                 sketch_outputs,
                 api_visibility="private",
                 show_progress="hidden",
-            )
+            ).then(**why_event)
         clear.click(None, None, None, api_visibility="private", js=CLEAR_JS)
         pad.clear(None, None, None, js=SELECT_BRUSH_JS, api_visibility="private")
         demo.load(dashboard, choice, dashboard_outputs, api_visibility="private")

@@ -1,0 +1,1 @@
+"""The drawing app's self-contained UI pieces (Gradio components and their handlers)."""
