@@ -35,6 +35,8 @@ FEATURE_MAP_COUNT = 16  # strongest channels shown per CNN block
 FEATURE_MAP_SCALE = 6  # block 1's 14x14 maps become 84 px, block 2's 7x7 become 42 px
 LOOK_INSIDE_TILE_SCALE = 3  # 64 tiles of 28x28 in 8 columns: ~680 px wide
 FILTER_SCALE = 12  # the CNN's 3x3 first filters, 36 px each
+OVERLAY_HEIGHT = 280  # px: the 224 px overlays whole, below their labels
+INSIDE_HEIGHT = 320
 EXPLAIN_CONCURRENCY = 2  # explanations at once; two cores serve the answers too
 
 WHY_INTRO = (
@@ -86,22 +88,27 @@ class WhyPanel:
 
 def build_why_panel() -> WhyPanel:
     """The Why panel's components, inside the caller's Blocks (a column is a good home)."""
-    image_kwargs = dict(interactive=False, buttons=[], elem_classes=["pixelated"])
+    # The images come enlarged by whole pixels already; png keeps their colours crisp.
+    image_kwargs = dict(interactive=False, buttons=[], format="png")
     with gr.Column(elem_id="why"):
         gr.Markdown(WHY_INTRO)
         with gr.Row():
             overlay = gr.Image(
-                label="What pushed toward the answer", elem_id="why_overlay", **image_kwargs
+                label="What pushed toward the answer",
+                elem_id="why_overlay",
+                height=OVERLAY_HEIGHT,
+                **image_kwargs,
             )
             runner_up_overlay = gr.Image(
                 label="What would make it the runner-up",
                 elem_id="why_runner_up_overlay",
+                height=OVERLAY_HEIGHT,
                 **image_kwargs,
             )
         runner_up_text = gr.Markdown(WHY_PROMPT, elem_id="why_runner_up")
         inside_text = gr.Markdown(elem_id="why_inside_text")
         inside_image = gr.Image(
-            label="Inside the model", elem_id="why_inside", height=240, **image_kwargs
+            label="Inside the model", elem_id="why_inside", height=INSIDE_HEIGHT, **image_kwargs
         )
     return WhyPanel(overlay, runner_up_text, runner_up_overlay, inside_text, inside_image)
 
@@ -225,7 +232,7 @@ def build_look_inside() -> LookInside:
             elem_id="look_inside_tiles",
             interactive=False,
             buttons=[],
-            elem_classes=["pixelated"],
+            format="png",  # crisp pixels; webp would blur the tiles' colours
             height=480,
         )
     return LookInside(text, image)
@@ -283,7 +290,7 @@ def build_explain_api(models: Mapping[str, nn.Module], choice: gr.Component) -> 
             overlay = gr.Image(
                 label="Saliency: red toward the answer, blue away",
                 interactive=False,
-                elem_classes=["pixelated"],
+                format="png",
             )
             arrays = gr.JSON(label="The explanation's arrays")
 
