@@ -31,10 +31,18 @@ from digitnet.jobs import TrainingService, service_from_environ  # noqa: E402
 from digitnet.ui import models as ui_models  # noqa: E402
 from digitnet.ui.charts import PAGE_CSS  # noqa: E402
 from digitnet.ui.dashboard_tab import build_dashboard_tab  # noqa: E402
-from digitnet.ui.draw_tab import build_draw_tab  # noqa: E402
+from digitnet.ui.draw_tab import build_draw_tab, preprocess_pad_value  # noqa: E402
 from digitnet.ui.models import LoadedModel, export_for_browser  # noqa: E402
 from digitnet.ui.static_files import STATIC_DIR, page_css  # noqa: E402
 from digitnet.ui.train_tab import build_train_tab, resolve_model, session_of  # noqa: E402
+from digitnet.ui.why import (  # noqa: E402
+    EXPLAIN_CONCURRENCY,
+    build_explain_api,
+    build_look_inside,
+    build_why_panel,
+    look_inside_outputs,
+    why_outputs,
+)
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "assets" / "examples"
@@ -94,16 +102,49 @@ def build_demo(
             runs = [run.name for run in training.runs(session_of(request))]
             return gr.Radio(choices=[*models, *runs], value=choice)
 
+        def pick(choice: str | None, request: gr.Request | None) -> LoadedModel:
+            own = own_run(choice, request)
+            return own if own is not None else models.get(choice or "", next(iter(models.values())))
+
+        def why_for_pad(value, choice: str | None, request: gr.Request):
+            """The Why panel for the pad's drawing: its own event, never the answer's."""
+            _, preprocessed = preprocess_pad_value(value, examples)
+            loaded = pick(choice, request)
+            return why_outputs(loaded.name, loaded.model, preprocessed)
+
+        def look_inside_of(choice: str | None, request: gr.Request):
+            return look_inside_outputs(pick(choice, request).model)
+
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Draw", id="draw", elem_id="draw-tab"):
                 draw = build_draw_tab(models, browser_models, examples, own_run)
+                why = build_why_panel()
+                build_explain_api({name: m.model for name, m in models.items()}, draw.choice)
             with gr.Tab("How it was trained", id="dashboard", elem_id="dashboard-tab"):
                 dashboard = build_dashboard_tab(models, own_run)
+                look_inside = build_look_inside()
             with gr.Tab("Train", id="train", elem_id="train-tab"):
                 build_train_tab(training, demo, draw.choice, list(models))
         draw.choice.change(
             follow_choice, draw.choice, dashboard.choice, api_visibility="private", queue=False
         )
+        # On stroke end (the pad's change), as events of their own: the answer never waits.
+        why_event = dict(
+            fn=why_for_pad,
+            inputs=[draw.pad, draw.choice],
+            outputs=why.outputs,
+            api_visibility="private",
+            show_progress="hidden",
+            trigger_mode="always_last",
+            concurrency_limit=EXPLAIN_CONCURRENCY,
+            concurrency_id="why",
+        )
+        draw.pad.change(**why_event)
+        draw.choice.change(**why_event)
+        dashboard.choice.change(
+            look_inside_of, dashboard.choice, look_inside.outputs, api_visibility="private"
+        )
+        demo.load(look_inside_of, dashboard.choice, look_inside.outputs, api_visibility="private")
         demo.load(dashboard.handler, dashboard.choice, dashboard.outputs, api_visibility="private")
     demo.queue(default_concurrency_limit=4, max_size=256)
     return demo

@@ -7,6 +7,12 @@ runner-up, first-layer units or feature maps), the saliency overlay image and th
 
     python scripts/benchmark_explain.py            # 10 drawings x 5 rounds per model
     python scripts/benchmark_explain.py --quick    # a smoke run: no useful figures
+    python scripts/benchmark_explain.py --endpoint # the app's real ``explain`` endpoint
+
+``--endpoint`` serves the whole app in-process and times each request over Gradio's
+REST API, as an API user sends it: the drawing's PNG uploaded, explained, the overlay
+image and JSON sent back and the image downloaded. ``classify`` (ten probabilities, no
+explanation) is timed the same way beside it: the HTTP and queue cost every request pays.
 
 Prints the machine, then p50 and p95 milliseconds per model, with the median of each part.
 """
@@ -14,6 +20,7 @@ Prints the machine, then p50 and p95 milliseconds per model, with the median of 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -114,6 +121,76 @@ def bench_explain(
     return results
 
 
+@dataclass(frozen=True)
+class EndpointTiming:
+    """Milliseconds per request through HTTP, for one model and endpoint."""
+
+    model: str
+    endpoint: str
+    requests: int
+    p50: float
+    p95: float
+
+
+def call_endpoint(http, api: str, png: bytes, choice: str) -> dict | list:
+    """One request as an API user sends it, over Gradio's REST API: upload the PNG, call
+    the endpoint, read its answer from the event stream, and download any image it returns."""
+    uploaded = http.post("/gradio_api/upload", files={"files": ("drawing.png", png)})
+    file_data = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
+    event = http.post(f"/gradio_api/call/{api}", json={"data": [file_data, choice]})
+    stream = http.get(f"/gradio_api/call/{api}/{event.json()['event_id']}").text
+    lines = stream.splitlines()
+    if lines[0] != "event: complete":
+        raise RuntimeError(f"/{api} failed: {stream[:200]}")
+    outputs = json.loads([line for line in lines if line.startswith("data:")][-1][5:])
+    if api == "explain":
+        image = http.get(outputs[0]["url"]).content
+        if not image.startswith(b"\x89PNG"):
+            raise RuntimeError("/explain sent back no PNG overlay")
+    return outputs
+
+
+def bench_endpoint(
+    model_names: list[str], drawings: list[np.ndarray], rounds: int
+) -> list[EndpointTiming]:
+    """Time the app's ``explain`` endpoint (and ``classify``, the HTTP floor) over HTTP
+    against the whole app served in-process."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import httpx
+    from PIL import Image
+
+    import app
+
+    models, warnings = app.load_models()
+    labels = {name.lower(): label for label, name in app.SHIPPED.items()}  # mlp -> MLP
+    pngs = []
+    for drawing in drawings:
+        buffer = io.BytesIO()
+        Image.fromarray(drawing).save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+    demo, url = app.serve_in_background(models, warnings)
+    results = []
+    try:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for name in model_names:
+                choice = labels.get(name, name)
+                for api in ("classify", "explain"):
+                    for png in pngs[:WARM_UP]:
+                        call_endpoint(http, api, png, choice)
+                    times = []
+                    for _ in range(rounds):
+                        for png in pngs:
+                            start = time.perf_counter()
+                            call_endpoint(http, api, png, choice)
+                            times.append(1000 * (time.perf_counter() - start))
+                    p50, p95 = np.percentile(times, [50, 95])
+                    results.append(EndpointTiming(name, api, len(times), float(p50), float(p95)))
+                    print(f"  {name} /{api}: {len(times)} requests, p50 {p50:.1f} ms", flush=True)
+    finally:
+        demo.close()
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -125,12 +202,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="3 drawings, 1 round: checks the script runs, gives no useful figures",
     )
+    parser.add_argument(
+        "--endpoint",
+        action="store_true",
+        help="time the app's explain endpoint over HTTP (in-process server), beside classify",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # as the app serves: one thread a request
     machine_line = machine()
     print(f"machine: {machine_line}", flush=True)
     count, rounds = (3, 1) if args.quick else (DRAWINGS, ROUNDS)
     drawings = validation_drawings(Path(args.data), count)
+    if args.endpoint:
+        return print_endpoint(
+            bench_endpoint(args.models, drawings, rounds), machine_line, count, rounds
+        )
     models = {name: load_checkpoint(name)[0] for name in args.models}
     timings = bench_explain(models, drawings, rounds)
 
@@ -149,6 +235,21 @@ def main(argv: list[str] | None = None) -> int:
             f"| {t.model} | {t.p50:.1f} | {t.p95:.1f} | {t.preprocess_p50:.1f} | "
             f"{t.explain_p50:.1f} | {t.overlay_p50:.1f} | {t.json_p50:.1f} |"
         )
+    return 0
+
+
+def print_endpoint(
+    timings: list[EndpointTiming], machine_line: str, count: int, rounds: int
+) -> int:
+    print()
+    print(
+        f"machine: {machine_line}; {count} validation drawings x {rounds} rounds through "
+        f"HTTP (Gradio's REST API, server in-process, 1 torch thread)"
+    )
+    print("| one drawing over HTTP (ms) | endpoint | p50 | p95 |")
+    print("|---|---|---|---|")
+    for t in timings:
+        print(f"| {t.model} | /{t.endpoint} | {t.p50:.1f} | {t.p95:.1f} |")
     return 0
 
 

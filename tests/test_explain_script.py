@@ -29,3 +29,16 @@ def test_benchmark_explain_quick_prints_both_models(capsys):
         assert len(cells) == 6 and all(cell > 0 for cell in cells)
         p50, p95 = cells[:2]
         assert p50 <= p95
+
+
+def test_benchmark_explain_endpoint_quick_times_the_real_endpoint(capsys):
+    """--endpoint serves the app and answers each drawing over HTTP, image included."""
+    benchmark = load_script("benchmark_explain")
+    assert benchmark.main(["--endpoint", "--quick", "--models", "mlp"]) == 0
+    out = capsys.readouterr().out
+    assert "| one drawing over HTTP (ms) | endpoint | p50 | p95 |" in out
+    rows = [line for line in out.splitlines() if line.startswith("| mlp |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["/classify", "/explain"]
+    for row in rows:
+        p50, p95 = (float(cell) for cell in row.strip("|").split("|")[2:])
+        assert 0 < p50 <= p95

@@ -26,7 +26,7 @@ from digitnet.predict import (
     classify_preprocessed,
     preprocess_image_file,
 )
-from digitnet.preprocess import canvas_to_mnist, load_image_file
+from digitnet.preprocess import Preprocessed, canvas_to_mnist, load_image_file
 from digitnet.ui.charts import bars_value, input_view, input_view_value, probability_bars
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import PROMPT, PadDrawing, digit_pad, drawing_ink, parse_pad_value
@@ -157,6 +157,19 @@ class DrawHandlers:
     parity: ParityLog
 
 
+def preprocess_pad_value(value, examples: dict[str, Path]) -> tuple[PadDrawing, Preprocessed]:
+    """A pad value (strokes, or an example's name) -> the drawing and its MNIST-style input.
+
+    Anything that is not a pad value is a one-line gr.Error saying what to send.
+    """
+    try:
+        drawing = parse_pad_value(value, frozenset(examples))
+        image = load_image_file(examples[drawing.example]) if drawing.example else None
+        return drawing, canvas_to_mnist(image if image is not None else drawing_ink(drawing))
+    except DigitnetError as error:
+        raise gr.Error(str(error)) from None
+
+
 # A session's own models beyond the shipped ones (runs trained in the app): choice and
 # request -> the model, or None when the choice names none of the session's.
 Resolver = Callable[[str | None, "gr.Request | None"], "LoadedModel | None"]
@@ -167,7 +180,6 @@ def make_draw_handlers(
 ) -> DrawHandlers:
     default = next(iter(models))
     parity = ParityLog()
-    example_names = frozenset(examples)
 
     def pick(choice: str | None, request: gr.Request | None = None) -> LoadedModel:
         own = resolve(choice, request) if resolve is not None else None
@@ -187,16 +199,7 @@ def make_draw_handlers(
         loaded = pick(choice, request)
         # A session's own run answers beside the shipped models.
         pool = models if loaded.name in models else {loaded.name: loaded, **models}
-        try:
-            drawing = parse_pad_value(value, example_names)
-            image = (
-                load_image_file(examples[drawing.example])
-                if drawing.example
-                else drawing_ink(drawing)
-            )
-            preprocessed = canvas_to_mnist(image)
-        except DigitnetError as error:
-            raise gr.Error(str(error)) from None
+        drawing, preprocessed = preprocess_pad_value(value, examples)
         # The chosen model first: comparison_text lists it first.
         order = [loaded.name] + [name for name in pool if name != loaded.name]
         answers = {name: classify_preprocessed(pool[name].model, preprocessed) for name in order}
