@@ -90,7 +90,7 @@ def test_train_watch_stop_pick_and_draw(server, browser):
     try:
         quiet = stroke_to_answer(second, 7)
         second.click("#clear")
-        page.get_by_role("tab", name="Train").click()
+        page.get_by_role("tab", name="Train", exact=True).click()
         page.locator("#train-preset").get_by_text("tiny and fast").click()
         epochs = page.locator("#knob-epochs input[type=number]")
         page.wait_for_function(  # the preset has set its knobs
@@ -131,7 +131,7 @@ def test_train_watch_stop_pick_and_draw(server, browser):
         page.wait_for_selector("#train-confusion img, #train-confusion svg")
 
         # The run is a model to draw against, on the Draw tab.
-        page.get_by_role("tab", name="Draw").click()
+        page.get_by_role("tab", name="Draw", exact=True).click()
         page.locator("#choice").get_by_text("run-1").click()
         draw(page, 7)  # no weights in the browser for a run: the server answers it
         wait_for_label(page, 7)

@@ -74,7 +74,7 @@ def test_the_why_panel_renders_for_a_drawn_digit(server, browser, tmp_path):
         page.get_by_role("tab", name="How it was trained").click()
         wait_for_text(page, "#look_inside_text", "first layer")
         page.wait_for_selector("#look_inside_tiles img", state="attached")
-        page.get_by_role("tab", name="Draw").click()
+        page.get_by_role("tab", name="Draw", exact=True).click()
 
         draw(page, 7)
         wait_for_label(page, 7)
@@ -90,7 +90,7 @@ def test_the_why_panel_renders_for_a_drawn_digit(server, browser, tmp_path):
         wait_for_text(page, "#why_inside_text", "feature maps")
         page.get_by_role("tab", name="How it was trained").click()
         wait_for_text(page, "#look_inside_text", "3×3")
-        page.get_by_role("tab", name="Draw").click()
+        page.get_by_role("tab", name="Draw", exact=True).click()
         page.locator("#choice").get_by_text("MLP").click()
         wait_for_text(page, "#why_runner_up", "MLP answers 7")
         wait_for_text(page, "#why_inside_text", "first-layer units")
