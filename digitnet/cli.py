@@ -1,4 +1,4 @@
-"""``python -m digitnet train | evaluate | predict | info | download | drawings``.
+"""``python -m digitnet train | evaluate | predict | info | download | export | drawings``.
 
 Every expected failure is one line on stderr and a non-zero exit, never a traceback.
 """
@@ -232,6 +232,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder to keep them in (default: $DIGITNET_CACHE or ~/.cache/digitnet/mnist)",
     )
     download.set_defaults(handler=run_download)
+
+    export = commands.add_parser(
+        "export",
+        help="export a model for the browser (the app's in-page answers)",
+        description="Write a checkpoint as a web model file: the forward pass as plain "
+        "operations (batch norm folded into the convolutions) and float32 weights in a "
+        "safetensors file, which the app's digitnet/ui/static/pipeline.js runs.",
+    )
+    export.add_argument(
+        "--model", default="mlp", metavar="M", help="mlp, cnn (shipped weights) or a checkpoint"
+    )
+    export.add_argument(
+        "--format", choices=("web",), default="web", help="web: for the browser (the only one)"
+    )
+    export.add_argument(
+        "--out", required=True, metavar="PATH", help="writes PATH.safetensors (the web model)"
+    )
+    export.set_defaults(handler=run_export)
 
     drawings = commands.add_parser(
         "drawings",
@@ -526,6 +544,21 @@ def run_download(args: argparse.Namespace) -> int:
         args.cache, log=lambda line: print(line, file=sys.stderr), progress=_download_bar
     )
     print(f"MNIST is in {folder}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from digitnet.checkpoint import load_checkpoint, model_files
+    from digitnet.export import WEB_SUFFIX, export_web
+    from digitnet.files import refuse_overwriting_inputs
+
+    out = Path(args.out)
+    if out.suffix != WEB_SUFFIX:
+        out = out.with_name(out.name + WEB_SUFFIX)
+    refuse_overwriting_inputs(out, model_files(args.model))
+    model, metadata = load_checkpoint(args.model)
+    path = export_web(model, metadata, out)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, format {args.format})")
     return 0
 
 

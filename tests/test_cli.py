@@ -21,7 +21,7 @@ from digitnet.drawings import DrawingStyle, render_drawing
 from digitnet.predict import predict_probs
 from digitnet.preprocess import digits_to_inputs
 
-COMMANDS = ("train", "evaluate", "predict", "info", "download", "drawings")
+COMMANDS = ("train", "evaluate", "predict", "info", "download", "export", "drawings")
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
@@ -778,3 +778,19 @@ def test_drawings_on_a_file_that_is_not_a_database(tmp_path, capsys):
     code, _, err = run_cli(capsys, "drawings", "stats", "--db", bad)
     assert_failed(code, err, "notes.sqlite")
     assert bad.read_text() == "shopping list\n"
+
+
+def test_export_web_writes_what_the_browser_loads(tmp_path, capsys, checkpoint):
+    from digitnet.export import load_web
+
+    code, stdout, err = run_cli(capsys, "export", "--model", checkpoint, "--out", tmp_path / "web")
+    assert code == 0, err
+    written = tmp_path / "web.safetensors"
+    assert f"wrote {written}" in stdout
+    web = load_web(written)
+    assert web.ops and web.tensors
+
+
+def test_export_never_replaces_the_model(capsys, checkpoint):
+    code, _, err = run_cli(capsys, "export", "--model", checkpoint, "--out", checkpoint)
+    assert_failed(code, err, "would replace")
