@@ -566,10 +566,15 @@ function loadPipeline() {
   });
 }
 
-loadPipeline().then(
-  () => {
-    rebuildInk(); // strokes drawn before the pipeline arrived
-    for (const spec of props.models || []) addModel(spec);
-  },
-  fail,
-);
+function addNewModels() {
+  for (const spec of props.models || []) {
+    if (!live.models.some((model) => model.name === spec.name)) addModel(spec);
+  }
+}
+
+loadPipeline().then(() => {
+  rebuildInk(); // strokes drawn before the pipeline arrived
+  addNewModels();
+  // A model added from Python (gr.update(models=[...])) answers in the browser too.
+  watch("models", addNewModels);
+}, fail);
