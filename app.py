@@ -84,10 +84,9 @@ def build_demo(
     browser_models, export_warnings = export_for_browser(models, web_dir or WEB_DIR)
     for warning in export_warnings:
         LOG.warning(warning)
-    # Served as they are: the pad's JS and CSS, the exported models, the examples.
-    gr.set_static_paths(
-        [STATIC_DIR, *sorted({path.parent for path in browser_models.values()}), EXAMPLES_DIR]
-    )
+    # Served as they are, these files and no others: the pipeline the pad runs (its other JS
+    # and CSS are inlined in the page), the exported models, the examples.
+    gr.set_static_paths([STATIC_DIR / "pipeline.js", *browser_models.values(), *examples.values()])
     with gr.Blocks(title="digitnet: draw a digit") as demo:
         gr.Markdown(TITLE, elem_id="title")
         for warning in warnings or []:

@@ -598,6 +598,13 @@ def test_the_page_serves_the_pad_files_and_nothing_else_of_the_repository(server
         assert status(server + file_url(exported)) == 200
     assert status(server + file_url(app.HERE / "app.py")) == 403
     assert status(server + file_url(app.HERE / "assets" / "mlp.json")) == 403
+    assert status(server + file_url(STATIC_DIR / "pad.js")) == 403  # inlined, not served
+    stray = app.WEB_DIR / "not-exported.txt"  # beside the exported models: not served
+    stray.write_text("private\n")
+    try:
+        assert status(server + file_url(stray)) == 403
+    finally:
+        stray.unlink()
 
 
 # ---------------------------------------------------------------------------

@@ -333,6 +333,38 @@ def test_clicking_an_example_answers_it_and_drawing_starts_afresh(server, browse
         page.context.close()
 
 
+def test_the_models_load_once_then_from_the_browsers_cache(server, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    network = context.new_cdp_session(page)
+    network.send("Network.enable")
+    fetched, cached = [], set()
+    network.on(
+        "Network.requestWillBeSent",
+        lambda event: fetched.append((event["requestId"], event["request"]["url"])),
+    )
+    network.on(
+        "Network.responseReceived",
+        lambda event: event["response"].get("fromDiskCache") and cached.add(event["requestId"]),
+    )
+    try:
+        for visit in range(2):
+            fetched.clear()
+            page.goto(server) if visit == 0 else page.reload()
+            page.wait_for_function("() => globalThis.digitnetPads?.pad?.live === true")
+            models = [rid for rid, url in fetched if ".safetensors" in url]
+            assert len(models) == 2, fetched  # one request per model, the worker's included
+            if visit == 1:
+                for _ in range(100):  # their responses may still be on their way
+                    if set(models) <= cached:
+                        break
+                    page.wait_for_timeout(100)
+                assert set(models) <= cached, "the models were downloaded again"
+    finally:
+        context.close()
+
+
 @pytest.mark.parametrize("blocked", ["**/*.safetensors*", "**/pipeline.js*"])
 def test_the_server_answers_quietly_when_the_browser_cannot(server, browser, blocked):
     """Weights (or the pipeline) that fail to load: the pad still draws, and the server's

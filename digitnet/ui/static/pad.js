@@ -6,8 +6,9 @@
  * - Keeps every stroke in pad units (props.pad_size square) and rasterises it into ink
  *   exactly as digitnet/strokes.py does.
  * - Every animation frame with new ink, runs the MNIST preprocessing (pipeline.js) and every
- *   model (one Web Worker each, so the CNN never holds up the MLP), then fires "input"; the
- *   app's browser-only listener reads liveOutputs() into the label, the bars and the 28x28.
+ *   model (a dense one right there, a convolutional one in a Web Worker so that it never holds
+ *   up a frame), then fires "input"; the app's browser-only listener reads liveOutputs() into
+ *   the label, the bars and the 28x28.
  * - When a stroke ends (debounced), sets props.value to the drawing (small JSON, documented in
  *   the README), which fires "change": the server runs the Python pipeline and checks the
  *   browser's answers.
@@ -566,10 +567,15 @@ function loadPipeline() {
   });
 }
 
-loadPipeline().then(
-  () => {
-    rebuildInk(); // strokes drawn before the pipeline arrived
-    for (const spec of props.models || []) addModel(spec);
-  },
-  fail,
-);
+function addNewModels() {
+  for (const spec of props.models || []) {
+    if (!live.models.some((model) => model.name === spec.name)) addModel(spec);
+  }
+}
+
+loadPipeline().then(() => {
+  rebuildInk(); // strokes drawn before the pipeline arrived
+  addNewModels();
+  // A model added from Python (gr.update(models=[...])) answers in the browser too.
+  watch("models", addNewModels);
+}, fail);
