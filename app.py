@@ -123,7 +123,7 @@ def build_demo(
                 dashboard = build_dashboard_tab(models, own_run)
                 look_inside = build_look_inside()
             with gr.Tab("Train", id="train", elem_id="train-tab"):
-                build_train_tab(training, demo, draw.choice, list(models))
+                build_train_tab(training, demo, draw.choice, list(models), draw.pad, browser_models)
         draw.choice.change(
             follow_choice, draw.choice, dashboard.choice, api_visibility="private", queue=False
         )

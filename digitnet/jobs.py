@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import logging
 import os
 import re
@@ -35,6 +36,8 @@ from digitnet.config import ConfigError, describe_range, knobs
 from digitnet.data import DATA_ENV, SAMPLE_DATA, Digits, load_training_sources
 from digitnet.drawings import render_drawings
 from digitnet.errors import DigitnetError
+from digitnet.export import WEB_SUFFIX, web_bytes
+from digitnet.files import write_atomically
 from digitnet.model import ModelConfig, build_model, count_parameters
 from digitnet.predict import predict_probs
 from digitnet.preprocess import canvas_to_mnist
@@ -264,6 +267,7 @@ class RunRecord:
     metadata: dict
     config: TrainConfig
     checkpoint: Path  # the stem: .safetensors, .json and .zip beside it
+    web_model: Path | None = None  # the browser's copy (export_web), None if not exportable
     created: float = field(default_factory=time.time)
 
     @property
@@ -713,7 +717,15 @@ class TrainingService:
         weights, meta = save_checkpoint(stem, result.model, job.config, metadata)
         # Drawn against as it was saved: a strict reload proves the download works.
         model, saved_metadata = load_checkpoint(stem)
-        record = RunRecord(job.name, job.session, model, saved_metadata, job.config, stem)
+        record = RunRecord(
+            job.name,
+            job.session,
+            model,
+            saved_metadata,
+            job.config,
+            stem,
+            web_model=self._export_web(model, saved_metadata, stem),
+        )
         with zipfile.ZipFile(record.download, "w") as archive:  # stored: weights don't shrink
             archive.write(weights, weights.name)
             archive.write(meta, meta.name)
@@ -725,6 +737,23 @@ class TrainingService:
             self._runs.setdefault(job.session, []).append(record)
         self._evict()
         job._update(state=DONE, record=record)
+
+    @staticmethod
+    def _export_web(model: nn.Module, metadata: dict, stem: Path) -> Path | None:
+        """The run as a web model beside its checkpoint, so the pad runs it in the browser.
+
+        Named by its content (browsers may cache it for good) and by a random part, so that
+        nobody can guess its address from a run's name. None where the model cannot be
+        exported: the run then answers from the server, as before.
+        """
+        try:
+            data = web_bytes(model, metadata)
+        except DigitnetError as error:
+            log.warning("%s answers from the server only: %s", stem.name, error)
+            return None
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        path = stem.with_name(f"{stem.name}-web-{uuid.uuid4().hex[:8]}-{digest}{WEB_SUFFIX}")
+        return write_atomically(path, lambda temp: temp.write_bytes(data))
 
     def _prepare(self, config: TrainConfig, train_size: int | None) -> PreparedData:
         """The digits (loaded once), split by the config; the first ``train_size`` train.

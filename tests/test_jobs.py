@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
+import torch
 from conftest import assert_one_line
 
 from digitnet.checkpoint import load_checkpoint
 from digitnet.config import ConfigError
 from digitnet.evaluate import evaluate_drawings
+from digitnet.export import load_web, run_web
 from digitnet.jobs import (
     CANCELLED,
     DONE,
@@ -216,6 +219,12 @@ def test_stop_ends_the_run_and_keeps_the_best_weights(service):
     model, metadata = load_checkpoint(record.checkpoint)
     assert metadata["stopped"] is True and metadata["run"] == "run-1"
     assert record.download.is_file()
+    # The browser's copy beside it answers as the saved weights do.
+    assert record.web_model.parent == record.checkpoint.parent
+    probe = np.random.default_rng(1).random((3, 28, 28), dtype=np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(probe)).numpy()
+    np.testing.assert_allclose(run_web(load_web(record.web_model), probe), expected, atol=1e-3)
     assert service.stop("a") is None  # nothing left to stop
 
 

@@ -113,6 +113,14 @@ def drawing_ink(drawing: PadDrawing) -> np.ndarray:
     return rasterize_strokes(drawing.strokes, PAD_SIZE, BRUSH_RADIUS)
 
 
+def pad_models(models: dict[str, Path]) -> list[dict[str, str]]:
+    """The pad's ``models`` prop: each model's name and its web file's URL.
+
+    Updating the prop (``gr.HTML(models=[...])``) adds the new ones to that page's pad.
+    """
+    return [{"name": name, "url": file_url(path)} for name, path in models.items()]
+
+
 def digit_pad(
     *,
     models: dict[str, Path],
@@ -144,7 +152,7 @@ def digit_pad(
         pad_size=PAD_SIZE,
         brush_radius=BRUSH_RADIUS,
         pipeline_url=file_url(STATIC_DIR / "pipeline.js"),
-        models=[{"name": name, "url": file_url(path)} for name, path in models.items()],
+        models=pad_models(models),
         examples={name: file_url(path) for name, path in examples.items()},
         default_choice=default_choice,
         prompt=PROMPT,

@@ -47,6 +47,7 @@ from digitnet.jobs import (
     knob_help,
     knob_text,
 )
+from digitnet.ui.pad import pad_models
 
 UPDATE_SECONDS = 0.25  # a follower looks at its job this often: 4 redraws a second at most
 IDLE_REDRAW_SECONDS = 1.0  # and redraws a waiting job this often, so its clock moves
@@ -186,6 +187,15 @@ def per_digit_markdown(metadata: dict) -> str:
     return "```\n" + format_per_class_table(validation) + "\n```"
 
 
+def browser_runs(records: Sequence[RunRecord]) -> dict[str, Path]:
+    """The runs the browser can run, by name: their web models."""
+    return {
+        record.name: record.web_model
+        for record in records
+        if not record.evicted and record.web_model is not None and record.web_model.is_file()
+    }
+
+
 def servable(path: Path) -> Path:
     """Gradio serves files from the working folder and the temp folder; copy others there."""
     resolved = path.resolve()
@@ -284,11 +294,15 @@ def build_train_tab(
     demo: gr.Blocks,
     model_choice: gr.Radio | None = None,
     shipped_models: Sequence[str] = (),
+    pad: gr.HTML | None = None,
+    pad_browser_models: dict[str, Path] | None = None,
 ) -> TrainTab:
     """Lay out the Train tab inside the current ``gr.Tab`` and wire its events.
 
     ``model_choice`` (the drawing page's model picker, holding ``shipped_models``) gets each
-    finished run of the session; ``demo.unload`` cancels a closed session's job.
+    finished run of the session; ``pad`` (holding ``pad_browser_models``, the shipped
+    models' web files) gets the run's web model, so the run answers in the browser too.
+    ``demo.unload`` cancels a closed session's job.
     """
     preset_values = PRESETS[DEFAULT_PRESET]
     gr.Markdown(INTRO)
@@ -393,7 +407,7 @@ def build_train_tab(
         runs=runs,
         download=download,
     )
-    _wire(tab, service, demo, model_choice, list(shipped_models))
+    _wire(tab, service, demo, model_choice, list(shipped_models), pad, pad_browser_models or {})
     return tab
 
 
@@ -403,10 +417,13 @@ def _wire(
     demo: gr.Blocks,
     model_choice: gr.Radio | None,
     shipped_models: list[str],
+    pad: gr.HTML | None,
+    pad_browser_models: dict[str, Path],
 ) -> None:
     dashboard = [tab.per_class, tab.per_digit, tab.confusion, tab.mistakes]
     outputs = [tab.summary, tab.status, tab.loss, tab.accuracy, *dashboard, tab.runs]
     outputs += [tab.download] + ([model_choice] if model_choice is not None else [])
+    outputs += [pad] if pad is not None else []
     knob_names = [name for name in tab.knobs if name != TRAIN_SIZE]
 
     def progress(snapshot: JobSnapshot, first: bool) -> list:
@@ -449,6 +466,12 @@ def _wire(
         if model_choice is not None:
             names = shipped_models + [r.name for r in records if not r.evicted]
             values.append(gr.Radio(choices=names))
+        if pad is not None:
+            if record.web_model is not None:  # served as this one file, at an unguessable path
+                gr.set_static_paths([record.web_model])
+            values.append(
+                gr.HTML(models=pad_models({**pad_browser_models, **browser_runs(records)}))
+            )
         return values
 
     async def train(request: gr.Request, **values):
