@@ -38,6 +38,13 @@ from digitnet.drawings import render_drawings
 from digitnet.errors import DigitnetError
 from digitnet.export import WEB_SUFFIX, web_bytes
 from digitnet.files import write_atomically
+from digitnet.finetune import (
+    DrawingSplit,
+    FinetuneConfig,
+    FinetuneReport,
+    FinetuneRun,
+    finetune_train_config,
+)
 from digitnet.model import ModelConfig, build_model, count_parameters
 from digitnet.predict import predict_probs
 from digitnet.preprocess import canvas_to_mnist
@@ -301,6 +308,7 @@ class RunRecord:
             "val_size": data.get("val_count"),
             "parameters": metadata.get("parameters"),
             "model": self.config.model.describe(),
+            **finetune_summary(metadata),
             "knobs": {
                 name: knob_text(value)
                 for name, value in self.config.knob_values().items()
@@ -327,10 +335,46 @@ class RunRecord:
             "val %": percent(summary["val_accuracy"]),
             "drawings %": percent(summary["drawing_accuracy"]),
             "seconds": summary["seconds"],
-            "note": "removed (oldest)"
-            if self.evicted
-            else ("stopped: " + str(summary["stop_reason"]) if summary["stopped"] else ""),
+            "note": "; ".join(
+                note
+                for note in (
+                    "removed (oldest)" if self.evicted else "",
+                    f"fine-tuned {summary['finetune']['base_model']}"
+                    if "finetune" in summary
+                    else "",
+                    "stopped: " + str(summary["stop_reason"])
+                    if summary["stopped"] and not self.evicted
+                    else "",
+                )
+                if note
+            ),
         }
+
+
+def finetune_summary(metadata: dict) -> dict:
+    """A fine-tuned run's before and after, in percent with 95% intervals ({} for others)."""
+    section = metadata.get("finetune")
+    if not section:
+        return {}
+
+    def percent(measured: dict, what: str) -> float | None:
+        value = measured.get(what, {}).get("accuracy")
+        return None if value is None else round(100 * value, 2)
+
+    before, after = section.get("before", {}), section.get("after", {})
+    drawings = section.get("drawings", {})
+    return {
+        "finetune": {
+            "base_model": section.get("base_model"),
+            "train_drawings": drawings.get("train_count"),
+            "held_out_drawings": drawings.get("held_out_count"),
+            "held_out_before": percent(before, "held_out"),
+            "held_out_after": percent(after, "held_out"),
+            "mnist_validation_before": percent(before, "mnist_validation"),
+            "mnist_validation_after": percent(after, "mnist_validation"),
+            "change_points": section.get("change_points"),
+        }
+    }
 
 
 RUN_COLUMNS = [  # RunRecord.table_row's keys, in order
@@ -362,6 +406,7 @@ class JobSnapshot:
     record: RunRecord | None
     train_size: int | None  # digits actually trained on, once known
     started: float | None  # time.monotonic() when training began
+    notes: tuple[str, ...] = ()  # a fine-tune's measurements, one line each
 
     @property
     def finished(self) -> bool:
@@ -402,12 +447,20 @@ class JobSnapshot:
 class Job:
     """One visitor's training request, from the queue to a saved run."""
 
-    def __init__(self, session: str, name: str, config: TrainConfig, train_size: int | None):
+    def __init__(
+        self,
+        session: str,
+        name: str,
+        config: TrainConfig,
+        train_size: int | None,
+        finetune: FinetuneRequest | None = None,
+    ):
         self.id = uuid.uuid4().hex[:12]
         self.session = session
         self.name = name
         self.config = config
         self.train_size = train_size
+        self.finetune = finetune
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._discard = False  # a cancelled job is not saved
@@ -415,6 +468,7 @@ class Job:
         self._version = 0
         self._position = 0
         self._reports: list[StepReport | EpochReport] = []
+        self._notes: list[str] = []
         self._stop_reason: str | None = None
         self._error: str | None = None
         self._record: RunRecord | None = None
@@ -447,6 +501,7 @@ class Job:
                 record=self._record,
                 train_size=self._train_count,
                 started=self._started,
+                notes=tuple(self._notes),
             )
 
     def stop(self, reason: str = "stopped by you") -> None:
@@ -485,6 +540,22 @@ class Job:
         with self._lock:
             self._reports.append(report)
             self._version += 1
+
+    def _note(self, line: str) -> None:
+        with self._lock:
+            self._notes.append(line)
+            self._version += 1
+
+
+@dataclass(frozen=True)
+class FinetuneRequest:
+    """What a fine-tune job starts from: a model, its metadata, and the drawings, split."""
+
+    base_name: str
+    model: nn.Module
+    metadata: dict
+    drawings: DrawingSplit
+    settings: FinetuneConfig
 
 
 class TrainingService:
@@ -542,6 +613,26 @@ class TrainingService:
         config = config.replace(device=self.device)
         resolve_device(config.device)  # an unavailable device is refused now, not in the worker
         self.caps.check(config, train_size or 0)
+        return self._enqueue(session, "run", config, train_size)
+
+    def submit_finetune(self, session: str, request: FinetuneRequest) -> Job:
+        """Queue a fine-tune of ``request.model`` on the drawings (mixed with MNIST) for
+        ``session``, in the same queue as runs and under the same caps; its result is a run
+        named ``tuned-N``."""
+        config = finetune_train_config(request.metadata, request.settings)
+        config = config.replace(device=self.device)
+        resolve_device(config.device)
+        self.caps.check(config, 0)
+        return self._enqueue(session, "tuned", config, None, request)
+
+    def _enqueue(
+        self,
+        session: str,
+        kind: str,
+        config: TrainConfig,
+        train_size: int | None,
+        finetune: FinetuneRequest | None = None,
+    ) -> Job:
         with self._lock:
             if self._closing:
                 raise TrainingRefused("the server is shutting down; try again in a minute")
@@ -555,7 +646,8 @@ class TrainingService:
                     f"queues); try again in a few minutes"
                 )
             self._counters[session] = self._counters.get(session, 0) + 1
-            job = Job(session, f"run-{self._counters[session]}", config, train_size)
+            name = f"{kind}-{self._counters[session]}"
+            job = Job(session, name, config, train_size, finetune)
             self._queue.append(job)
             self._reposition()
             self._start_worker()
@@ -670,7 +762,10 @@ class TrainingService:
                 job._update(state=PREPARING, position=0)
                 self._reposition()
             try:
-                self._train(job)
+                if job.finetune is not None:
+                    self._finetune(job)
+                else:
+                    self._train(job)
             except DigitnetError as error:
                 job._update(state=FAILED, error=str(error))
             except Exception as error:  # a bug: log it, tell the visitor, keep serving others
@@ -713,8 +808,49 @@ class TrainingService:
         )
         if self.drawings and len(data.val_index):
             metadata["metrics"]["drawings"] = self._measure_drawings(result.model, job.config, data)
+        self._keep(job, result.model, job.config, metadata)
+
+    def _finetune(self, job: Job) -> None:
+        if self.torch_threads is not None:
+            torch.set_num_threads(self.torch_threads)
+        request = job.finetune
+        run = FinetuneRun(
+            request.model,
+            request.metadata,
+            request.drawings,
+            request.settings,
+            mnist=self._digits(),
+            base_name=request.base_name,
+            drawings_source=request.drawings.train.source,
+            command=f"app: fine-tune {request.base_name} on the drawings",
+            stop_when=job._should_stop,
+        )
+        job._deadline = time.monotonic() + self.caps.max_seconds
+        trained_on = len(run.training.labels)  # MNIST's training split plus repeated drawings
+        job._update(state=TRAINING, train_count=trained_on, started=time.monotonic())
+        for report in run:
+            if isinstance(report, FinetuneReport):
+                job._note(report.log_line())
+                if report.training is not None:
+                    job._add(report.training)  # validation here is MNIST's, as for any run
+            else:
+                job._add(report)
+        if job._discard:
+            job._update(state=CANCELLED)
+            return
+        job._update(state=MEASURING)
+        result = run.result
+        metadata = {**result.metadata, "run": job.name, "stop_reason": job._stop_reason}
+        if self.drawings and len(run.mnist.val_index):
+            metadata["metrics"]["drawings"] = self._measure_drawings(
+                result.model, result.config, run.mnist
+            )
+        self._keep(job, result.model, result.config, metadata)
+
+    def _keep(self, job: Job, model: nn.Module, config: TrainConfig, metadata: dict) -> None:
+        """Save a trained model as the session's run: checkpoint, web model and zip."""
         stem = self.runs_dir / job.id / job.name
-        weights, meta = save_checkpoint(stem, result.model, job.config, metadata)
+        weights, meta = save_checkpoint(stem, model, config, metadata)
         # Drawn against as it was saved: a strict reload proves the download works.
         model, saved_metadata = load_checkpoint(stem)
         record = RunRecord(
@@ -722,7 +858,7 @@ class TrainingService:
             job.session,
             model,
             saved_metadata,
-            job.config,
+            config,
             stem,
             web_model=self._export_web(model, saved_metadata, stem),
         )
@@ -761,12 +897,16 @@ class TrainingService:
         The validation digits depend only on the split, never on ``train_size``, so runs on
         500 and 7,200 digits are measured on the same digits and compare fairly.
         """
-        if self._data is None:  # only the worker thread prepares data
-            self._data = load_training_sources(self.data_paths)
-        digits, sources = self._data
+        digits, sources = self._digits(), self._data[1]
         data = prepare_data(config, digits=digits)
         keep = data.train_index if train_size is None else data.train_index[:train_size]
         return dataclasses.replace(data, train_index=keep, sources=sources)
+
+    def _digits(self) -> Digits:
+        """The training digits, loaded once (only the worker thread calls this)."""
+        if self._data is None:
+            self._data = load_training_sources(self.data_paths)
+        return self._data[0]
 
     def _measure_drawings(self, model: nn.Module, config: TrainConfig, data: PreparedData) -> dict:
         """``run_metadata(drawings=N)``'s figure, rendering each split's drawings once.

@@ -15,8 +15,10 @@ from conftest import assert_one_line
 
 from digitnet.checkpoint import load_checkpoint
 from digitnet.config import ConfigError
+from digitnet.data import Digits
 from digitnet.evaluate import evaluate_drawings
 from digitnet.export import load_web, run_web
+from digitnet.finetune import FinetuneConfig, split_drawings
 from digitnet.jobs import (
     CANCELLED,
     DONE,
@@ -24,6 +26,7 @@ from digitnet.jobs import (
     QUEUED,
     TRAINING,
     Caps,
+    FinetuneRequest,
     TrainingRefused,
     TrainingService,
     parameter_count,
@@ -357,3 +360,57 @@ def test_settings_come_from_the_environment(tmp_path):
     with pytest.raises(ConfigError) as caught:
         service_from_environ({"DIGITNET_KEEP_RUNS": "lots"})
     assert_one_line(str(caught.value), "DIGITNET_KEEP_RUNS", "positive number")
+
+
+# ---------------------------------------------------------------------------
+# Fine-tunes: the same queue, caps and private runs as training
+
+
+def finetune_request(service, mnist) -> FinetuneRequest:
+    """A tiny run of this service as the base, and 40 mirrored digits as the drawings."""
+    base = finish(service.submit("a", TINY)).record
+    picked = mnist.subset(np.arange(6000, 6040))
+    drawings = Digits(np.ascontiguousarray(picked.images[:, :, ::-1]), picked.labels, "mirrored")
+    settings = FinetuneConfig(epochs=2, augment=False, held_out_fraction=0.5)
+    split = split_drawings(drawings, np.arange(40), settings)
+    return FinetuneRequest(base.name, base.model, base.metadata, split, settings)
+
+
+def test_a_finetune_is_a_private_run_with_before_and_after(service, mnist):
+    request = finetune_request(service, mnist)
+    snapshot = finish(service.submit_finetune("a", request))
+    assert snapshot.state == DONE, snapshot.error
+    record = snapshot.record
+    assert record.name == "tuned-2"  # the session's second job
+    assert [line.split(":")[0] for line in snapshot.notes] == [
+        "before",
+        "epoch   1/2",
+        "epoch   2/2",
+    ]
+    assert [e.epoch for e in snapshot.epochs] == [1, 2]  # curves, as a run's
+    tuned = record.summary()["finetune"]
+    assert tuned["base_model"] == "run-1" and tuned["held_out_drawings"] == 20
+    section = record.metadata["finetune"]
+    assert tuned["held_out_after"] == pytest.approx(
+        100 * section["after"]["held_out"]["accuracy"], abs=0.01
+    )
+    assert "fine-tuned run-1" in record.table_row()["note"]
+    assert record.web_model.is_file() and load_checkpoint(record.checkpoint)[1]["run"] == "tuned-2"
+    assert [r.name for r in service.runs("a")] == ["run-1", "tuned-2"]
+    assert service.runs("b") == [] and service.find_run("b", "tuned-2") is None
+
+
+def test_a_finetune_waits_its_turn_and_stops_like_a_run(service, mnist):
+    request = finetune_request(service, mnist)
+    first = service.submit("b", LONG)
+    wait_for(lambda: training(first), "the first run to train")
+    tune = service.submit_finetune("a", request)
+    assert tune.snapshot().position == 1
+    with pytest.raises(TrainingRefused, match="already have a run"):
+        service.submit("a", TINY)
+    service.stop("b")
+    finish(first)
+    wait_for(lambda: training(tune), "the fine-tune to train")
+    assert service.stop("a") == "tuned-2"
+    snapshot = finish(tune)
+    assert snapshot.state == DONE and snapshot.record.summary()["stopped"] is True
