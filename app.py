@@ -28,18 +28,26 @@ import torch  # noqa: E402
 
 from digitnet.errors import DigitnetError  # noqa: E402
 from digitnet.jobs import TrainingService, service_from_environ  # noqa: E402
+from digitnet.ui import drawings_tab  # noqa: E402
 from digitnet.ui import models as ui_models  # noqa: E402
 from digitnet.ui.charts import PAGE_CSS  # noqa: E402
 from digitnet.ui.dashboard_tab import build_dashboard_tab  # noqa: E402
 from digitnet.ui.draw_tab import build_draw_tab, preprocess_pad_value  # noqa: E402
 from digitnet.ui.models import LoadedModel, export_for_browser  # noqa: E402
 from digitnet.ui.static_files import STATIC_DIR, page_css  # noqa: E402
-from digitnet.ui.train_tab import build_train_tab, resolve_model, session_of  # noqa: E402
+from digitnet.ui.train_tab import (  # noqa: E402
+    SessionModels,
+    build_train_tab,
+    resolve_model,
+    session_of,
+)
 from digitnet.ui.why import (  # noqa: E402
     EXPLAIN_CONCURRENCY,
+    WhyPanel,
     build_explain_api,
     build_look_inside,
-    build_why_panel,
+    build_why_beside_input,
+    build_why_inside,
     look_inside_outputs,
     why_outputs,
 )
@@ -74,12 +82,15 @@ def build_demo(
     warnings: list[str] | None = None,
     web_dir: Path | None = None,
     training: TrainingService | None = None,
+    app_store: drawings_tab.AppStore | None = None,
 ) -> gr.Blocks:
     """Wire the page. ``models`` must hold at least one model; the first is the default.
 
-    ``training`` serves the Train tab (default: runs/app with the default caps).
+    ``training`` serves the Train tab and fine-tunes (default: runs/app with the default
+    caps); ``app_store`` keeps drawings (default: ``$DIGITNET_DB``, else runs/drawings.sqlite).
     """
     training = training if training is not None else TrainingService()
+    app_store = app_store if app_store is not None else drawings_tab.open_app_store()
     examples = example_files()
     browser_models, export_warnings = export_for_browser(models, web_dir or WEB_DIR)
     for warning in export_warnings:
@@ -89,7 +100,7 @@ def build_demo(
     gr.set_static_paths([STATIC_DIR / "pipeline.js", *browser_models.values(), *examples.values()])
     with gr.Blocks(title="digitnet: draw a digit") as demo:
         gr.Markdown(TITLE, elem_id="title")
-        for warning in warnings or []:
+        for warning in [*(warnings or []), *([app_store.warning] if app_store.warning else [])]:
             gr.Markdown(f"⚠️ {warning}")
 
         # A session's own runs (Train tab) answer and show their dashboard in that session only.
@@ -116,14 +127,28 @@ def build_demo(
 
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Draw", id="draw", elem_id="draw-tab"):
-                draw = build_draw_tab(models, browser_models, examples, own_run)
-                why = build_why_panel()
+                draw = build_draw_tab(
+                    models,
+                    browser_models,
+                    examples,
+                    own_run,
+                    under_answer=lambda: drawings_tab.build_feedback(app_store, os.environ),
+                    beside_input=build_why_beside_input,
+                )
+                # The Why panel: its saliency beside the 28x28, what is inside further down.
+                why = WhyPanel(*draw.beside_input, *build_why_inside())
                 build_explain_api({name: m.model for name, m in models.items()}, draw.choice)
             with gr.Tab("How it was trained", id="dashboard", elem_id="dashboard-tab"):
                 dashboard = build_dashboard_tab(models, own_run)
                 look_inside = build_look_inside()
             with gr.Tab("Train", id="train", elem_id="train-tab"):
-                build_train_tab(training, demo, draw.choice, list(models), draw.pad, browser_models)
+                targets = SessionModels(draw.choice, list(models), draw.pad, browser_models)
+                build_train_tab(training, demo, targets)
+            with gr.Tab("Your drawings", id="drawings", elem_id="drawings-tab") as tab:
+                drawings_tab.build_drawings_tab(app_store, models, training, targets, tab)
+        drawings_tab.wire_feedback(
+            draw.under_answer, draw.pad, draw.choice, app_store, examples, pick
+        )
         draw.choice.change(
             follow_choice, draw.choice, dashboard.choice, api_visibility="private", queue=False
         )
@@ -157,6 +182,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="serve this checkpoint (PATH for PATH.safetensors + PATH.json, "
         "or a tutorial model.pt) beside the shipped MLP and CNN; "
         "default: $DIGITNET_MODEL",
+    )
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="the drawings database (SQLite) that keeps confirmed and corrected drawings "
+        "(default: $DIGITNET_DB, else runs/drawings.sqlite)",
     )
     parser.add_argument(
         "--host",
@@ -211,6 +242,7 @@ def serve_in_background(
     models: dict[str, LoadedModel],
     warnings: list[str] | None = None,
     training: TrainingService | None = None,
+    app_store: drawings_tab.AppStore | None = None,
 ) -> tuple[gr.Blocks, str]:
     """Serve on 127.0.0.1 and a free port without blocking (tests, the load script).
 
@@ -219,7 +251,7 @@ def serve_in_background(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    demo = build_demo(models, warnings, training=training)
+    demo = build_demo(models, warnings, training=training, app_store=app_store)
     _, url, _ = launch(
         demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
     )
@@ -246,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     except DigitnetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    launch(build_demo(models, warnings, training=training), **settings)
+    app_store = drawings_tab.open_app_store(args.db)
+    if app_store.warning:
+        print(f"warning: {app_store.warning}", file=sys.stderr)
+    launch(build_demo(models, warnings, training=training, app_store=app_store), **settings)
     return 0
 
 

@@ -9,6 +9,10 @@ import os
 import tempfile
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+# An app a test builds keeps its drawings in a throwaway database, never runs/drawings.sqlite.
+os.environ["DIGITNET_DB"] = os.path.join(
+    tempfile.mkdtemp(prefix="digitnet-tests-"), "drawings.sqlite"
+)
 # Hypothesis keeps a cache even without a database; keep it out of the repository.
 os.environ.setdefault(
     "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "digitnet-hypothesis")

@@ -277,6 +277,8 @@ class DrawTab:
     comparison: gr.Markdown
     tally: gr.State
     handlers: DrawHandlers
+    under_answer: object = None  # what build_draw_tab's under_answer built
+    beside_input: object = None  # what build_draw_tab's beside_input built
 
     @property
     def answer_outputs(self) -> list:
@@ -297,8 +299,15 @@ def build_draw_tab(
     browser_models: dict[str, Path],
     examples: dict[str, Path],
     resolve: Resolver | None = None,
+    under_answer: Callable[[], object] | None = None,
+    beside_input: Callable[[], object] | None = None,
 ) -> DrawTab:
     """The tab's layout and events; call inside ``gr.Blocks``. ``models`` is not empty.
+
+    ``under_answer`` builds more components under the answer and the model choice (the
+    "Right" / "No, it's a …" buttons); what it returns is the tab's ``under_answer``.
+    ``beside_input`` builds columns beside the 28×28 input, under the pad and the answer
+    (the Why panel); what it returns is the tab's ``beside_input``.
 
     ``resolve`` finds a session's own models (runs trained in the app) by their choice name;
     the browser has no weights for those, so the pad answers them through the server.
@@ -317,13 +326,18 @@ def build_draw_tab(
                 show_label=False,
             )
             bars = probability_bars(elem_id="bars")
-            view = input_view(caption="The 28×28 the model sees", elem_id="input28")
             choice = gr.Radio(
                 names,
                 value=names[0],
                 label="Model whose answer is above",
                 elem_id="choice",
             )
+            extra = under_answer() if under_answer is not None else None
+    # The 28x28 the model sees, and beside it whatever explains it (the Why panel).
+    with gr.Row(equal_height=False, elem_id="input-row"):
+        with gr.Column(scale=1, min_width=130, elem_id="input28-column"):
+            view = input_view(caption="The 28×28 the model sees", elem_id="input28")
+        beside = beside_input() if beside_input is not None else None
     comparison = gr.Markdown(elem_id="comparison")
     gr.Markdown(HELP, elem_id="help")
     gr.Markdown(PIPELINE_HELP)
@@ -352,7 +366,20 @@ def build_draw_tab(
         upload_label = gr.Label(num_top_classes=10, label="Answer")
     tally = gr.State(ParityTally())
 
-    tab = DrawTab(pad, choice, answer, label, bars, view, steps, comparison, tally, handlers)
+    tab = DrawTab(
+        pad,
+        choice,
+        answer,
+        label,
+        bars,
+        view,
+        steps,
+        comparison,
+        tally,
+        handlers,
+        under_answer=extra,
+        beside_input=beside,
+    )
     live_outputs = [answer, label, bars, view]
     pad_id = pad.elem_id
     pad.input(

@@ -187,6 +187,34 @@ def per_digit_markdown(metadata: dict) -> str:
     return "```\n" + format_per_class_table(validation) + "\n```"
 
 
+@dataclass(frozen=True)
+class SessionModels:
+    """Where a session's finished runs (trained or fine-tuned) go: the Draw tab's model
+    choice, holding the ``shipped`` models, and its pad, holding their web files."""
+
+    choice: gr.Radio | None = None
+    shipped: Sequence[str] = ()
+    pad: gr.HTML | None = None
+    pad_browser_models: dict[str, Path] = dataclasses.field(default_factory=dict)
+
+    @property
+    def outputs(self) -> list[gr.Component]:
+        return [component for component in (self.choice, self.pad) if component is not None]
+
+    def updates(self, records: Sequence[RunRecord], new: RunRecord | None = None) -> list:
+        """The outputs' values once ``new`` has joined the session's ``records``."""
+        values = []
+        if self.choice is not None:
+            names = [*self.shipped, *(r.name for r in records if not r.evicted)]
+            values.append(gr.Radio(choices=names))
+        if self.pad is not None:
+            if new is not None and new.web_model is not None:
+                gr.set_static_paths([new.web_model])  # this one file, at an unguessable path
+            browser = {**self.pad_browser_models, **browser_runs(records)}
+            values.append(gr.HTML(models=pad_models(browser)))
+        return values
+
+
 def browser_runs(records: Sequence[RunRecord]) -> dict[str, Path]:
     """The runs the browser can run, by name: their web models."""
     return {
@@ -292,17 +320,12 @@ class TrainTab:
 def build_train_tab(
     service: TrainingService,
     demo: gr.Blocks,
-    model_choice: gr.Radio | None = None,
-    shipped_models: Sequence[str] = (),
-    pad: gr.HTML | None = None,
-    pad_browser_models: dict[str, Path] | None = None,
+    targets: SessionModels | None = None,
 ) -> TrainTab:
     """Lay out the Train tab inside the current ``gr.Tab`` and wire its events.
 
-    ``model_choice`` (the drawing page's model picker, holding ``shipped_models``) gets each
-    finished run of the session; ``pad`` (holding ``pad_browser_models``, the shipped
-    models' web files) gets the run's web model, so the run answers in the browser too.
-    ``demo.unload`` cancels a closed session's job.
+    ``targets`` (the Draw tab's model choice and pad) get each finished run of the
+    session; ``demo.unload`` cancels a closed session's job.
     """
     preset_values = PRESETS[DEFAULT_PRESET]
     gr.Markdown(INTRO)
@@ -407,7 +430,7 @@ def build_train_tab(
         runs=runs,
         download=download,
     )
-    _wire(tab, service, demo, model_choice, list(shipped_models), pad, pad_browser_models or {})
+    _wire(tab, service, demo, targets or SessionModels())
     return tab
 
 
@@ -415,15 +438,11 @@ def _wire(
     tab: TrainTab,
     service: TrainingService,
     demo: gr.Blocks,
-    model_choice: gr.Radio | None,
-    shipped_models: list[str],
-    pad: gr.HTML | None,
-    pad_browser_models: dict[str, Path],
+    targets: SessionModels,
 ) -> None:
     dashboard = [tab.per_class, tab.per_digit, tab.confusion, tab.mistakes]
     outputs = [tab.summary, tab.status, tab.loss, tab.accuracy, *dashboard, tab.runs]
-    outputs += [tab.download] + ([model_choice] if model_choice is not None else [])
-    outputs += [pad] if pad is not None else []
+    outputs += [tab.download, *targets.outputs]
     knob_names = [name for name in tab.knobs if name != TRAIN_SIZE]
 
     def progress(snapshot: JobSnapshot, first: bool) -> list:
@@ -463,16 +482,7 @@ def _wire(
                 visible=True,
             ),
         ]
-        if model_choice is not None:
-            names = shipped_models + [r.name for r in records if not r.evicted]
-            values.append(gr.Radio(choices=names))
-        if pad is not None:
-            if record.web_model is not None:  # served as this one file, at an unguessable path
-                gr.set_static_paths([record.web_model])
-            values.append(
-                gr.HTML(models=pad_models({**pad_browser_models, **browser_runs(records)}))
-            )
-        return values
+        return values + targets.updates(records, record)
 
     async def train(request: gr.Request, **values):
         """Train on the given knobs; stream progress; the first output is a JSON summary."""

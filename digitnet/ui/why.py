@@ -35,12 +35,12 @@ FEATURE_MAP_COUNT = 16  # strongest channels shown per CNN block
 FEATURE_MAP_SCALE = 6  # block 1's 14x14 maps become 84 px, block 2's 7x7 become 42 px
 LOOK_INSIDE_TILE_SCALE = 3  # 64 tiles of 28x28 in 8 columns: ~680 px wide
 FILTER_SCALE = 12  # the CNN's 3x3 first filters, 36 px each
-OVERLAY_HEIGHT = 280  # px: the 224 px overlays whole, below their labels
+OVERLAY_HEIGHT = 250  # px: the 224 px overlays whole, below their labels
 INSIDE_HEIGHT = 320
 EXPLAIN_CONCURRENCY = 2  # explanations at once; two cores serve the answers too
 
 WHY_INTRO = (
-    "### Why this answer\n"
+    "**Why this answer.** "
     "**Red** pixels push the model *toward* its answer, **blue** ones push it *away* "
     "(integrated gradients over the 28×28 it sees)."
 )
@@ -86,31 +86,52 @@ class WhyPanel:
         ]
 
 
-def build_why_panel() -> WhyPanel:
-    """The Why panel's components, inside the caller's Blocks (a column is a good home)."""
-    # The images come enlarged by whole pixels already; png keeps their colours crisp.
+def build_why_beside_input() -> tuple[gr.Image, gr.Markdown, gr.Image]:
+    """The panel's saliency half, meant to sit beside the 28×28 input: the overlay for the
+    answer, the runner-up's overlay and its line. Returns (overlay, text, runner-up overlay).
+    """
     image_kwargs = dict(interactive=False, buttons=[], format="png")
-    with gr.Column(elem_id="why"):
+    with gr.Column(scale=4, min_width=280, elem_id="why"):
         gr.Markdown(WHY_INTRO)
         with gr.Row():
+            # The images come enlarged by whole pixels already; png keeps their colours crisp.
             overlay = gr.Image(
                 label="What pushed toward the answer",
                 elem_id="why_overlay",
                 height=OVERLAY_HEIGHT,
+                min_width=140,
                 **image_kwargs,
             )
             runner_up_overlay = gr.Image(
                 label="What would make it the runner-up",
                 elem_id="why_runner_up_overlay",
                 height=OVERLAY_HEIGHT,
+                min_width=140,
                 **image_kwargs,
             )
         runner_up_text = gr.Markdown(WHY_PROMPT, elem_id="why_runner_up")
+    return overlay, runner_up_text, runner_up_overlay
+
+
+def build_why_inside() -> tuple[gr.Markdown, gr.Image]:
+    """The panel's second half: the most active first-layer units or the feature maps."""
+    with gr.Column(elem_id="why-inside-column"):
         inside_text = gr.Markdown(elem_id="why_inside_text")
         inside_image = gr.Image(
-            label="Inside the model", elem_id="why_inside", height=INSIDE_HEIGHT, **image_kwargs
+            label="Inside the model",
+            elem_id="why_inside",
+            height=INSIDE_HEIGHT,
+            interactive=False,
+            buttons=[],
+            format="png",
         )
-    return WhyPanel(overlay, runner_up_text, runner_up_overlay, inside_text, inside_image)
+    return inside_text, inside_image
+
+
+def build_why_panel() -> WhyPanel:
+    """The whole panel in one place, inside the caller's Blocks (a column is a good home)."""
+    overlay, runner_up_text, runner_up_overlay = build_why_beside_input()
+    return WhyPanel(overlay, runner_up_text, runner_up_overlay, *build_why_inside())
 
 
 def runner_up_markdown(explanation: Explanation) -> str:

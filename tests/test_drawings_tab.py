@@ -1,0 +1,421 @@
+"""Issue 9's app side (digitnet/ui/drawings_tab.py): the saving switch, confirm or correct,
+the save_drawing and finetune endpoints through gradio_client against the app served
+in-process, bad database files at start, and 200 concurrent saves surviving a kill -9 of a
+``python app.py`` subprocess.
+
+Every store lives in a tmp path (DIGITNET_DB or an explicit AppStore), never in runs/.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+import json  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import sqlite3  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from conftest import assert_one_line  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import app  # noqa: E402
+from digitnet.drawings import render_drawings  # noqa: E402
+from digitnet.finetune import MIN_DRAWINGS  # noqa: E402
+from digitnet.jobs import TrainingService  # noqa: E402
+from digitnet.predict import classify_preprocessed  # noqa: E402
+from digitnet.preprocess import canvas_to_mnist  # noqa: E402
+from digitnet.store import open_store  # noqa: E402
+from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
+from digitnet.ui import drawings_tab  # noqa: E402
+from digitnet.ui.draw_tab import preprocess_pad_value  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+THREADS, SAVES_PER_THREAD = 20, 10
+
+
+@pytest.fixture(scope="module")
+def drawing_files(mnist, tmp_path_factory) -> list[tuple[Path, int]]:
+    """Canvas-like PNGs of 30 MNIST digits (three of each class) with their labels."""
+    folder = tmp_path_factory.mktemp("drawings")
+    rows = np.concatenate([np.flatnonzero(mnist.labels == d)[:3] for d in range(10)])
+    files = []
+    for row, image in zip(rows, render_drawings(mnist.images[rows], seed=1)):
+        path = folder / f"{row}-{mnist.labels[row]}.png"
+        image.save(path)
+        files.append((path, int(mnist.labels[row])))
+    return files
+
+
+def serve(store_path: Path, runs: Path, data: Path):
+    """The app in-process with its own store and a small training service."""
+    service = TrainingService(runs, data_paths=[data], drawings=20)
+    models, warnings = app.load_models()
+    demo, url = app.serve_in_background(
+        models, warnings, training=service, app_store=drawings_tab.open_app_store(store_path)
+    )
+    return demo, url, service
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, small_train_csv):
+    """The app in-process with its own tmp store; yields (url, store path)."""
+    path = tmp_path_factory.mktemp("store") / "drawings.sqlite"
+    demo, url, service = serve(path, tmp_path_factory.mktemp("runs"), small_train_csv)
+    yield url, path
+    demo.close()
+    service.close()
+
+
+def input_of(path: Path):
+    with Image.open(path) as image:
+        return canvas_to_mnist(image)
+
+
+def new_client(url: str):
+    from gradio_client import Client
+
+    # A generous timeout: 20 clients start at once on a small shared machine.
+    return Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 120})
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return new_client(served[0])
+
+
+# ---------------------------------------------------------------------------
+# The switch and the handler
+
+
+def test_saving_is_on_locally_and_off_on_a_space():
+    assert drawings_tab.saving_default({}) is True
+    assert drawings_tab.saving_default({"HOME": "/root"}) is True
+    assert drawings_tab.saving_default({"SPACE_ID": "someone/digitnet"}) is False
+
+
+def test_the_switch_shows_its_default_and_what_is_kept(tmp_path):
+    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
+    local = drawings_tab.saving_switch(opened, {})
+    space = drawings_tab.saving_switch(opened, {"SPACE_ID": "a/b"})
+    assert local.value is True and space.value is False
+    assert local.interactive is not False and "28×28" in local.info and "d.sqlite" in local.info
+
+
+def pad_value(digit: int) -> dict:
+    strokes = digit_strokes(digit, PenStyle(200, (140, 140), 0.0))
+    return {"strokes": [[list(point) for point in stroke] for stroke in strokes]}
+
+
+def test_right_and_no_its_a_save_the_server_s_answer_and_the_label(tmp_path):
+    models, _ = app.load_models()
+    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
+    saver = drawings_tab.make_saver(opened, {}, lambda choice, request: models[choice])
+    line = saver(None)(pad_value(7), "MLP", True)  # "Right"
+    assert "Kept as a **7**, MLP was right" in line
+    line = saver(1)(pad_value(7), "CNN", True)  # "No, it's a 1"
+    assert "Kept as a **1**, CNN was wrong (it said 7)" in line
+    right, wrong = sorted(opened.store.list_drawings(), key=lambda row: row.id)
+    assert (right.label, right.predicted, right.model, right.source) == (7, 7, "MLP", "app")
+    assert (wrong.label, wrong.predicted, wrong.model, wrong.is_correct) == (1, 7, "CNN", False)
+    assert wrong.png and wrong.pixels.shape == (28, 28) and wrong.pixels.max() == 255
+    assert len(json.loads(wrong.strokes)) == len(pad_value(7)["strokes"])
+    # What is kept is the server's reading of the strokes: its input and its probabilities.
+    _, preprocessed = preprocess_pad_value(pad_value(7), {})
+    server = classify_preprocessed(models["CNN"].model, preprocessed)
+    assert np.allclose(wrong.probs, server.probs, atol=1e-6)
+    assert np.array_equal(wrong.pixels, np.rint(255 * preprocessed.image))
+
+
+def test_nothing_is_kept_when_off_blank_or_without_a_store(tmp_path):
+    models, _ = app.load_models()
+    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
+    pick = lambda choice, request: models["MLP"]  # noqa: E731
+    saver = drawings_tab.make_saver(opened, {}, pick)
+    assert "switched off" in saver(None)(pad_value(3), "MLP", False)
+    assert saver(None)({"strokes": []}, "MLP", True) == drawings_tab.NOTHING_DRAWN
+    assert opened.store.count() == 0
+    closed = drawings_tab.AppStore(tmp_path / "x.sqlite", None, "Saving drawings is off: x")
+    assert "could not be opened" in drawings_tab.make_saver(closed, {}, pick)(2)(
+        pad_value(3), "MLP", True
+    )
+    with pytest.raises(gr.Error) as caught:  # not a pad value: one line, nothing written
+        saver(None)({"composite": "x"}, "MLP", True)
+    assert_one_line(str(caught.value), "unknown keys")
+    assert opened.store.count() == 0
+
+
+# ---------------------------------------------------------------------------
+# Through the API
+
+
+def test_save_drawing_round_trip(client, served, drawing_files):
+    from gradio_client import handle_file
+
+    path, digit = drawing_files[3]
+    before = open_store(served[1]).count()
+    result = client.predict(handle_file(str(path)), digit, api_name="/save_drawing")
+    assert result["count"] == before + 1
+    with open_store(served[1]) as store:
+        (row,) = [r for r in store.list_drawings(limit=1000) if r.id == result["id"]]
+    assert row.label == digit and row.source == "api"
+    assert np.array_equal(row.pixels, np.rint(255 * input_of(path).image))
+
+
+@pytest.mark.parametrize("label", [10, -1, 3.5, "seven"])
+def test_save_drawing_refuses_a_bad_label_and_writes_nothing(client, served, drawing_files, label):
+    from gradio_client import handle_file
+
+    before = open_store(served[1]).count()
+    with pytest.raises(Exception) as caught:  # gradio_client's AppError
+        client.predict(handle_file(str(drawing_files[0][0])), label, api_name="/save_drawing")
+    assert_one_line(str(caught.value), "label")
+    assert open_store(served[1]).count() == before
+
+
+def test_save_drawing_refuses_a_non_image_and_writes_nothing(client, served, tmp_path):
+    from gradio_client import handle_file
+
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture\n")
+    before = open_store(served[1]).count()
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(str(text)), 3, api_name="/save_drawing")
+    assert_one_line(str(caught.value))
+    assert open_store(served[1]).count() == before
+
+
+def test_finetune_below_the_minimum_is_refused_in_one_line(
+    tmp_path, drawing_files, small_train_csv
+):
+    path = tmp_path / "few.sqlite"
+    with open_store(path) as store:
+        for image_path, digit in drawing_files[:5]:
+            store.save_image(input_of(image_path).image, digit, session="s")
+    demo, url, service = serve(path, tmp_path / "runs", small_train_csv)
+    try:
+        client = new_client(url)
+        with pytest.raises(Exception) as caught:
+            client.predict("MLP", 1, api_name="/finetune")
+        assert_one_line(str(caught.value), f"at least {MIN_DRAWINGS}", "only 5")
+        with pytest.raises(Exception) as caught:
+            client.predict("GPT", 1, api_name="/finetune")
+        assert_one_line(str(caught.value), "no model named 'GPT'", "MLP")
+    finally:
+        demo.close()
+        service.close()
+
+
+def test_finetune_streams_then_reports_before_and_after_as_a_private_run(
+    tmp_path, drawing_files, small_train_csv
+):
+    from gradio_client import handle_file
+
+    path = tmp_path / "enough.sqlite"
+    with open_store(path) as store:
+        for image_path, digit in drawing_files:  # 30 drawings, three of each digit
+            store.save_image(input_of(image_path).image, digit, session="s")
+    demo, url, service = serve(path, tmp_path / "runs", small_train_csv)
+    try:
+        client = new_client(url)
+        updates = list(client.submit("MLP", 1, api_name="/finetune"))
+        summary, log = updates[-1][:2]
+        assert len(updates) >= 2 and "before:" in log and "epoch   1/1" in log
+        assert summary["run"] == "tuned-1" and summary["state"] == "done"
+        tuned = summary["finetune"]
+        assert tuned["base_model"] == "MLP" and tuned["held_out_drawings"] >= 5
+        for key in ("held_out_before", "held_out_after", "mnist_validation_after"):
+            assert 0 <= tuned[key] <= 100
+        # The session that ran it draws against it; another session cannot.
+        drawn, digit = drawing_files[4]
+        answer = client.predict(handle_file(str(drawn)), "tuned-1", api_name="/classify")
+        assert len(answer["confidences"]) == 10
+        (record,) = [r for runs in service._runs.values() for r in runs]
+        assert record.web_model.is_file() and "finetune" in record.metadata
+        other = new_client(url)
+        with pytest.raises(Exception) as caught:
+            other.predict("tuned-1", 1, api_name="/finetune")
+        assert_one_line(str(caught.value), "no model named 'tuned-1'")
+    finally:
+        demo.close()
+        service.close()
+
+
+def test_accuracy_frame_measures_every_model_with_intervals(tmp_path, drawing_files):
+    models, _ = app.load_models()
+    store = open_store(tmp_path / "d.sqlite")
+    for path, digit in drawing_files[:10]:
+        store.save_image(input_of(path).image, digit, session="s")
+    frame = drawings_tab.accuracy_frame(store, models)
+    assert list(frame["model"]) == list(models)
+    assert all(cell.endswith("of 10") and "[" in cell for cell in frame["overall"])
+    assert (frame[[str(d) for d in range(10)]] != "–").to_numpy().sum() >= len(models)
+    counts = drawings_tab.counts_frame(store)
+    assert isinstance(counts, pd.DataFrame) and counts["drawings"].iloc[-1] == 10
+    # A fine-tuned model is measured only on drawings it did not train on.
+    trained_on = store.drawing_ids()[:4].tolist()
+    tuned = app.LoadedModel(
+        "tuned-1", models["MLP"].model, {"finetune": {"drawings": {"train_ids": trained_on}}}
+    )
+    frame = drawings_tab.accuracy_frame(store, {"tuned-1": tuned})
+    (row,) = frame.to_dict("records")
+    assert row["model"] == "tuned-1 (drawings it did not train on)"
+    assert row["overall"].endswith("of 6")
+
+
+# ---------------------------------------------------------------------------
+# Bad database files at start: one warning line, saving off, the app still starts
+
+
+def corrupt(path: Path) -> None:
+    path.write_bytes(b"label,pixel0\n3,0\n")
+
+
+def foreign(path: Path) -> None:
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE customers (name TEXT)")
+    connection.commit()
+    connection.close()
+
+
+def read_only(path: Path) -> None:
+    open_store(path).close()
+    path.chmod(0o444)
+
+
+@pytest.mark.parametrize(
+    "spoil, needle",
+    [(corrupt, "not an SQLite"), (foreign, "another program"), (read_only, "read-only")],
+    ids=["corrupt", "foreign", "read-only"],
+)
+def test_a_bad_database_warns_once_and_the_app_starts_with_saving_off(
+    tmp_path, drawing_files, spoil, needle
+):
+    from gradio_client import handle_file
+
+    path = tmp_path / "drawings.sqlite"
+    spoil(path)
+    before = path.read_bytes()
+    opened = drawings_tab.open_app_store(path)
+    assert opened.store is None and not opened.saving
+    assert_one_line(opened.warning, str(path), needle, "Saving drawings is off")
+    assert drawings_tab.saving_switch(opened, {}).value is False
+    models, warnings = app.load_models()
+    demo, url = app.serve_in_background(models, warnings, app_store=opened)
+    try:
+        client = new_client(url)
+        answer = client.predict(handle_file(str(drawing_files[0][0])), "MLP", api_name="/classify")
+        assert answer["label"] == str(drawing_files[0][1])  # still answers
+        with pytest.raises(Exception) as caught:
+            client.predict(handle_file(str(drawing_files[0][0])), 1, api_name="/save_drawing")
+        assert_one_line(str(caught.value), "saving drawings is off")
+    finally:
+        demo.close()
+        path.chmod(0o644)
+    assert path.read_bytes() == before
+
+
+# ---------------------------------------------------------------------------
+# 20 sessions x 10 saves, then kill -9 of a real `python app.py`
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(url: str, child: subprocess.Popen, seconds: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise AssertionError(f"app.py exited with {child.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/config", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"app.py did not serve {url} within {seconds} s")
+
+
+def test_200_concurrent_saves_survive_a_kill_9_of_the_server(tmp_path, drawing_files):
+    from gradio_client import handle_file
+
+    db = tmp_path / "tmp.sqlite"
+    port = free_port()
+    env = {**os.environ, "DIGITNET_DB": str(db), "GRADIO_SERVER_PORT": str(port)}
+    env["PYTHONPATH"] = str(REPO)
+    child = subprocess.Popen(
+        [sys.executable, str(REPO / "app.py")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(url, child)
+
+        clients = [new_client(url) for _ in range(THREADS)]  # one session each
+
+        def session(thread: int) -> list[tuple[int, int]]:
+            client = clients[thread]
+            saved = []
+            for index in range(SAVES_PER_THREAD):
+                path, digit = drawing_files[(thread + index) % len(drawing_files)]
+                result = client.predict(handle_file(str(path)), digit, api_name="/save_drawing")
+                saved.append((result["id"], digit))
+            return saved
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            acknowledged = dict(
+                pair for saved in pool.map(session, range(THREADS)) for pair in saved
+            )
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert len(acknowledged) == THREADS * SAVES_PER_THREAD
+
+    out = tmp_path / "export.csv"
+    exported = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "digitnet",
+            "drawings",
+            "export",
+            "--db",
+            str(db),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert exported.returncode == 0, exported.stderr
+    frame = pd.read_csv(out)
+    assert len(frame) == THREADS * SAVES_PER_THREAD
+    expected = sorted(acknowledged.values())
+    assert sorted(frame["label"].tolist()) == expected
+    with open_store(db) as store:
+        rows = {row.id: row.label for row in store.list_drawings(limit=1000)}
+    assert rows == acknowledged
