@@ -125,12 +125,15 @@ def measure_digit(page, digit: int, style, phase: Phase) -> None:
         " p.serverChecks.length = p.ups.length = 0; }"
     )
     draw_with_mouse(page, digit_strokes(digit, style))
-    # Done when the last movement's answer is on screen and the server has checked it.
+    # Done when the last movement's answer is painted and the server has checked this drawing
+    # (its tally counts it: an earlier reply, to the clear, say, does not count).
+    checked = f"of {phase.drawn + 1} drawings"
     page.wait_for_function(
-        """() => { const p = digitnetProbe; const last = p.inputs[p.inputs.length - 1];
+        """(checked) => { const p = digitnetProbe; const last = p.inputs[p.inputs.length - 1];
         const up = p.ups[p.ups.length - 1];
         return p.shown.some((s) => s.version >= last.version && s.painted !== null)
-          && p.serverChecks.some((c) => c.t > up.t); }""",
+          && p.serverChecks.some((c) => c.t > up.t && c.text.includes(checked)); }""",
+        arg=checked,
         timeout=TIMEOUT_MS,
     )
     probe = page.evaluate("() => digitnetProbe")
@@ -149,12 +152,10 @@ def measure_digit(page, digit: int, style, phase: Phase) -> None:
         phase.stroke_dom_ms.append(shown_after(last, "t"))
     phase.move_ms.extend(m for m in map(shown_after, probe["inputs"]) if m is not None)
     up = probe["ups"][-1]["t"]
-    phase.server_ms.append(min(c["t"] for c in probe["serverChecks"] if c["t"] > up) - up)
-    shown = page.locator("#label h2").inner_text().strip()
-    phase.right += shown == str(digit)
-    tally = re.search(
-        r"agreed with the server's on (\d+ of \d+)", page.locator("#comparison").inner_text()
-    )
+    checks = [c for c in probe["serverChecks"] if c["t"] > up and checked in c["text"]]
+    phase.server_ms.append(checks[0]["t"] - up)
+    phase.right += page.locator("#label h2").inner_text().strip() == str(digit)
+    tally = re.search(r"agreed with the server's on (\d+ of \d+)", checks[0]["text"])
     phase.checks = tally.group(1) if tally else "none"
 
 

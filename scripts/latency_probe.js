@@ -6,7 +6,7 @@
  *                                and the drawing version it produced
  *   shown:  {t, painted, version} when #label first held the answer for that drawing version
  *                                (t), and when the frame showing it had been painted
- *   serverChecks: {t}            when the server's check (#comparison) changed
+ *   serverChecks: {t, text}      when the server's check (#comparison) changed, and to what
  */
 (() => {
   const pad = globalThis.digitnetPads.pad;
@@ -69,7 +69,9 @@
   };
 
   const comparison = document.querySelector("#comparison");
-  new MutationObserver(() => probe.serverChecks.push({ t: performance.now() })).observe(comparison, {
+  new MutationObserver(() =>
+    probe.serverChecks.push({ t: performance.now(), text: comparison.innerText }),
+  ).observe(comparison, {
     childList: true,
     subtree: true,
     characterData: true,
