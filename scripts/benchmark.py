@@ -17,8 +17,6 @@ Prints a table with medians, ratios and the machine it ran on.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,27 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from digitnet.checkpoint import load_checkpoint  # noqa: E402
 from digitnet.data import PIXEL_COLUMNS, Digits, default_data, load_training_data  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
+from digitnet.machine import describe_machine  # noqa: E402
 from digitnet.predict import classify_drawing, predict_submission, write_submission  # noqa: E402
 from digitnet.preprocess import digits_to_inputs  # noqa: E402
 from digitnet.train import TrainConfig, train_model, tutorial_config  # noqa: E402
 
 KAGGLE_TEST_ROWS = 28_000
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}, "
-        f"{platform.system()}"
-    )
 
 
 def bench_training(digits: Digits, quick: bool) -> list[tuple[str, float, float]]:
@@ -181,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         help="tiny sizes: checks the script runs, gives no useful figures",
     )
     args = parser.parse_args(argv)
-    machine_line = machine()
+    machine_line = describe_machine()
     print(f"machine: {machine_line}", flush=True)
 
     digits = load_training_data(args.data)  # read once, used twice

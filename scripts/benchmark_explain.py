@@ -23,7 +23,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ from digitnet.checkpoint import ASSETS_DIR, load_checkpoint  # noqa: E402
 from digitnet.data import load_training_data, stratified_split  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.explain import explain  # noqa: E402
+from digitnet.machine import describe_machine  # noqa: E402
 from digitnet.preprocess import canvas_to_mnist  # noqa: E402
 
 DEFAULT_DATA = ASSETS_DIR / "mnist-train-8k.csv.gz"
@@ -46,23 +46,6 @@ ROUNDS = 5  # each drawing is timed this many times, for steadier percentiles
 WARM_UP = 2  # drawings explained first and not timed (lazy allocations, caches)
 # The shipped models' validation split: val_fraction 0.1, seed 0.
 VAL_FRACTION, SPLIT_SEED = 0.1, 0
-
-
-def machine() -> str:
-    """CPU model, cores, torch threads, Python: enough to compare figures across runs."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}, "
-        f"{platform.system()}"
-    )
 
 
 @dataclass(frozen=True)
@@ -209,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # as the app serves: one thread a request
-    machine_line = machine()
+    machine_line = describe_machine()
     print(f"machine: {machine_line}", flush=True)
     count, rounds = (3, 1) if args.quick else (DRAWINGS, ROUNDS)
     drawings = validation_drawings(Path(args.data), count)

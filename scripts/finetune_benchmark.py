@@ -21,8 +21,6 @@ Exits 1 when a full run misses either bar.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -38,27 +36,12 @@ from digitnet.checkpoint import load_checkpoint  # noqa: E402
 from digitnet.data import SAMPLE_DATA, load_training_data  # noqa: E402
 from digitnet.drawing_data import import_sklearn_digits  # noqa: E402
 from digitnet.finetune import FinetuneConfig, drawings_from_store, finetune, points  # noqa: E402
+from digitnet.machine import describe_machine  # noqa: E402
 from digitnet.store import SOURCE_SKLEARN, open_store  # noqa: E402
 
 MIN_HELD_OUT_RISE = 5.0  # points the held-out drawing accuracy must rise by
 MAX_MNIST_DROP = 0.5  # points MNIST validation accuracy may fall by
 QUICK_MNIST_DIGITS = 1000  # --quick trains on this many MNIST digits
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}, "
-        f"{platform.system()}"
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "scripts/finetune_benchmark.py", *argv])
     seeds = args.seeds[:1] if args.quick else args.seeds
     epochs = 1 if args.quick else args.epochs
-    print(f"machine: {machine()}", flush=True)
+    print(f"machine: {describe_machine()}", flush=True)
     print(f"command: {command}", flush=True)
 
     model, metadata = load_checkpoint(args.model)

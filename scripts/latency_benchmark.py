@@ -27,7 +27,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
@@ -41,6 +40,7 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout
+from digitnet.machine import describe_machine  # noqa: E402
 from digitnet.strokes import PAD_SIZE, digit_strokes, random_pen_style  # noqa: E402
 
 PROBE_JS = Path(__file__).resolve().parent / "latency_probe.js"
@@ -208,13 +208,6 @@ def percentiles(values: list[float]) -> str:
     return f"median {np.median(values):.0f} ms, p90 {np.percentile(values, 90):.0f} ms"
 
 
-def machine() -> str:
-    return (
-        f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
-    )
-
-
 def report(phase: Phase) -> None:
     print(f"\n{phase.name}: {phase.drawn} digits drawn with the mouse")
     print(f"  stroke -> answer:    {percentiles(phase.stroke_ms)} (painted)")
@@ -246,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             browser = playwright.chromium.launch(
                 executable_path=args.chromium, args=CHROMIUM_ARGS, headless=True
             )
-            print(f"machine:  {machine()}")
+            print(f"machine:  {describe_machine()}")
             print(f"browser:  headless Chromium {browser.version} (--disable-gpu)")
             print(f"app:      {url}")
             phases.append(run_phase(browser, url, "quiet", args.digits, args.seed))

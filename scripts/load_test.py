@@ -32,7 +32,6 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -47,6 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout
 from digitnet.data import default_data, load_training_data  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
+from digitnet.machine import describe_machine  # noqa: E402
 from digitnet.train import TrainConfig  # noqa: E402
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -225,13 +225,6 @@ def client_loop(caller, files, run: Run, model: str | None, ready: threading.Bar
         run.record(time.perf_counter() - began, result.get("label") == str(label), None)
 
 
-def machine() -> str:
-    return (
-        f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     caller_class = GradioCaller if args.client == "gradio" else HttpCaller
@@ -275,7 +268,7 @@ def report(args, url: str, files, run: Run, elapsed: float) -> None:
     latencies_ms = np.array(run.latencies) * 1000
     n_errors = sum(run.errors.values())
     answered = done - n_errors
-    print(f"machine:     {machine()}")
+    print(f"machine:     {describe_machine()}")
     print(
         f"target:      {url}classify ({'served in-process' if args.serve else 'running app'}),"
         f" model {args.model or 'default'}"

@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout
 from digitnet.data import SAMPLE_DATA  # noqa: E402
 from digitnet.jobs import PRESETS, TRAINING, Job, TrainingService  # noqa: E402
+from digitnet.machine import describe_machine  # noqa: E402
 from digitnet.train import EpochReport  # noqa: E402
 
 TARGETS = (0.95, 0.975)
@@ -46,7 +47,7 @@ SECTIONS = ("presets", "stop", "drawing", "api")
 
 
 def load_sibling(name: str):
-    """Another script of this folder as a module (its machine() and HTTP caller)."""
+    """Another script of this folder as a module (its HTTP caller)."""
     spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)  # as the app serves
     load_test = load_sibling("load_test")
-    print(f"machine: {load_sibling('benchmark').machine()}")
+    print(f"machine: {describe_machine()}")
     print(f"load average at start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="digitnet-train-bench-") as temp:
         runs_dir = Path(temp)

@@ -257,7 +257,7 @@ def test_choosing_the_cnn_shows_its_answer_at_once(server, browser):
         page.wait_for_function(
             "() => (document.querySelector('#card')?.innerText ?? '').includes('CNN')"
         )
-        page.get_by_role("tab", name="Draw").click()
+        page.get_by_role("tab", name="Draw", exact=True).click()
         assert "on 1 of 1 drawings" in page.locator("#comparison").inner_text()  # not recounted
     finally:
         page.context.close()

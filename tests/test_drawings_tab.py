@@ -230,7 +230,8 @@ def test_finetune_streams_then_reports_before_and_after_as_a_private_run(
     try:
         client = new_client(url)
         updates = list(client.submit("MLP", 1, api_name="/finetune"))
-        summary, log = updates[-1][:2]
+        summary, log, _, table = updates[-1][:4]
+        assert "fine-tuned from **MLP**" in table and "| held-out drawings |" in table
         assert len(updates) >= 2 and "before:" in log and "epoch   1/1" in log
         assert summary["run"] == "tuned-1" and summary["state"] == "done"
         tuned = summary["finetune"]

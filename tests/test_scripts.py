@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
+import torch
 from conftest import REPO, TRAIN_DATA
 from PIL import Image
 
@@ -47,3 +49,13 @@ def test_make_examples_writes_named_drawings(tmp_path, mnist, monkeypatch):
     for path in written:
         shipped = ASSETS_DIR / "examples" / path.name
         assert shipped.read_bytes() == path.read_bytes()
+
+
+def test_the_machine_line_names_the_cpu_cores_torch_and_load():
+    from digitnet.machine import cpu_name, describe_machine
+
+    line = describe_machine()
+    assert line.startswith(cpu_name()) and f"{os.cpu_count()} cores" in line
+    assert f"torch {torch.__version__}" in line and "\n" not in line
+    if hasattr(os, "getloadavg"):
+        assert "load average" in line

@@ -330,6 +330,41 @@ def finetune_request(
     return FinetuneRequest(loaded.name, loaded.model, loaded.metadata, split, settings)
 
 
+def before_after_markdown(metadata: dict) -> str:
+    """A fine-tuned run's before and after as a table, each figure with its 95% interval."""
+    section = metadata.get("finetune")
+    if not section:
+        return ""
+
+    def figure(measured: dict) -> str:
+        if measured.get("accuracy") is None:
+            return "–"
+        return (
+            f"{100 * measured['accuracy']:.1f}% "
+            f"[{100 * measured['low']:.1f}–{100 * measured['high']:.1f}]"
+        )
+
+    before, after = section["before"], section["after"]
+    change = section["change_points"]
+    rows = [
+        ("held-out drawings", "held_out"),
+        ("MNIST validation", "mnist_validation"),
+    ]
+    lines = [
+        f"**{metadata.get('run', 'The run')}**, fine-tuned from **{section['base_model']}** "
+        f"on {section['drawings']['train_count']} drawings (95% intervals):",
+        "",
+        "| measured on | of | before | after | change |",
+        "|---|---|---|---|---|",
+    ]
+    for title, key in rows:
+        lines.append(
+            f"| {title} | {after[key]['total']} | {figure(before[key])} | "
+            f"{figure(after[key])} | {change[key]:+.1f} points |"
+        )
+    return "\n".join(lines)
+
+
 def finetune_log(snapshot: JobSnapshot) -> str:
     """The fine-tune's measurements so far, one line each, then where it is."""
     return "\n".join([*snapshot.notes, status_markdown(snapshot).replace("**", "")])
@@ -426,7 +461,13 @@ def build_drawings_tab(
                 if snapshot.version != seen:
                     seen = snapshot.version
                     _, accuracy = curve_frames(snapshot)
-                    yield [snapshot.summary(), finetune_log(snapshot), accuracy, *targets_skip]
+                    yield [
+                        snapshot.summary(),
+                        finetune_log(snapshot),
+                        accuracy,
+                        gr.skip(),
+                        *targets_skip,
+                    ]
                 await asyncio.sleep(UPDATE_SECONDS)
         finally:
             if not job.finished:  # the page closed or the client went away mid-run
@@ -435,7 +476,8 @@ def build_drawings_tab(
             raise gr.Error(snapshot.error, print_exception=False)
         _, accuracy = curve_frames(snapshot)
         updates = targets.updates(service.runs(session), snapshot.record)
-        yield [snapshot.summary(), finetune_log(snapshot), accuracy, *updates]
+        table = before_after_markdown(snapshot.record.metadata) if snapshot.record else ""
+        yield [snapshot.summary(), finetune_log(snapshot), accuracy, table, *updates]
 
     def stop(request: gr.Request) -> str:
         name = service.stop(session_of(request))
@@ -504,7 +546,9 @@ def build_drawings_tab(
             height=220,
             elem_id="finetune-curve",
         )
-    summary = gr.JSON(label="Before and after", elem_id="finetune-summary")
+    before_after = gr.Markdown(elem_id="finetune-before-after")
+    with gr.Accordion("Summary (what the finetune API returns)", open=False):
+        summary = gr.JSON(label="Summary", elem_id="finetune-summary")
     with gr.Accordion("Save a drawing file (the save_drawing API)", open=False):
         # A File and a Textbox pass anything through, so a non-image or a label like
         # "seven" reaches the store's checks and gets its one-line message (an Image or
@@ -536,7 +580,7 @@ def build_drawings_tab(
     start.click(
         finetune,
         [base, epochs],
-        [summary, log, curve, *targets.outputs],
+        [summary, log, curve, before_after, *targets.outputs],
         api_name="finetune",
         concurrency_limit=None,  # the training service queues; followers only wait
         trigger_mode="once",
