@@ -509,8 +509,13 @@ class Explanation:
             return None
         return saliency_overlay(self.image, self.runner_up.saliency, scale=scale)
 
-    def to_json(self, decimals: int = JSON_DECIMALS) -> dict:
-        """A JSON-ready dict (``json.dumps`` takes it): arrays as nested lists, rounded."""
+    def to_json(self, decimals: int = JSON_DECIMALS, tiles: bool = True) -> dict:
+        """A JSON-ready dict (``json.dumps`` takes it): arrays as nested lists, rounded.
+
+        ``tiles=False`` leaves out the active units' weight tiles: they are the model's own
+        first-layer weights (``first_layer_tiles``), two thirds of the JSON, and the same
+        for every drawing, so an API answer need not carry them each time.
+        """
 
         def rounded(array: np.ndarray) -> list:
             return np.round(np.asarray(array, dtype=np.float64), decimals).tolist()
@@ -543,8 +548,9 @@ class Explanation:
             result["active_units"] = {
                 "units": self.active_units.units.tolist(),
                 "activations": rounded(self.active_units.activations),
-                "tiles": rounded(self.active_units.tiles),
             }
+            if tiles:
+                result["active_units"]["tiles"] = rounded(self.active_units.tiles)
         if self.feature_maps is not None:
             result["feature_maps"] = {
                 "block1": rounded(self.feature_maps.block1),

@@ -176,6 +176,8 @@ def test_explain_endpoint_answers_the_examples_with_an_image_and_json(client, na
         assert np.array(result["integrated_gradients"]).shape == (28, 28)
         assert result["runner_up"]["label"] != result["label"]
         assert ("active_units" in result) == (name == "MLP")
+        if name == "MLP":  # units and how much each fired; the tiles are the model's weights
+            assert set(result["active_units"]) == {"units", "activations"}
 
 
 @pytest.mark.parametrize(

@@ -293,7 +293,7 @@ def explain_endpoint(
         explanation = explain(model, preprocess_image_file(path))
     except DigitnetError as error:
         raise gr.Error(str(error)) from None
-    result = explanation.to_json()
+    result = explanation.to_json(tiles=False)
     result["model"] = name
     return explanation.overlay(), result
 
