@@ -145,7 +145,9 @@ def build_demo(
                 targets = SessionModels(draw.choice, list(models), draw.pad, browser_models)
                 build_train_tab(training, demo, targets)
             with gr.Tab("Your drawings", id="drawings", elem_id="drawings-tab") as tab:
-                drawings_tab.build_drawings_tab(app_store, models, training, targets, tab)
+                drawings_tab.build_drawings_tab(
+                    app_store, models, training, targets, tab, os.environ
+                )
         drawings_tab.wire_feedback(
             draw.under_answer, draw.pad, draw.choice, app_store, examples, pick
         )

@@ -621,6 +621,7 @@ def run_drawings_finetune(args: argparse.Namespace) -> int:
         drawings_from_store,
         points,
         refuse_shipped_location,
+        trained_on_drawings,
     )
     from digitnet.model import ModelConfig
     from digitnet.store import open_store
@@ -639,7 +640,9 @@ def run_drawings_finetune(args: argparse.Namespace) -> int:
     check_writable(weights_path)
 
     with open_store(args.db) as store:
-        split = drawings_from_store(store, settings, source=args.source)
+        split = drawings_from_store(
+            store, settings, source=args.source, trained_before=trained_on_drawings(metadata)
+        )
         print(
             f"drawings {store.path}{f' (source {args.source})' if args.source else ''}: "
             f"{split.count} labelled, training on {len(split.train)}, holding out "

@@ -13,7 +13,7 @@ checkpoint: ``save_checkpoint(out, result.model, result.config, result.metadata)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +136,11 @@ class DrawingSplit:
         return [digit for digit in range(NUM_CLASSES) if present[digit] == 0]
 
 
+def trained_on_drawings(metadata: dict) -> list[int]:
+    """The store's row ids a fine-tuned model trained on (none for any other model)."""
+    return list(metadata.get("finetune", {}).get("drawings", {}).get("train_ids", []))
+
+
 def check_enough_drawings(count: int, what: str = "labelled drawings") -> None:
     """Refuse, in one line, fewer than :data:`MIN_DRAWINGS` drawings."""
     if count < MIN_DRAWINGS:
@@ -146,13 +151,18 @@ def check_enough_drawings(count: int, what: str = "labelled drawings") -> None:
 
 
 def split_drawings(
-    drawings: Digits, ids: np.ndarray | None, config: FinetuneConfig
+    drawings: Digits,
+    ids: np.ndarray | None,
+    config: FinetuneConfig,
+    trained_before: Iterable[int] = (),
 ) -> DrawingSplit:
     """Hold out ``config.held_out_fraction`` of ``drawings`` by ``config.seed``.
 
     ``ids`` are the drawings' row ids in the store, in the same order (None: their
     positions). The same ids and seed give the same split, whatever order they come in
     (:func:`digitnet.drawing_data.split_by_seed`); each part is in ascending id order.
+    ``trained_before`` are ids the base model already trained on (a fine-tune of a
+    fine-tune): they always train, since measuring on them would flatter it.
     """
     if drawings.labels is None:
         raise FinetuneError(f"{drawings.source}: the drawings have no labels to learn from")
@@ -161,6 +171,11 @@ def split_drawings(
         raise FinetuneError(f"{drawings.source}: need one distinct id per drawing")
     check_enough_drawings(len(drawings))
     train_ids, held_out_ids = split_by_seed(ids, config.seed, config.held_out_fraction)
+    seen = np.fromiter((int(i) for i in trained_before), dtype=np.int64)
+    if len(seen):
+        moved = held_out_ids[np.isin(held_out_ids, seen)]
+        train_ids = np.sort(np.concatenate([train_ids, moved]))
+        held_out_ids = held_out_ids[~np.isin(held_out_ids, seen)]
     smaller = min(len(train_ids), len(held_out_ids))
     if smaller < MIN_PER_SIDE:
         raise FinetuneError(
@@ -180,16 +195,21 @@ def split_drawings(
 
 
 def drawings_from_store(
-    store: DrawingStore, config: FinetuneConfig, *, source: str | None = None
+    store: DrawingStore,
+    config: FinetuneConfig,
+    *,
+    source: str | None = None,
+    trained_before: Iterable[int] = (),
 ) -> DrawingSplit:
-    """The store's labelled drawings (all, or of ``source``), split by ``config``."""
+    """The store's labelled drawings (all, or of ``source``), split by ``config``; the ids
+    in ``trained_before`` (see :func:`split_drawings`) are never held out."""
     ids = store.drawing_ids(source=source)
     from_source = f" from source '{source}'" if source else ""
     check_enough_drawings(len(ids), f"labelled drawings{from_source} in {store.path}")
     digits = store.labelled_digits(source=source, ids=ids)
     if len(digits) != len(ids):  # a row deleted between the two reads
         raise FinetuneError(f"{store.path}: the drawings changed while being read; try again")
-    return split_drawings(digits, ids, config)
+    return split_drawings(digits, ids, config, trained_before)
 
 
 def refuse_shipped_location(out: str | Path) -> None:
@@ -478,7 +498,8 @@ class FinetuneRun:
                 "seed": split.seed,
                 "digits_without_training_drawings": split.digits_without_training_drawings,
                 # So a tab that measures this model on the drawings can leave out the
-                # ones it trained on (every other id was never trained on).
+                # ones it trained on (every other id was never trained on: a base's own
+                # training drawings train again, see split_drawings).
                 "train_ids": split.train_ids.tolist(),
                 "held_out_ids": split.held_out_ids.tolist(),
             },

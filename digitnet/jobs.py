@@ -599,7 +599,7 @@ class TrainingService:
         self._queue: collections.deque[Job] = collections.deque()
         self._current: Job | None = None
         self._runs: dict[str, list[RunRecord]] = {}
-        self._counters: dict[str, int] = {}
+        self._counters: dict[tuple[str, str], int] = {}
         self._worker: threading.Thread | None = None
         self._closing = False
         self._data: tuple[Digits, list[dict]] | None = None
@@ -622,7 +622,9 @@ class TrainingService:
         config = finetune_train_config(request.metadata, request.settings)
         config = config.replace(device=self.device)
         resolve_device(config.device)
-        self.caps.check(config, 0)
+        # The MNIST half of the mix is the base's own training split, as any run's; the
+        # drawings are what a visitor brings, so they are what the training-size cap counts.
+        self.caps.check(config, request.drawings.count)
         return self._enqueue(session, "tuned", config, None, request)
 
     def _enqueue(
@@ -645,8 +647,9 @@ class TrainingService:
                     f"{len(self._queue)} runs are already waiting (the most this server "
                     f"queues); try again in a few minutes"
                 )
-            self._counters[session] = self._counters.get(session, 0) + 1
-            name = f"{kind}-{self._counters[session]}"
+            key = (session, kind)  # run-1, run-2... and tuned-1, tuned-2... apart
+            self._counters[key] = self._counters.get(key, 0) + 1
+            name = f"{kind}-{self._counters[key]}"
             job = Job(session, name, config, train_size, finetune)
             self._queue.append(job)
             self._reposition()
@@ -821,7 +824,6 @@ class TrainingService:
             request.settings,
             mnist=self._digits(),
             base_name=request.base_name,
-            drawings_source=request.drawings.train.source,
             command=f"app: fine-tune {request.base_name} on the drawings",
             stop_when=job._should_stop,
         )

@@ -32,6 +32,7 @@ from PIL import Image  # noqa: E402
 
 import app  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
+from digitnet.errors import DigitnetError  # noqa: E402
 from digitnet.finetune import MIN_DRAWINGS  # noqa: E402
 from digitnet.jobs import TrainingService  # noqa: E402
 from digitnet.predict import classify_preprocessed  # noqa: E402
@@ -156,6 +157,36 @@ def test_nothing_is_kept_when_off_blank_or_without_a_store(tmp_path):
     assert opened.store.count() == 0
 
 
+def test_right_confirms_the_answer_the_page_showed_and_a_gone_model_is_refused(tmp_path):
+    models, _ = app.load_models()
+    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
+    saver = drawings_tab.make_saver(
+        opened, {}, lambda choice, request: models.get(choice, models["MLP"])
+    )
+    # A near tie the page read as 1 where the server reads 7: "Right" keeps what was seen.
+    value = {**pad_value(7), "browser": {"answers": {"MLP": [0.0] + [0.5] + [0.0] * 8}}}
+    assert "Kept as a **1**, MLP was right" in saver(None)(value, "MLP", True)
+    (row,) = opened.store.list_drawings()
+    assert (row.label, row.predicted, row.is_correct) == (1, 1, True)
+    with pytest.raises(gr.Error) as caught:  # a run of a server that has since restarted
+        saver(None)(pad_value(7), "run-3", True)
+    assert_one_line(str(caught.value), "run-3 is no longer here")
+    assert opened.store.count() == 1
+
+
+def test_the_api_keeps_drawings_on_a_space_only_when_its_owner_says_so(tmp_path, drawing_files):
+    assert drawings_tab.api_saving({}) is True
+    assert drawings_tab.api_saving({"SPACE_ID": "a/b"}) is False
+    assert drawings_tab.api_saving({"SPACE_ID": "a/b", "DIGITNET_API_SAVING": "1"}) is True
+    store = open_store(tmp_path / "d.sqlite")
+    path, digit = drawing_files[0]
+    with pytest.raises(DigitnetError) as caught:
+        drawings_tab.save_drawing_file(store, str(path), digit, "s", enabled=False)
+    assert_one_line(str(caught.value), "off on this server", "DIGITNET_API_SAVING=1")
+    assert store.count() == 0
+    assert drawings_tab.save_drawing_file(store, str(path), digit, "s")["count"] == 1
+
+
 # ---------------------------------------------------------------------------
 # Through the API
 
@@ -242,7 +273,7 @@ def test_finetune_streams_then_reports_before_and_after_as_a_private_run(
         drawn, digit = drawing_files[4]
         answer = client.predict(handle_file(str(drawn)), "tuned-1", api_name="/classify")
         assert len(answer["confidences"]) == 10
-        (record,) = [r for runs in service._runs.values() for r in runs]
+        (record,) = service.runs(client.session_hash)
         assert record.web_model.is_file() and "finetune" in record.metadata
         other = new_client(url)
         with pytest.raises(Exception) as caught:

@@ -399,3 +399,18 @@ def test_the_cli_fine_tunes_saves_and_refuses_in_one_line(tmp_path, capsys, base
     assert main(["drawings", "finetune", "--db", str(db), "--out", str(ASSETS_DIR / "x")]) == 2
     assert_one_line(capsys.readouterr().err, "assets/ holds the shipped weights")
     assert not (ASSETS_DIR / "x.json").exists()
+
+
+def test_a_fine_tuned_bases_training_drawings_are_never_held_out(drawings):
+    """A fine-tune of a fine-tune: the first one's training drawings train again, so the
+    second is measured (and measures its base) only on drawings neither trained on."""
+    first = split_drawings(drawings.subset(np.arange(120)), np.arange(500, 620), SETTINGS)
+    grown = np.arange(500, 700)  # the store grew: the permutation, and so the split, change
+    plain = split_drawings(drawings, grown, SETTINGS)
+    assert np.isin(plain.held_out_ids, first.train_ids).any()  # what would flatter it
+    second = split_drawings(drawings, grown, SETTINGS, trained_before=first.train_ids)
+    assert not np.isin(second.held_out_ids, first.train_ids).any()
+    assert set(first.train_ids) <= set(second.train_ids)
+    assert len(second.train_ids) + len(second.held_out_ids) == len(grown)
+    held_out_labels = drawings.labels[second.held_out_ids - 500]
+    np.testing.assert_array_equal(second.held_out.labels, held_out_labels)

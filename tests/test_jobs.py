@@ -381,7 +381,7 @@ def test_a_finetune_is_a_private_run_with_before_and_after(service, mnist):
     snapshot = finish(service.submit_finetune("a", request))
     assert snapshot.state == DONE, snapshot.error
     record = snapshot.record
-    assert record.name == "tuned-2"  # the session's second job
+    assert record.name == "tuned-1"  # fine-tunes count apart from runs
     assert [line.split(":")[0] for line in snapshot.notes] == [
         "before",
         "epoch   1/2",
@@ -395,9 +395,9 @@ def test_a_finetune_is_a_private_run_with_before_and_after(service, mnist):
         100 * section["after"]["held_out"]["accuracy"], abs=0.01
     )
     assert "fine-tuned run-1" in record.table_row()["note"]
-    assert record.web_model.is_file() and load_checkpoint(record.checkpoint)[1]["run"] == "tuned-2"
-    assert [r.name for r in service.runs("a")] == ["run-1", "tuned-2"]
-    assert service.runs("b") == [] and service.find_run("b", "tuned-2") is None
+    assert record.web_model.is_file() and load_checkpoint(record.checkpoint)[1]["run"] == "tuned-1"
+    assert [r.name for r in service.runs("a")] == ["run-1", "tuned-1"]
+    assert service.runs("b") == [] and service.find_run("b", "tuned-1") is None
 
 
 def test_a_finetune_waits_its_turn_and_stops_like_a_run(service, mnist):
@@ -411,6 +411,6 @@ def test_a_finetune_waits_its_turn_and_stops_like_a_run(service, mnist):
     service.stop("b")
     finish(first)
     wait_for(lambda: training(tune), "the fine-tune to train")
-    assert service.stop("a") == "tuned-2"
+    assert service.stop("a") == "tuned-1"
     snapshot = finish(tune)
     assert snapshot.state == DONE and snapshot.record.summary()["stopped"] is True

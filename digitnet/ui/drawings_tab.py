@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from types import MappingProxyType
 
 import gradio as gr
 import numpy as np
@@ -24,9 +25,14 @@ from PIL import Image
 
 from digitnet.drawing_data import Accuracy, accuracy_on_drawings, save_image_file
 from digitnet.errors import DigitnetError
-from digitnet.finetune import MIN_DRAWINGS, FinetuneConfig, drawings_from_store
+from digitnet.finetune import (
+    MIN_DRAWINGS,
+    FinetuneConfig,
+    drawings_from_store,
+    trained_on_drawings,
+)
 from digitnet.jobs import FAILED, FinetuneRequest, JobSnapshot, TrainingService
-from digitnet.predict import classify_preprocessed
+from digitnet.predict import Prediction, classify_preprocessed
 from digitnet.store import (
     SOURCE_API,
     SOURCE_APP,
@@ -38,6 +44,7 @@ from digitnet.store import (
 )
 from digitnet.ui.draw_tab import preprocess_pad_value
 from digitnet.ui.models import LoadedModel
+from digitnet.ui.pad import PadDrawing
 from digitnet.ui.train_tab import SessionModels, curve_frames, session_of, status_markdown
 
 DIGIT_LABELS = [str(digit) for digit in range(10)]
@@ -47,6 +54,7 @@ GALLERY_ROWS = 60  # newest drawings shown; the filters reach older ones
 SAVE_QUEUE = "drawings-save"  # saves' own queue slots, apart from the answer's
 SAVE_CONCURRENCY = 4  # the store serialises writes anyway; more only waits
 SPACE_ENV = "SPACE_ID"  # set by Hugging Face Spaces
+API_SAVING_ENV = "DIGITNET_API_SAVING"  # "1": save_drawing takes drawings even on a Space
 UPDATE_SECONDS = 0.25  # how often a fine-tune's progress is looked at
 STROKE_DECIMALS = 1  # pad units are 0-280: a tenth is far finer than the brush
 
@@ -60,7 +68,8 @@ KEPT = (
     "Kept when you press Right or No, it's a …: the 28×28 input the model saw, a small PNG "
     "and the strokes of your drawing, the model, its ten probabilities, its answer and your "
     "label, with the time and this page's session id (no name, no address). Stored in {path} "
-    "on the machine running this app; only this page's session can delete its rows."
+    "on the machine running this app and shown in its Your drawings tab to everyone using it; "
+    "only this page's session can delete its rows."
 )
 NOTHING_DRAWN = "Draw a digit first, then tell the model whether it was right."
 
@@ -98,6 +107,13 @@ def open_app_store(path: str | Path | None = None) -> AppStore:
 def saving_default(environ: Mapping[str, str]) -> bool:
     """On when run locally; off on a Hugging Face Space, where visitors are strangers."""
     return not environ.get(SPACE_ENV)
+
+
+def api_saving(environ: Mapping[str, str]) -> bool:
+    """Whether ``save_drawing`` keeps drawings: the API has no switch, so it follows the
+    switch's default (off on a Space, where strangers could fill everyone's gallery and
+    fine-tunes) unless the server's owner sets ``DIGITNET_API_SAVING=1``."""
+    return saving_default(environ) or environ.get(API_SAVING_ENV) == "1"
 
 
 def saving_switch(app_store: AppStore, environ: Mapping[str, str]) -> gr.Checkbox:
@@ -157,6 +173,14 @@ def build_feedback(app_store: AppStore, environ: Mapping[str, str]) -> Feedback:
 ModelPicker = Callable[[str | None, "gr.Request | None"], LoadedModel]
 
 
+def shown_label(drawing: PadDrawing, model_name: str, answer: Prediction) -> int:
+    """What "Right" confirms: the digit the page showed (the browser's answer for the
+    model), else the server's. They differ only on a near tie, and the person saw the page's.
+    """
+    probs = drawing.browser_answers.get(model_name)
+    return int(np.argmax(probs)) if probs is not None else answer.label
+
+
 def make_saver(
     app_store: AppStore, examples: dict[str, Path], pick: ModelPicker
 ) -> Callable[[int | None], Callable]:
@@ -176,8 +200,15 @@ def make_saver(
             if preprocessed.is_blank:
                 return NOTHING_DRAWN
             loaded = pick(choice, request)
+            if choice and loaded.name != choice:
+                raise gr.Error(
+                    f"{str(choice)[:40]} is no longer here (the server restarted, or the run "
+                    f"was removed); choose another model and draw again",
+                    print_exception=False,
+                )
             answer = classify_preprocessed(loaded.model, preprocessed)
-            true_label = answer.label if label is None else label
+            said = shown_label(drawing, loaded.name, answer)  # the answer the person saw
+            true_label = said if label is None else label
             try:
                 saved = app_store.store.save(
                     preprocessed.image,
@@ -186,12 +217,13 @@ def make_saver(
                     source=SOURCE_APP,
                     model=loaded.name,
                     probs=answer.probs,
+                    predicted=said,
                     strokes=pad_strokes(drawing.strokes) if drawing.strokes else None,
                     png=drawing_png(preprocessed),
                 )
             except DigitnetError as error:
                 raise gr.Error(str(error), print_exception=False) from None
-            verdict = "right" if true_label == answer.label else f"wrong (it said {answer.label})"
+            verdict = "right" if true_label == said else f"wrong (it said {said})"
             return (
                 f"Kept as a **{true_label}**, {loaded.name} was {verdict}: drawing "
                 f"#{saved.id}, {saved.count} in the store. Thank you!"
@@ -230,11 +262,16 @@ def wire_feedback(
 
 
 def save_drawing_file(
-    store: DrawingStore | None, path: str | None, label: object, session: str
+    store: DrawingStore | None, path: str | None, label: object, session: str, enabled: bool = True
 ) -> dict:
     """An image file and a label 0-9 -> ``{"id", "count"}``; one-line StoreError otherwise."""
     if store is None:
         raise StoreError("saving drawings is off on this server (its database could not open)")
+    if not enabled:
+        raise StoreError(
+            f"saving drawings through the API is off on this server (a Hugging Face Space); "
+            f"its owner can set {API_SAVING_ENV}=1"
+        )
     if not path:
         raise StoreError("no image was sent; send a PNG or JPEG of one digit and a label 0-9")
     saved = save_image_file(store, path, label, session=session, source=SOURCE_API)
@@ -275,11 +312,6 @@ def cell(correct: int, total: int) -> str:
     accuracy = Accuracy(correct, total)
     low, high = accuracy.interval
     return f"{100 * accuracy.value:.0f}% [{100 * low:.0f}–{100 * high:.0f}] of {total}"
-
-
-def trained_on_drawings(metadata: dict) -> list[int]:
-    """The store's row ids a fine-tuned model trained on (none for any other model)."""
-    return metadata.get("finetune", {}).get("drawings", {}).get("train_ids", [])
 
 
 def accuracy_frame(store: DrawingStore, models: Mapping[str, LoadedModel]) -> pd.DataFrame:
@@ -326,7 +358,10 @@ def finetune_request(
         settings = FinetuneConfig(epochs=int(float(epochs)))
     except (TypeError, ValueError):
         raise DigitnetError(f"epochs must be a whole number, got {epochs!r}") from None
-    split = drawings_from_store(store, settings)
+    # A fine-tuned base's own training drawings train again, never measure it.
+    split = drawings_from_store(
+        store, settings, trained_before=trained_on_drawings(loaded.metadata)
+    )
     return FinetuneRequest(loaded.name, loaded.model, loaded.metadata, split, settings)
 
 
@@ -389,12 +424,14 @@ def build_drawings_tab(
     service: TrainingService,
     targets: SessionModels,
     tab: gr.Tab | None = None,
+    environ: Mapping[str, str] = MappingProxyType({}),
 ) -> DrawingsTab:
     """The "Your drawings" tab's content (call inside ``tab``) and the ``save_drawing`` and
     ``finetune`` endpoints. A fine-tune starts from a shipped model or one of the session's
     runs, and its result goes to ``targets`` like a Train-tab run. Selecting ``tab``
     refreshes it."""
     store = app_store.store
+    api_enabled = api_saving(environ)
 
     def require_store() -> DrawingStore:
         if store is None:
@@ -410,7 +447,8 @@ def build_drawings_tab(
             current = require_store()
             items, ids = gallery_items(current, digit, outcome)
             table = accuracy_frame(current, session_models(request))
-            return items, ids, counts_frame(current), table
+            # The gallery changed: a drawing picked before may no longer be on screen.
+            return items, ids, counts_frame(current), table, None
         except DigitnetError as error:
             raise gr.Error(str(error), print_exception=False) from None
 
@@ -436,9 +474,11 @@ def build_drawings_tab(
     def save_api(path: str | None, label: object, request: gr.Request) -> dict:
         """An image file of one digit and its label 0-9 -> the new row's id and the count."""
         try:
-            return save_drawing_file(store, path, label, session_of(request))
+            return save_drawing_file(store, path, label, session_of(request), api_enabled)
         except DigitnetError as error:
             raise gr.Error(str(error), print_exception=False) from None
+
+    targets_skip = [gr.skip()] * len(targets.outputs)  # they change only when a run is done
 
     async def finetune(base: str | None, epochs: float, request: gr.Request):
         """Fine-tune a model on the drawings mixed with MNIST; streams progress; the first
@@ -558,8 +598,7 @@ def build_drawings_tab(
         upload_button = gr.Button("Save it")
         upload_result = gr.JSON(label="Saved")
 
-    targets_skip = [gr.skip()] * len(targets.outputs)
-    view_outputs = [gallery, ids, counts, accuracy]
+    view_outputs = [gallery, ids, counts, accuracy, selected]
     private = dict(api_visibility="private")
     refresh.click(show, [digit, outcome], view_outputs, **private)
     digit.change(show, [digit, outcome], view_outputs, **private)
