@@ -5,14 +5,16 @@ Everything is offline and deterministic; files are written under pytest's tmp pa
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 # An app a test builds keeps its drawings in a throwaway database, never runs/drawings.sqlite.
-os.environ["DIGITNET_DB"] = os.path.join(
-    tempfile.mkdtemp(prefix="digitnet-tests-"), "drawings.sqlite"
-)
+_DB_DIR = tempfile.mkdtemp(prefix="digitnet-tests-")
+atexit.register(shutil.rmtree, _DB_DIR, ignore_errors=True)
+os.environ["DIGITNET_DB"] = os.path.join(_DB_DIR, "drawings.sqlite")
 # Hypothesis keeps a cache even without a database; keep it out of the repository.
 os.environ.setdefault(
     "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "digitnet-hypothesis")
