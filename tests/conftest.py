@@ -148,3 +148,40 @@ def checkpoint(tmp_path_factory, trained) -> Path:
         },
     )
     return stem
+
+
+# ---------------------------------------------------------------------------
+# Browser tests: Debian's chromium driven by Python Playwright (its own browser download does
+# not work offline). Each browser test module marks itself with BROWSER_MARKS.
+
+CHROMIUM = Path(os.environ.get("DIGITNET_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(),
+        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DIGITNET_CHROMIUM)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, one per test module (Playwright's sync API must not outlive the
+    module: other modules run asyncio event loops of their own)."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed (pip install playwright)"
+    )
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()

@@ -23,26 +23,11 @@ from pathlib import Path  # noqa: E402
 from urllib.parse import urlparse  # noqa: E402
 
 import pytest  # noqa: E402
+from conftest import BROWSER_MARKS  # noqa: E402
 
 from digitnet.strokes import PAD_SIZE, PenStyle, digit_strokes  # noqa: E402
 
-CHROMIUM = Path(os.environ.get("DIGITNET_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.is_file(),
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DIGITNET_CHROMIUM)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright is not installed (pip install playwright)"
 )
@@ -72,16 +57,6 @@ def server():
     demo, url = app.serve_in_background(*app.load_models())
     yield url
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        chromium.close()
 
 
 def open_app(browser, url: str, live: bool = True, **context_options):

@@ -13,7 +13,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import pytest  # noqa: E402
-import test_app_browser  # noqa: E402
+from conftest import BROWSER_MARKS  # noqa: E402
 from test_app_browser import draw, open_app, wait_for_label  # noqa: E402
 
 import app  # noqa: E402
@@ -21,19 +21,7 @@ from digitnet.jobs import TrainingService  # noqa: E402
 from digitnet.store import open_store  # noqa: E402
 from digitnet.ui import drawings_tab  # noqa: E402
 
-pytestmark = test_app_browser.pytestmark  # the browser mark, skipped without Chromium
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with test_app_browser.sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(test_app_browser.CHROMIUM),
-            args=test_app_browser.CHROMIUM_ARGS,
-            headless=True,
-        )
-        yield chromium
-        chromium.close()
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +75,7 @@ def test_a_corrected_4_is_kept_as_a_9_shown_and_counted(served, browser):
         )
         assert page.locator("#drawings-gallery img").count() == 2
         page.wait_for_function(
-            "() => (document.querySelector('#drawings-accuracy')?.innerText ?? '')"
-            ".includes('of 2')"
+            "() => (document.querySelector('#drawings-accuracy')?.innerText ?? '').includes('of 2')"
         )
         table = page.locator("#drawings-accuracy").inner_text()
         assert "MLP" in table and "50% [" in table  # the MLP read 1 of the 2 right

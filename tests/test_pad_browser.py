@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import BROWSER_MARKS
 
 from digitnet import preprocess
 from digitnet.checkpoint import load_checkpoint
@@ -39,7 +39,6 @@ from digitnet.strokes import (
 from digitnet.train import TrainConfig
 from digitnet.ui.static_files import STATIC_DIR
 
-CHROMIUM = Path(os.environ.get("DIGITNET_CHROMIUM", "/usr/bin/chromium"))
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((REPO / "assets" / "examples").glob("*.png"))
 RENDERS = 200
@@ -47,16 +46,7 @@ INPUT_TOLERANCE = 0.02
 PROB_TOLERANCE = 1e-3
 LABEL_AGREEMENT = 0.995
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.is_file(),
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DIGITNET_CHROMIUM)",
-    ),
-]
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright is not installed (pip install playwright)"
-)
+pytestmark = BROWSER_MARKS
 
 # In the page: decode PNGs as the pad decodes its examples, then run the pipeline and a model.
 PAGE_HELPERS = """
@@ -94,24 +84,20 @@ globalThis.probabilities = (name, inputs) =>
 
 
 @pytest.fixture(scope="module")
-def page():
+def page(browser):
     """A blank page with pipeline.js and both shipped models loaded: no app, no server."""
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"], headless=True
-        )
-        page = browser.new_page()
-        page.set_default_timeout(120_000)
-        page.set_content("<!doctype html><html><body></body></html>")
-        page.add_script_tag(path=str(STATIC_DIR / "pipeline.js"))
-        page.add_script_tag(content=PAGE_HELPERS)
-        files = {}
-        for name in ("mlp", "cnn"):
-            model, metadata = load_checkpoint(name)
-            files[name] = base64.b64encode(web_bytes(model, metadata)).decode()
-        page.evaluate("(files) => loadModels(files)", files)
-        yield page
-        browser.close()
+    page = browser.new_page()
+    page.set_default_timeout(120_000)
+    page.set_content("<!doctype html><html><body></body></html>")
+    page.add_script_tag(path=str(STATIC_DIR / "pipeline.js"))
+    page.add_script_tag(content=PAGE_HELPERS)
+    files = {}
+    for name in ("mlp", "cnn"):
+        model, metadata = load_checkpoint(name)
+        files[name] = base64.b64encode(web_bytes(model, metadata)).decode()
+    page.evaluate("(files) => loadModels(files)", files)
+    yield page
+    page.close()
 
 
 @pytest.fixture(scope="module")

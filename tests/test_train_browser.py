@@ -18,20 +18,15 @@ import re  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
+from conftest import BROWSER_MARKS  # noqa: E402
 from test_app_browser import (  # noqa: E402
-    CHROMIUM,
-    CHROMIUM_ARGS,
     draw,
     open_app,
     wait_for_label,
     wait_for_server_check,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM}"),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+pytestmark = BROWSER_MARKS
 
 import app  # noqa: E402
 from digitnet.jobs import TrainingService  # noqa: E402
@@ -50,16 +45,6 @@ def server(tmp_path_factory):
     yield url
     demo.close()
     service.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        chromium.close()
 
 
 def status(page) -> str:

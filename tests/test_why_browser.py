@@ -17,10 +17,9 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from conftest import BROWSER_MARKS  # noqa: E402
 from PIL import Image  # noqa: E402
 from test_app_browser import (  # noqa: E402
-    CHROMIUM,
-    CHROMIUM_ARGS,
     draw,
     open_app,
     sync_api,
@@ -29,10 +28,7 @@ from test_app_browser import (  # noqa: E402
 
 import app  # noqa: E402
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM}"),
-]
+pytestmark = BROWSER_MARKS
 TIMEOUT_MS = 30_000  # the CNN's explanation comes after its answer, on a shared CPU
 
 
@@ -41,16 +37,6 @@ def server():
     demo, url = app.serve_in_background(*app.load_models())
     yield url
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        chromium.close()
 
 
 def wait_for_text(page, selector: str, needle: str) -> str:
