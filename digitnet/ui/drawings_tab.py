@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -31,7 +32,7 @@ from digitnet.finetune import (
     drawings_from_store,
     trained_on_drawings,
 )
-from digitnet.jobs import FAILED, FinetuneRequest, JobSnapshot, TrainingService
+from digitnet.jobs import FinetuneRequest, JobSnapshot, TrainingService
 from digitnet.predict import Prediction, classify_preprocessed
 from digitnet.store import (
     SOURCE_API,
@@ -45,7 +46,13 @@ from digitnet.store import (
 from digitnet.ui.draw_tab import preprocess_pad_value
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import PadDrawing
-from digitnet.ui.train_tab import SessionModels, curve_frames, session_of, status_markdown
+from digitnet.ui.train_tab import (
+    SessionModels,
+    curve_frames,
+    follow_job,
+    session_of,
+    status_markdown,
+)
 
 DIGIT_LABELS = [str(digit) for digit in range(10)]
 ALL = "all"
@@ -55,7 +62,6 @@ SAVE_QUEUE = "drawings-save"  # saves' own queue slots, apart from the answer's
 SAVE_CONCURRENCY = 4  # the store serialises writes anyway; more only waits
 SPACE_ENV = "SPACE_ID"  # set by Hugging Face Spaces
 API_SAVING_ENV = "DIGITNET_API_SAVING"  # "1": save_drawing takes drawings even on a Space
-UPDATE_SECONDS = 0.25  # how often a fine-tune's progress is looked at
 STROKE_DECIMALS = 1  # pad units are 0-280: a tenth is far finer than the brush
 
 # The feedback buttons read the pad's drawing in the page as it is now: the value Gradio
@@ -495,28 +501,16 @@ def build_drawings_tab(
             job = service.submit_finetune(session, finetune_request(store, loaded, epochs))
         except DigitnetError as error:
             raise gr.Error(str(error), print_exception=False) from None
-        seen = -1
-        try:
-            while not (snapshot := job.snapshot()).finished:
-                if snapshot.version != seen:
-                    seen = snapshot.version
+        async with aclosing(follow_job(service, job)) as snapshots:
+            async for snapshot in snapshots:
+                if not snapshot.finished:
                     _, accuracy = curve_frames(snapshot)
-                    yield [
-                        snapshot.summary(),
-                        finetune_log(snapshot),
-                        accuracy,
-                        gr.skip(),
-                        *targets_skip,
-                    ]
-                await asyncio.sleep(UPDATE_SECONDS)
-        finally:
-            if not job.finished:  # the page closed or the client went away mid-run
-                service.cancel(job, "the page was closed")
-        if snapshot.state == FAILED:
-            raise gr.Error(snapshot.error, print_exception=False)
+                    log = finetune_log(snapshot)
+                    yield [snapshot.summary(), log, accuracy, gr.skip(), *targets_skip]
         _, accuracy = curve_frames(snapshot)
-        updates = targets.updates(service.runs(session), snapshot.record)
         table = before_after_markdown(snapshot.record.metadata) if snapshot.record else ""
+        # Hashing the models' web files for their URLs takes a moment: not on the event loop.
+        updates = await asyncio.to_thread(targets.updates, service.runs(session), snapshot.record)
         yield [snapshot.summary(), finetune_log(snapshot), accuracy, table, *updates]
 
     def stop(request: gr.Request) -> str:

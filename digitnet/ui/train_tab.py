@@ -14,7 +14,8 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from digitnet.jobs import (
     PRESETS,
     QUEUED,
     RUN_COLUMNS,
+    Job,
     JobSnapshot,
     RunRecord,
     TrainingService,
@@ -185,6 +187,28 @@ def per_digit_markdown(metadata: dict) -> str:
     if not validation:
         return ""
     return "```\n" + format_per_class_table(validation) + "\n```"
+
+
+async def follow_job(service: TrainingService, job: Job) -> AsyncIterator[JobSnapshot]:
+    """A job's snapshots as it goes, one per change (and one every IDLE_REDRAW_SECONDS while
+    nothing changes, so a page that missed an update catches up), then its finished one.
+
+    Closing it early (the page closed, the client went away; use ``contextlib.aclosing``)
+    cancels the job. A failed job is a one-line gr.Error.
+    """
+    seen, shown_at = -1, 0.0
+    try:
+        while not (snapshot := job.snapshot()).finished:
+            if snapshot.version != seen or time.monotonic() - shown_at > IDLE_REDRAW_SECONDS:
+                seen, shown_at = snapshot.version, time.monotonic()
+                yield snapshot
+            await asyncio.sleep(UPDATE_SECONDS)
+    finally:
+        if not job.finished:
+            service.cancel(job, "the page was closed")
+    if snapshot.state == FAILED:
+        raise gr.Error(snapshot.error, print_exception=False)
+    yield snapshot
 
 
 @dataclass(frozen=True)
@@ -491,22 +515,12 @@ def _wire(
             job = service.submit(session, values)
         except DigitnetError as error:
             raise gr.Error(str(error), print_exception=False) from None
-        seen, shown_at, first = -1, 0.0, True
-        try:
-            while True:
-                snapshot = job.snapshot()
-                if snapshot.finished:
-                    break
-                if snapshot.version != seen or time.monotonic() - shown_at > IDLE_REDRAW_SECONDS:
-                    seen, shown_at = snapshot.version, time.monotonic()
+        first = True
+        async with aclosing(follow_job(service, job)) as snapshots:
+            async for snapshot in snapshots:
+                if not snapshot.finished:
                     yield progress(snapshot, first)
                     first = False
-                await asyncio.sleep(UPDATE_SECONDS)
-        finally:
-            if not job.finished:  # the page closed or the client went away mid-run
-                service.cancel(job, "the page was closed")
-        if snapshot.state == FAILED:
-            raise gr.Error(snapshot.error, print_exception=False)
         if snapshot.record is None:  # cancelled
             yield progress(snapshot, first)
             return
