@@ -9,6 +9,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import time
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 # An app a test builds keeps its drawings in a throwaway database, never runs/drawings.sqlite.
@@ -185,3 +186,17 @@ def browser():
         )
         yield chromium
         chromium.close()
+
+
+def close_when_idle(demo, timeout_s: float = 60.0) -> None:
+    """Close a served app once none of its events is running.
+
+    An event still inside torch (the Why panel's explanation, say) in one of Gradio's daemon
+    threads when the interpreter exits aborts the whole process ("terminate called without
+    an active exception"), failing a run whose tests all passed.
+    """
+    deadline = time.monotonic() + timeout_s
+    queue = demo._queue  # Gradio's own queue: its running events, None where a slot is free
+    while any(job is not None for job in queue.active_jobs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    demo.close()

@@ -18,7 +18,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from conftest import assert_one_line  # noqa: E402
+from conftest import assert_one_line, close_when_idle  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -474,7 +474,7 @@ def server(loaded):
     """The whole app (with its css and theme) on 127.0.0.1 and a free port, for this module."""
     demo, url = app.serve_in_background(*loaded)
     yield url
-    demo.close()
+    close_when_idle(demo)
 
 
 @pytest.fixture(scope="module")

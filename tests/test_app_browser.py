@@ -23,7 +23,7 @@ from pathlib import Path  # noqa: E402
 from urllib.parse import urlparse  # noqa: E402
 
 import pytest  # noqa: E402
-from conftest import BROWSER_MARKS  # noqa: E402
+from conftest import BROWSER_MARKS, close_when_idle  # noqa: E402
 
 from digitnet.strokes import PAD_SIZE, PenStyle, digit_strokes  # noqa: E402
 
@@ -56,7 +56,7 @@ benchmark = load_script("latency_benchmark")
 def server():
     demo, url = app.serve_in_background(*app.load_models())
     yield url
-    demo.close()
+    close_when_idle(demo)
 
 
 def open_app(browser, url: str, live: bool = True, **context_options):

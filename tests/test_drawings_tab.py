@@ -27,7 +27,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from conftest import assert_one_line  # noqa: E402
+from conftest import assert_one_line, close_when_idle  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import app  # noqa: E402
@@ -75,7 +75,7 @@ def served(tmp_path_factory, small_train_csv):
     path = tmp_path_factory.mktemp("store") / "drawings.sqlite"
     demo, url, service = serve(path, tmp_path_factory.mktemp("runs"), small_train_csv)
     yield url, path
-    demo.close()
+    close_when_idle(demo)
     service.close()
 
 
@@ -244,7 +244,7 @@ def test_finetune_below_the_minimum_is_refused_in_one_line(
             client.predict("GPT", 1, api_name="/finetune")
         assert_one_line(str(caught.value), "no model named 'GPT'", "MLP")
     finally:
-        demo.close()
+        close_when_idle(demo)
         service.close()
 
 
@@ -280,7 +280,7 @@ def test_finetune_streams_then_reports_before_and_after_as_a_private_run(
             other.predict("tuned-1", 1, api_name="/finetune")
         assert_one_line(str(caught.value), "no model named 'tuned-1'")
     finally:
-        demo.close()
+        close_when_idle(demo)
         service.close()
 
 
@@ -353,7 +353,7 @@ def test_a_bad_database_warns_once_and_the_app_starts_with_saving_off(
             client.predict(handle_file(str(drawing_files[0][0])), 1, api_name="/save_drawing")
         assert_one_line(str(caught.value), "saving drawings is off")
     finally:
-        demo.close()
+        close_when_idle(demo)
         path.chmod(0o644)
     assert path.read_bytes() == before
 

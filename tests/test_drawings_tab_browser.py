@@ -13,10 +13,16 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import pytest  # noqa: E402
-from conftest import BROWSER_MARKS  # noqa: E402
-from test_app_browser import draw, open_app, wait_for_label  # noqa: E402
+from conftest import BROWSER_MARKS, close_when_idle  # noqa: E402
+from test_app_browser import (  # noqa: E402
+    draw,
+    open_app,
+    wait_for_label,
+    wait_for_server_check,
+)
 
 import app  # noqa: E402
+from digitnet.drawing_data import import_sklearn_digits  # noqa: E402
 from digitnet.jobs import TrainingService  # noqa: E402
 from digitnet.store import open_store  # noqa: E402
 from digitnet.ui import drawings_tab  # noqa: E402
@@ -32,7 +38,7 @@ def served(tmp_path_factory):
         *app.load_models(), training=service, app_store=drawings_tab.open_app_store(path)
     )
     yield url, path
-    demo.close()
+    close_when_idle(demo)
     service.close()
 
 
@@ -88,3 +94,41 @@ def test_a_corrected_4_is_kept_as_a_9_shown_and_counted(served, browser):
         assert open_store(path).count() == 2
     finally:
         page.close()
+
+
+def test_fine_tune_in_the_page_then_draw_against_the_result(tmp_path, browser):
+    """Start a fine-tune on the Your drawings tab (scikit-learn's UCI digits stand in for a
+    room's drawings), see its before/after table, and draw against tuned-1."""
+    path = tmp_path / "drawings.sqlite"
+    with open_store(path) as store:
+        import_sklearn_digits(store)
+    service = TrainingService(tmp_path / "runs")
+    demo, url = app.serve_in_background(
+        *app.load_models(), training=service, app_store=drawings_tab.open_app_store(path)
+    )
+    page = open_app(browser, url)
+    try:
+        page.get_by_role("tab", name="Your drawings", exact=True).click()
+        epochs = page.locator("#finetune-epochs input[type=number]")
+        epochs.fill("1")
+        epochs.press("Enter")
+        page.click("#finetune-start")
+        page.wait_for_function(
+            "() => (document.querySelector('#finetune-before-after')?.innerText ?? '')"
+            ".includes('held-out drawings')",
+            timeout=180_000,
+        )
+        table = page.locator("#finetune-before-after").inner_text()
+        assert "tuned-1" in table and "fine-tuned from MLP" in table, table
+        log = page.locator("#finetune-log textarea").input_value()
+        assert log.startswith("before:") and "tuned-1 is ready" in log, log
+
+        page.get_by_role("tab", name="Draw", exact=True).click()
+        page.locator("#choice").get_by_text("tuned-1").click()
+        draw(page, 7)
+        wait_for_label(page, 7)
+        assert "tuned-1: 7" in wait_for_server_check(page, 1)
+    finally:
+        page.close()
+        close_when_idle(demo)
+        service.close()

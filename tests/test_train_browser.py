@@ -18,7 +18,7 @@ import re  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
-from conftest import BROWSER_MARKS  # noqa: E402
+from conftest import BROWSER_MARKS, close_when_idle  # noqa: E402
 from test_app_browser import (  # noqa: E402
     draw,
     open_app,
@@ -43,7 +43,7 @@ def server(tmp_path_factory):
     service = TrainingService(tmp_path_factory.mktemp("runs"))
     demo, url = app.serve_in_background(*app.load_models(), training=service)
     yield url
-    demo.close()
+    close_when_idle(demo)
     service.close()
 
 

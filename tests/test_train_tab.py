@@ -19,7 +19,7 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import assert_one_line  # noqa: E402
+from conftest import assert_one_line, close_when_idle  # noqa: E402
 
 import app  # noqa: E402
 from digitnet.dashboard import DIGITS, progress_frame  # noqa: E402
@@ -206,7 +206,7 @@ def server(service):
     os.environ["GRADIO_HEARTBEAT_INTERVAL"] = "0.5"  # a closed client is noticed at once
     demo, url = app.serve_in_background(*app.load_models(), training=service)
     yield url
-    demo.close()
+    close_when_idle(demo)
     os.environ.pop("GRADIO_HEARTBEAT_INTERVAL", None)
 
 

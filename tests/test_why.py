@@ -16,7 +16,7 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import assert_one_line  # noqa: E402
+from conftest import assert_one_line, close_when_idle  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import app  # noqa: E402
@@ -142,7 +142,7 @@ def client(tmp_path_factory):
         analytics_enabled=False,
         download_files=str(tmp_path_factory.mktemp("why-downloads")),
     )
-    demo.close()
+    close_when_idle(demo)
 
 
 @pytest.fixture(scope="module")

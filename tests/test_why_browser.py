@@ -17,7 +17,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from conftest import BROWSER_MARKS  # noqa: E402
+from conftest import BROWSER_MARKS, close_when_idle  # noqa: E402
 from PIL import Image  # noqa: E402
 from test_app_browser import (  # noqa: E402
     draw,
@@ -36,7 +36,7 @@ TIMEOUT_MS = 30_000  # the CNN's explanation comes after its answer, on a shared
 def server():
     demo, url = app.serve_in_background(*app.load_models())
     yield url
-    demo.close()
+    close_when_idle(demo)
 
 
 def wait_for_text(page, selector: str, needle: str) -> str:

@@ -12,6 +12,7 @@ other visitors' runs, under the same caps, and its result is the session's own r
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from digitnet.ui.draw_tab import preprocess_pad_value
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import PadDrawing
 from digitnet.ui.train_tab import (
+    SPLIT_COLOURS,
     SessionModels,
     curve_frames,
     follow_job,
@@ -407,8 +409,10 @@ def before_after_markdown(metadata: dict) -> str:
 
 
 def finetune_log(snapshot: JobSnapshot) -> str:
-    """The fine-tune's measurements so far, one line each, then where it is."""
-    return "\n".join([*snapshot.notes, status_markdown(snapshot).replace("**", "")])
+    """The fine-tune's measurements so far, one line each, then where it is, as plain text
+    (the status line's leading emoji and Markdown would show as they are in a text box)."""
+    status = re.sub(r"^\W+\s", "", status_markdown(snapshot)).replace("*", "")
+    return "\n".join([*snapshot.notes, status])
 
 
 # ---------------------------------------------------------------------------
@@ -505,8 +509,11 @@ def build_drawings_tab(
             async for snapshot in snapshots:
                 if not snapshot.finished:
                     _, accuracy = curve_frames(snapshot)
+                    # No points yet (queued, loading): an empty frame would make the plot
+                    # take its axes for categories.
+                    curve = accuracy if len(accuracy) else gr.skip()
                     log = finetune_log(snapshot)
-                    yield [snapshot.summary(), log, accuracy, gr.skip(), *targets_skip]
+                    yield [snapshot.summary(), log, curve, gr.skip(), *targets_skip]
         _, accuracy = curve_frames(snapshot)
         table = before_after_markdown(snapshot.record.metadata) if snapshot.record else ""
         # Hashing the models' web files for their URLs takes a moment: not on the event loop.
@@ -566,7 +573,9 @@ def build_drawings_tab(
             allow_custom_value=True,
             elem_id="finetune-base",
         )
-        epochs = gr.Slider(1, 10, value=defaults.epochs, step=1, label="Epochs")
+        epochs = gr.Slider(
+            1, 10, value=defaults.epochs, step=1, label="Epochs", elem_id="finetune-epochs"
+        )
         start = gr.Button("Start fine-tune", variant="primary", elem_id="finetune-start")
         stop_button = gr.Button("Stop", elem_id="finetune-stop")
     with gr.Row(equal_height=False):
@@ -576,6 +585,9 @@ def build_drawings_tab(
             y="value",
             color="split",
             label="Accuracy (%): MNIST validation as it trains",
+            x_title="epoch",
+            y_title="% correct",
+            color_map=SPLIT_COLOURS,
             y_lim=[0, 100],
             height=220,
             elem_id="finetune-curve",
