@@ -48,9 +48,9 @@ from digitnet.ui.draw_tab import preprocess_pad_value
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import PadDrawing
 from digitnet.ui.train_tab import (
-    SPLIT_COLOURS,
     SessionModels,
     curve_frames,
+    curve_plot,
     follow_job,
     session_of,
     status_markdown,
@@ -580,17 +580,12 @@ def build_drawings_tab(
         stop_button = gr.Button("Stop", elem_id="finetune-stop")
     with gr.Row(equal_height=False):
         log = gr.Textbox(label="Progress", lines=6, elem_id="finetune-log")
-        curve = gr.LinePlot(
-            x="epoch",
-            y="value",
-            color="split",
-            label="Accuracy (%): MNIST validation as it trains",
-            x_title="epoch",
-            y_title="% correct",
-            color_map=SPLIT_COLOURS,
+        curve = curve_plot(
+            "Accuracy (%): MNIST validation as it trains",
+            "% correct",
+            "finetune-curve",
             y_lim=[0, 100],
             height=220,
-            elem_id="finetune-curve",
         )
     before_after = gr.Markdown(elem_id="finetune-before-after")
     with gr.Accordion("Summary (what the finetune API returns)", open=False):

@@ -239,6 +239,21 @@ class SessionModels:
         return values
 
 
+def curve_plot(label: str, y_title: str, elem_id: str, **kwargs) -> gr.LinePlot:
+    """A live curve of ``curve_frames`` rows: the value by epoch, train against validation."""
+    return gr.LinePlot(
+        x="epoch",
+        y="value",
+        color="split",
+        label=label,
+        x_title="epoch",
+        y_title=y_title,
+        color_map=SPLIT_COLOURS,
+        elem_id=elem_id,
+        **kwargs,
+    )
+
+
 def browser_runs(records: Sequence[RunRecord]) -> dict[str, Path]:
     """The runs the browser can run, by name: their web models."""
     return {
@@ -380,28 +395,9 @@ def build_train_tab(
         with gr.Column(scale=2, min_width=320):
             status = gr.Markdown("Press **Start** to train.", elem_id="train-status")
             with gr.Row():
-                loss = gr.LinePlot(
-                    x="epoch",
-                    y="value",
-                    color="split",
-                    label="Loss (cross-entropy)",
-                    x_title="epoch",
-                    y_title="loss",
-                    color_map=SPLIT_COLOURS,
-                    height=300,
-                    elem_id="train-loss",
-                )
-                accuracy = gr.LinePlot(
-                    x="epoch",
-                    y="value",
-                    color="split",
-                    label="Accuracy (%)",
-                    x_title="epoch",
-                    y_title="% correct",
-                    y_lim=[0, 100],
-                    color_map=SPLIT_COLOURS,
-                    height=300,
-                    elem_id="train-accuracy",
+                loss = curve_plot("Loss (cross-entropy)", "loss", "train-loss", height=300)
+                accuracy = curve_plot(
+                    "Accuracy (%)", "% correct", "train-accuracy", y_lim=[0, 100], height=300
                 )
             with gr.Accordion("Run summary (what the train API returns)", open=False):
                 summary = gr.JSON(label="Summary", elem_id="train-summary")
