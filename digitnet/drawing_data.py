@@ -223,15 +223,20 @@ def accuracy_on_drawings(
     if digits.labels is None:
         raise StoreError(f"{digits.source}: the drawings have no labels to measure against")
     inputs = digits_to_inputs(digits.images)
-    results = {}
-    for name, model in models.items():
-        right = predict_probs(model, inputs).argmax(axis=1) == digits.labels
-        per_digit = tuple(
-            Accuracy(int(right[digits.labels == d].sum()), int((digits.labels == d).sum()))
-            for d in range(NUM_CLASSES)
-        )
-        results[name] = ModelAccuracy(Accuracy(int(right.sum()), len(right)), per_digit)
-    return results
+    return {
+        name: accuracy_of(predict_probs(model, inputs).argmax(axis=1), digits.labels)
+        for name, model in models.items()
+    }
+
+
+def accuracy_of(predicted: np.ndarray, labels: np.ndarray) -> ModelAccuracy:
+    """Answers against true labels: the share right, overall and per true digit."""
+    right = np.asarray(predicted) == np.asarray(labels)
+    per_digit = tuple(
+        Accuracy(int(right[labels == d].sum()), int((labels == d).sum()))
+        for d in range(NUM_CLASSES)
+    )
+    return ModelAccuracy(Accuracy(int(right.sum()), len(right)), per_digit)
 
 
 # ---------------------------------------------------------------------------

@@ -451,3 +451,27 @@ def test_200_concurrent_saves_survive_a_kill_9_of_the_server(tmp_path, drawing_f
     with open_store(db) as store:
         rows = {row.id: row.label for row in store.list_drawings(limit=1000)}
     assert rows == acknowledged
+
+
+def test_each_model_answers_each_stored_drawing_once(tmp_path, drawing_files):
+    """The accuracy table, shown again after one more drawing, runs the models on that one."""
+    models, _ = app.load_models()
+    mlp = models["MLP"].model
+    seen = []
+    hook = mlp.register_forward_hook(lambda module, inputs, output: seen.append(len(output)))
+    store = open_store(tmp_path / "d.sqlite")
+    for path, digit in drawing_files[:10]:
+        store.save_image(input_of(path).image, digit, session="s")
+    cache = drawings_tab.AnswerCache()
+    try:
+        first = drawings_tab.accuracy_frame(store, {"MLP": models["MLP"]}, cache)
+        again = drawings_tab.accuracy_frame(store, {"MLP": models["MLP"]}, cache)
+        path, digit = drawing_files[10]
+        store.save_image(input_of(path).image, digit, session="s")
+        grown = drawings_tab.accuracy_frame(store, {"MLP": models["MLP"]}, cache)
+    finally:
+        hook.remove()
+    assert sum(seen) == 11  # ten drawings once, then the new one
+    assert first.equals(again) and grown["overall"][0].endswith("of 11")
+    fresh = drawings_tab.accuracy_frame(store, {"MLP": models["MLP"]})  # no cache: the same
+    assert fresh.equals(grown)

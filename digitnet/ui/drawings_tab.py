@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import weakref
 from collections.abc import Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -24,8 +26,10 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 from PIL import Image
+from torch import nn
 
-from digitnet.drawing_data import Accuracy, accuracy_on_drawings, save_image_file
+from digitnet.data import Digits
+from digitnet.drawing_data import Accuracy, accuracy_of, save_image_file
 from digitnet.errors import DigitnetError
 from digitnet.finetune import (
     MIN_DRAWINGS,
@@ -34,7 +38,8 @@ from digitnet.finetune import (
     trained_on_drawings,
 )
 from digitnet.jobs import FinetuneRequest, JobSnapshot, TrainingService
-from digitnet.predict import Prediction, classify_preprocessed
+from digitnet.predict import Prediction, classify_preprocessed, predict_probs
+from digitnet.preprocess import digits_to_inputs
 from digitnet.store import (
     SOURCE_API,
     SOURCE_APP,
@@ -322,12 +327,43 @@ def cell(correct: int, total: int) -> str:
     return f"{100 * accuracy.value:.0f}% [{100 * low:.0f}–{100 * high:.0f}] of {total}"
 
 
-def accuracy_frame(store: DrawingStore, models: Mapping[str, LoadedModel]) -> pd.DataFrame:
+class AnswerCache:
+    """Each model's answer to each stored drawing, computed once.
+
+    A row's pixels never change and neither do a model's weights, so after a new drawing only
+    that drawing is run through each model; 1,800 drawings through the CNN take ~3 s here,
+    too long to repeat every time the tab is shown. Models are held weakly: a run removed to
+    make room takes its answers with it.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._answers: weakref.WeakKeyDictionary[nn.Module, dict[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def answers(self, model: nn.Module, ids: np.ndarray, digits: Digits) -> np.ndarray:
+        """``model``'s digit for each drawing (``ids[i]`` is ``digits``' row i)."""
+        with self._lock:
+            known = self._answers.setdefault(model, {})
+            missing = [row for row, drawing_id in enumerate(ids) if int(drawing_id) not in known]
+        if missing:
+            inputs = digits_to_inputs(digits.images[missing])
+            found = predict_probs(model, inputs).argmax(axis=1)
+            with self._lock:
+                known.update(zip((int(ids[row]) for row in missing), found.tolist()))
+        return np.array([known[int(drawing_id)] for drawing_id in ids], dtype=np.int64)
+
+
+def accuracy_frame(
+    store: DrawingStore, models: Mapping[str, LoadedModel], cache: AnswerCache | None = None
+) -> pd.DataFrame:
     """Every model's accuracy on the labelled drawings: overall and per true digit.
 
     A fine-tuned model is measured only on drawings it did not train on (its row says so):
     measured on its own training drawings, it would flatter itself.
     """
+    cache = cache if cache is not None else AnswerCache()
     columns = ["model", "overall", *DIGIT_LABELS]
     ids = store.drawing_ids()
     digits = store.labelled_digits(ids=ids)
@@ -339,8 +375,8 @@ def accuracy_frame(store: DrawingStore, models: Mapping[str, LoadedModel]) -> pd
         keep = ~np.isin(ids, np.asarray(trained, dtype=np.int64))
         if not keep.any():
             continue
-        measured = accuracy_on_drawings({name: loaded.model}, digits.subset(np.flatnonzero(keep)))
-        result = measured[name]
+        answered = cache.answers(loaded.model, ids, digits)
+        result = accuracy_of(answered[keep], digits.labels[keep])
         label = f"{name} (drawings it did not train on)" if len(trained) else name
         rows.append(
             [
@@ -442,6 +478,7 @@ def build_drawings_tab(
     refreshes it."""
     store = app_store.store
     api_enabled = api_saving(environ)
+    answers = AnswerCache()  # every session's table reads the same answers
 
     def require_store() -> DrawingStore:
         if store is None:
@@ -456,7 +493,7 @@ def build_drawings_tab(
         try:
             current = require_store()
             items, ids = gallery_items(current, digit, outcome)
-            table = accuracy_frame(current, session_models(request))
+            table = accuracy_frame(current, session_models(request), answers)
             # The gallery changed: a drawing picked before may no longer be on screen.
             return items, ids, counts_frame(current), table, None
         except DigitnetError as error:
