@@ -670,3 +670,18 @@ def test_app_listens_on_gradio_server_port(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_files_url_changes_with_its_content_and_reads_it_once(tmp_path, monkeypatch):
+    from digitnet.ui import static_files
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"weights one")
+    first = static_files.file_url(path)
+    reads = []
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real_read(self))
+    assert static_files.file_url(path) == first and reads == []  # unchanged: not read again
+    path.write_bytes(b"weights two, longer")
+    second = static_files.file_url(path)
+    assert second != first and second.split("?v=")[0] == first.split("?v=")[0]

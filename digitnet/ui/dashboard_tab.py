@@ -57,6 +57,34 @@ def make_dashboard_handler(models: dict[str, LoadedModel], resolve=None) -> Call
     return dashboard
 
 
+def per_class_plot(elem_id: str) -> gr.BarPlot:
+    """Validation accuracy per digit, filled by ``per_class_frame`` (here and the Train tab)."""
+    return gr.BarPlot(
+        x="digit",
+        y="accuracy",
+        sort=DIGITS,
+        y_lim=[0, 100],
+        label="Validation accuracy per digit (%)",
+        height=220,
+        elem_id=elem_id,
+    )
+
+
+def confusion_and_mistakes(confusion_id: str, mistakes_id: str) -> tuple[gr.Plot, gr.Gallery]:
+    """A row: the confusion matrix (``confusion_figure``) beside the most confident mistakes
+    (``mistake_gallery``), here and on the Train tab."""
+    with gr.Row(equal_height=False):
+        confusion = gr.Plot(label="Confusion matrix", elem_id=confusion_id)
+        mistakes = gr.Gallery(
+            label="Most confident mistakes: predicted (true)",
+            columns=5,
+            height=300,
+            allow_preview=False,
+            elem_id=mistakes_id,
+        )
+    return confusion, mistakes
+
+
 @dataclass(frozen=True)
 class DashboardTab:
     choice: gr.Radio
@@ -73,26 +101,10 @@ def build_dashboard_tab(models: dict[str, LoadedModel], resolve=None) -> Dashboa
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             curves = gr.Plot(label="Loss and accuracy per epoch", elem_id="curves")
-            per_class = gr.BarPlot(
-                x="digit",
-                y="accuracy",
-                sort=DIGITS,
-                y_lim=[0, 100],
-                label="Validation accuracy per digit (%)",
-                height=220,
-                elem_id="per_class",
-            )
+            per_class = per_class_plot(elem_id="per_class")
         with gr.Column(scale=1):
             card = gr.Markdown(elem_id="card")
-    with gr.Row(equal_height=False):
-        confusion = gr.Plot(label="Confusion matrix", elem_id="confusion")
-        mistakes = gr.Gallery(
-            label="Most confident mistakes: predicted (true)",
-            columns=5,
-            height=300,
-            elem_id="mistakes",
-            allow_preview=False,
-        )
+    confusion, mistakes = confusion_and_mistakes("confusion", "mistakes")
     outputs = [card, curves, per_class, confusion, mistakes]
     choice.change(handler, choice, outputs, api_visibility="private")
     return DashboardTab(choice, outputs, handler)

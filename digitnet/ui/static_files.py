@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from urllib.parse import quote
@@ -20,8 +21,16 @@ def file_url(path: str | Path) -> str:
     A hash of the content rides along, so browsers cache the file until it changes.
     """
     path = Path(path).resolve()
-    version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    stat = path.stat()
+    version = content_version(path, stat.st_mtime_ns, stat.st_size)
     return f"gradio_api/file={quote(str(path))}?v={version}"
+
+
+@functools.lru_cache(maxsize=256)
+def content_version(path: Path, mtime_ns: int, size: int) -> str:
+    """A short hash of the file's content, read once while its time and size stay the same:
+    the pad's model list is rebuilt whenever a run ends, and the models are megabytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def page_css(*names: str) -> str:

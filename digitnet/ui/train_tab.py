@@ -23,7 +23,6 @@ import gradio as gr
 import pandas as pd
 
 from digitnet.dashboard import (
-    DIGITS,
     confusion_figure,
     mistake_gallery,
     per_class_frame,
@@ -49,6 +48,7 @@ from digitnet.jobs import (
     knob_help,
     knob_text,
 )
+from digitnet.ui.dashboard_tab import confusion_and_mistakes, per_class_plot
 from digitnet.ui.pad import pad_models
 
 UPDATE_SECONDS = 0.25  # a follower looks at its job this often: 4 redraws a second at most
@@ -406,25 +406,9 @@ def build_train_tab(
             )
     gr.Markdown("### Your run, measured on the validation digits")
     with gr.Row(equal_height=False):
-        per_class = gr.BarPlot(
-            x="digit",
-            y="accuracy",
-            sort=DIGITS,
-            y_lim=[0, 100],
-            label="Validation accuracy per digit (%)",
-            height=220,
-            elem_id="train-per-class",
-        )
+        per_class = per_class_plot(elem_id="train-per-class")
         per_digit = gr.Markdown(elem_id="train-per-digit")
-    with gr.Row(equal_height=False):
-        confusion = gr.Plot(label="Confusion matrix", elem_id="train-confusion")
-        mistakes = gr.Gallery(
-            label="Most confident mistakes: predicted (true)",
-            columns=5,
-            height=300,
-            allow_preview=False,
-            elem_id="train-mistakes",
-        )
+    confusion, mistakes = confusion_and_mistakes("train-confusion", "train-mistakes")
     gr.Markdown("### Your runs\nEvery run of this tab, to compare recipes side by side.")
     runs = gr.Dataframe(
         value=runs_frame([]),

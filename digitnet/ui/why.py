@@ -3,8 +3,8 @@
 Self-contained Gradio pieces over ``digitnet.explain``: each ``build_*`` creates its
 components inside the caller's ``gr.Blocks`` and returns them (or wires its own event);
 the ``*_outputs`` functions are plain functions of plain values, tested directly.
-The Why panel is meant to run as its own event chained after the answer (``.then``),
-never in the answer's path: the CNN's explanation takes ~0.3-0.5 s of CPU.
+The Why panel runs as its own event when a stroke ends, never in the answer's path: the
+CNN's explanation takes ~0.25 s of CPU.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ LOOK_INSIDE_TILE_SCALE = 3  # 64 tiles of 28x28 in 8 columns: ~680 px wide
 FILTER_SCALE = 12  # the CNN's 3x3 first filters, 36 px each
 OVERLAY_HEIGHT = 250  # px: the 224 px overlays whole, below their labels
 INSIDE_HEIGHT = 320
+LOOK_INSIDE_HEIGHT = 480
 EXPLAIN_CONCURRENCY = 2  # explanations at once; two cores serve the answers too
 
 WHY_INTRO = (
@@ -86,28 +87,36 @@ class WhyPanel:
         ]
 
 
+def pixel_image(label: str, elem_id: str, height: int, **kwargs) -> gr.Image:
+    """An output image of the panel or Look inside: shown, not edited or downloaded. The
+    images come enlarged by whole pixels already; png keeps their colours crisp (webp would
+    blur them)."""
+    return gr.Image(
+        label=label,
+        elem_id=elem_id,
+        height=height,
+        interactive=False,
+        buttons=[],
+        format="png",
+        **kwargs,
+    )
+
+
 def build_why_beside_input() -> tuple[gr.Image, gr.Markdown, gr.Image]:
     """The panel's saliency half, meant to sit beside the 28×28 input: the overlay for the
     answer, the runner-up's overlay and its line. Returns (overlay, text, runner-up overlay).
     """
-    image_kwargs = dict(interactive=False, buttons=[], format="png")
     with gr.Column(scale=4, min_width=280, elem_id="why"):
         gr.Markdown(WHY_INTRO)
         with gr.Row():
-            # The images come enlarged by whole pixels already; png keeps their colours crisp.
-            overlay = gr.Image(
-                label="What pushed toward the answer",
-                elem_id="why_overlay",
-                height=OVERLAY_HEIGHT,
-                min_width=140,
-                **image_kwargs,
+            overlay = pixel_image(
+                "What pushed toward the answer", "why_overlay", OVERLAY_HEIGHT, min_width=140
             )
-            runner_up_overlay = gr.Image(
-                label="What would make it the runner-up",
-                elem_id="why_runner_up_overlay",
-                height=OVERLAY_HEIGHT,
+            runner_up_overlay = pixel_image(
+                "What would make it the runner-up",
+                "why_runner_up_overlay",
+                OVERLAY_HEIGHT,
                 min_width=140,
-                **image_kwargs,
             )
         runner_up_text = gr.Markdown(WHY_PROMPT, elem_id="why_runner_up")
     return overlay, runner_up_text, runner_up_overlay
@@ -117,21 +126,8 @@ def build_why_inside() -> tuple[gr.Markdown, gr.Image]:
     """The panel's second half: the most active first-layer units or the feature maps."""
     with gr.Column(elem_id="why-inside-column"):
         inside_text = gr.Markdown(elem_id="why_inside_text")
-        inside_image = gr.Image(
-            label="Inside the model",
-            elem_id="why_inside",
-            height=INSIDE_HEIGHT,
-            interactive=False,
-            buttons=[],
-            format="png",
-        )
+        inside_image = pixel_image("Inside the model", "why_inside", INSIDE_HEIGHT)
     return inside_text, inside_image
-
-
-def build_why_panel() -> WhyPanel:
-    """The whole panel in one place, inside the caller's Blocks (a column is a good home)."""
-    overlay, runner_up_text, runner_up_overlay = build_why_beside_input()
-    return WhyPanel(overlay, runner_up_text, runner_up_overlay, *build_why_inside())
 
 
 def runner_up_markdown(explanation: Explanation) -> str:
@@ -248,14 +244,7 @@ def build_look_inside() -> LookInside:
     """The dashboard's Look inside: a line on how to read it, and the tiles or filters."""
     with gr.Column(elem_id="look_inside"):
         text = gr.Markdown(elem_id="look_inside_text")
-        image = gr.Image(
-            label="First layer",
-            elem_id="look_inside_tiles",
-            interactive=False,
-            buttons=[],
-            format="png",  # crisp pixels; webp would blur the tiles' colours
-            height=480,
-        )
+        image = pixel_image("First layer", "look_inside_tiles", LOOK_INSIDE_HEIGHT)
     return LookInside(text, image)
 
 
