@@ -85,9 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="drawing styles' seed")
     parser.add_argument(
         "--client",
-        choices=("gradio", "http"),
+        choices=("gradio", "http", "http-no-session"),
         default="http",
-        help="gradio_client.Client, or plain HTTP (default: %(default)s)",
+        help="gradio_client.Client, or plain HTTP keeping one session per client, or plain "
+        "HTTP with a new session for every call (default: %(default)s)",
     )
     args = parser.parse_args(argv)
     for name in ("clients", "requests", "drawings"):
@@ -183,17 +184,17 @@ class GradioCaller:
 class HttpCaller:
     """Gradio's REST API over one keep-alive connection: upload, call, read the event stream.
 
-    Each caller is one session, as a page or a gradio_client.Client is: a call without a
-    session_hash makes Gradio set up a new session (~40 ms of this app's CPU), which no
-    visitor pays per drawing.
+    Each caller is one session, as a page or a gradio_client.Client is. With
+    ``keep_session=False`` every call goes without a session_hash, as a bare curl does, and
+    Gradio sets up a new session for each (``--client http-no-session`` measures that cost).
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, keep_session: bool = True):
         import httpx
 
         self.api = url.rstrip("/") + "/gradio_api"
         self.http = httpx.Client(timeout=60.0, trust_env=False)
-        self.session = uuid.uuid4().hex[:11]
+        self.session = uuid.uuid4().hex[:11] if keep_session else None
 
     def classify(self, path: Path, model: str | None) -> dict:
         with path.open("rb") as handle:
@@ -203,7 +204,9 @@ class HttpCaller:
         response.raise_for_status()
         # The REST API takes every input: null picks the app's default model.
         data = [{"path": response.json()[0], "meta": {"_type": "gradio.FileData"}}, model]
-        body = {"data": data, "session_hash": self.session}
+        body = {"data": data}
+        if self.session is not None:
+            body["session_hash"] = self.session
         response = self.http.post(f"{self.api}/call/classify", json=body)
         response.raise_for_status()
         event_id = response.json()["event_id"]
@@ -235,7 +238,12 @@ def client_loop(caller, files, run: Run, model: str | None, ready: threading.Bar
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    caller_class = GradioCaller if args.client == "gradio" else HttpCaller
+    callers_by_name = {
+        "gradio": GradioCaller,
+        "http": HttpCaller,
+        "http-no-session": lambda url: HttpCaller(url, keep_session=False),
+    }
+    caller_class = callers_by_name[args.client]
     with tempfile.TemporaryDirectory(prefix="digitnet-load-") as temp:
         files = write_drawings(args.data, args.drawings, args.seed, Path(temp))
         demo = None
