@@ -30,6 +30,7 @@ pytestmark = BROWSER_MARKS
 
 import app  # noqa: E402
 from digitnet.jobs import TrainingService  # noqa: E402
+from digitnet.ui.train_tab import SPLIT_COLOURS  # noqa: E402
 
 RUN_TIMEOUT_S = 180  # a run on a busy shared machine; it ends far sooner
 CURVE_UPDATES = 5
@@ -55,6 +56,28 @@ def curves(page) -> str:
     """The loss curve as drawn (Vega's SVG): it changes whenever the curve is redrawn."""
     svg = page.locator("#train-loss svg")
     return svg.first.inner_html() if svg.count() else ""
+
+
+def both_splits_shown(page, elem_id: str) -> bool:
+    """The chart draws a train and a validation line, in their colours, and its legend names
+    both inside the chart's own box (not clipped)."""
+    return page.evaluate(
+        """([id, colours]) => {
+            const box = document.getElementById(id).getBoundingClientRect();
+            const inside = (r) => r.height > 0 && r.top >= box.top && r.bottom <= box.bottom;
+            const named = [...document.querySelectorAll(`#${id} svg .role-legend text`)]
+                .filter((t) => inside(t.getBoundingClientRect()))
+                .map((t) => t.textContent);
+            const drawn = [...document.querySelectorAll(`#${id} svg path`)]
+                .filter((p) => p.getAttribute("aria-roledescription") === "line mark")
+                .filter((p) => (p.getAttribute("d") || "").length > 10)
+                .map((p) => p.getAttribute("stroke"));
+            return Object.entries(colours).every(
+                ([split, colour]) => named.includes(split) && drawn.includes(colour)
+            );
+        }""",
+        [elem_id, SPLIT_COLOURS],
+    )
 
 
 def wait_for_status(page, *words: str, timeout_s: float = RUN_TIMEOUT_S) -> str:
@@ -102,6 +125,8 @@ def test_train_watch_stop_pick_and_draw(server, browser):
             time.sleep(0.05)
         line = status(page)
         assert "run-1" in line and "ETA" in line and "last epoch" in line, line
+        for chart in ("train-loss", "train-accuracy"):  # both lines, and which is which
+            assert both_splits_shown(page, chart), f"#{chart} lacks a line or its legend"
 
         # The other visitor draws while the run trains, and gets an answer.
         busy = stroke_to_answer(second, 7)

@@ -91,6 +91,19 @@ def test_progress_frame_puts_steps_and_epochs_on_one_axis():
     assert progress_frame([]).empty
 
 
+def test_each_curve_names_both_splits_from_its_first_update():
+    # Before the first epoch ends there is no validation point; the frame still names the split
+    # (with a NaN row, which draws nothing), as Gradio fixes a plot's colours at its first draw.
+    loss, accuracy = train_tab.curve_frames(snapshot(TRAINING, [step(1, 2, 2.0, 0.3)]))
+    for frame in (loss, accuracy):
+        assert frame.split.tolist() == ["train", "validation"]
+        assert frame.value.isna().tolist() == [False, True]
+    empty, _ = train_tab.curve_frames(snapshot(QUEUED))
+    assert empty.split.tolist() == ["train", "validation"] and empty.value.isna().all()
+    full, _ = train_tab.curve_frames(snapshot(TRAINING, [step(1, 4, 1.0, 0.6), epoch_end(1, 0.9)]))
+    assert full.value.notna().all() and set(full.split) == {"train", "validation"}
+
+
 def test_the_status_line_says_where_the_run_is():
     assert "2 runs are ahead of yours" in train_tab.status_markdown(snapshot(QUEUED, position=2))
     assert "1 run is ahead" in train_tab.status_markdown(snapshot(QUEUED, position=1))

@@ -622,7 +622,6 @@ def build_drawings_tab(
             "% correct",
             "finetune-curve",
             y_lim=[0, 100],
-            height=220,
         )
     before_after = gr.Markdown(elem_id="finetune-before-after")
     with gr.Accordion("Summary (what the finetune API returns)", open=False):

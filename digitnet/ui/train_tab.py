@@ -169,12 +169,29 @@ def done_markdown(record: RunRecord) -> str:
 
 
 def curve_frames(snapshot: JobSnapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(loss, accuracy) frames of the live curves, train against validation."""
+    """(loss, accuracy) frames of the live curves, train against validation.
+
+    Each frame names both splits from its first update on: a split with no point yet gets
+    one empty (NaN) row. Gradio 6.31 fixes a plot's colours from the splits present when it
+    first draws and ignores splits that arrive later, so without that row the validation
+    line, whose first point comes only when the first epoch ends, is never drawn.
+    """
     frame = progress_frame(snapshot.reports)
-    return (
-        frame[frame.metric == "loss"].reset_index(drop=True),
-        frame[frame.metric == "accuracy"].reset_index(drop=True),
+    return tuple(
+        with_every_split(frame[frame.metric == metric].reset_index(drop=True), metric)
+        for metric in ("loss", "accuracy")
     )
+
+
+def with_every_split(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``frame`` with a NaN row (which draws nothing) for each split it lacks."""
+    missing = [split for split in SPLIT_COLOURS if split not in set(frame.split)]
+    if not missing:
+        return frame
+    empty = pd.DataFrame(
+        [{"epoch": 0.0, "metric": metric, "split": split, "value": math.nan} for split in missing]
+    )
+    return pd.concat([frame, empty], ignore_index=True) if len(frame) else empty
 
 
 def runs_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
@@ -240,7 +257,11 @@ class SessionModels:
 
 
 def curve_plot(label: str, y_title: str, elem_id: str, **kwargs) -> gr.LinePlot:
-    """A live curve of ``curve_frames`` rows: the value by epoch, train against validation."""
+    """A live curve of ``curve_frames`` rows: the value by epoch, train against validation.
+
+    No ``height``: Gradio 6.31 gives a fixed height to the chart alone and clips the legend
+    below it, and without the legend nobody can tell which line is the validation one.
+    """
     return gr.LinePlot(
         x="epoch",
         y="value",
@@ -395,10 +416,8 @@ def build_train_tab(
         with gr.Column(scale=2, min_width=320):
             status = gr.Markdown("Press **Start** to train.", elem_id="train-status")
             with gr.Row():
-                loss = curve_plot("Loss (cross-entropy)", "loss", "train-loss", height=300)
-                accuracy = curve_plot(
-                    "Accuracy (%)", "% correct", "train-accuracy", y_lim=[0, 100], height=300
-                )
+                loss = curve_plot("Loss (cross-entropy)", "loss", "train-loss")
+                accuracy = curve_plot("Accuracy (%)", "% correct", "train-accuracy", y_lim=[0, 100])
             with gr.Accordion("Run summary (what the train API returns)", open=False):
                 summary = gr.JSON(label="Summary", elem_id="train-summary")
             download = gr.DownloadButton(
