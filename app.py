@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if not models:
         print(
             "error: no model could be loaded; train one with "
-            "'python -m digitnet train --data ... --out assets/mlp'",
+            "'python -m digitnet train --out assets/mlp'",
             file=sys.stderr,
         )
         return 2

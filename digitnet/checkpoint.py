@@ -8,6 +8,7 @@ right shape, and nothing else. The tutorial's ``model.pt`` (a plain state dict w
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import json
 import pickle
 import platform
@@ -126,8 +127,17 @@ def _versions() -> dict:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "safetensors": safetensors.__version__,
+        # It draws the validation split; read without importing it (the app never needs it).
+        "scikit-learn": _installed_version("scikit-learn"),
         "python": platform.python_version(),
     }
+
+
+def _installed_version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

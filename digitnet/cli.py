@@ -6,7 +6,6 @@ Every expected failure is one line on stderr and a non-zero exit, never a traceb
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shlex
 import signal
@@ -334,26 +333,47 @@ def _data_paths(args: argparse.Namespace) -> list[str]:
     return paths
 
 
-@contextlib.contextmanager
-def _ctrl_c_stops(run):
-    """The first Ctrl-C asks ``run`` to stop after its current step (the best weights so far
-    are then saved); a second one interrupts at once, as Ctrl-C usually does."""
+class _SkipMeasuring(BaseException):
+    """Ctrl-C while a finished run is being measured: save it without that measurement.
 
-    def request_stop(signum, frame):
-        signal.signal(signal.SIGINT, previous)
-        print(
-            "\nstopping after this step to save the best weights so far "
-            "(Ctrl-C again to quit without saving)",
-            file=sys.stderr,
-            flush=True,
-        )
-        run.stop()
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way swallows it.
+    """
 
-    previous = signal.signal(signal.SIGINT, request_stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+
+class _CtrlC:
+    """Ctrl-C never throws a run away. The first press stops training after its current step;
+    pressed after training, it skips the slow measurement on drawings; pressed while saving,
+    it waits for the save. Either way the best weights so far are saved. A second press quits
+    at once without saving, as Ctrl-C usually does.
+    """
+
+    TRAINING, MEASURING, SAVING = "training", "measuring", "saving"
+
+    def __init__(self, run) -> None:
+        self.run = run
+        self.phase = self.TRAINING
+        self.pressed = False
+
+    def __enter__(self) -> _CtrlC:
+        self.previous = signal.signal(signal.SIGINT, self._first_press)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def _first_press(self, signum, frame) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+        self.pressed = True
+        doing = {
+            self.TRAINING: "stopping after this step to save the best weights so far",
+            self.MEASURING: "skipping the drawings measurement to save the weights now",
+            self.SAVING: "saving the weights; one moment",
+        }[self.phase]
+        print(f"\n{doing} (Ctrl-C again to quit without saving)", file=sys.stderr, flush=True)
+        if self.phase == self.TRAINING:
+            self.run.stop()
+        elif self.phase == self.MEASURING:
+            raise _SkipMeasuring
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -407,31 +427,47 @@ def run_train(args: argparse.Namespace) -> int:
         )
 
     run = TrainingRun(config, *data.train, *data.val, progress=not args.quiet)
-    with _ctrl_c_stops(run):
+    with _CtrlC(run) as ctrl_c:
         for report in run:
             if isinstance(report, EpochReport):
                 print(report.log_line(), flush=True)
-    result = run.result
-    print(
-        f"trained in {result.seconds:.1f}s on {result.device}; best epoch {result.best_epoch}",
-        flush=True,
-    )
-    metadata = run_metadata(result, config, data, drawings=args.drawings, command=args.command_line)
-    metrics = metadata["metrics"]
-    if "validation" in metrics:
-        print(format_per_class_table(metrics["validation"]), flush=True)
-    if "drawings" in metrics:
-        drawn = metrics["drawings"]
+        result = run.result
         print(
-            f"canvas-like drawings: {100 * drawn['accuracy']:.2f}% of {drawn['count']} right",
+            f"trained in {result.seconds:.1f}s on {result.device}; best epoch {result.best_epoch}",
             flush=True,
         )
-    weights_path, meta_path = save_checkpoint(out, result.model, config, metadata)
+        ctrl_c.phase = ctrl_c.MEASURING
+        # Stopped by Ctrl-C, the person wants the weights now, not a measurement on drawings.
+        drawings = 0 if ctrl_c.pressed else args.drawings
+        try:
+            metadata = run_metadata(
+                result, config, data, drawings=drawings, command=args.command_line
+            )
+        except _SkipMeasuring:
+            metadata = run_metadata(result, config, data, drawings=0, command=args.command_line)
+        ctrl_c.phase = ctrl_c.SAVING
+        metrics = metadata["metrics"]
+        if "validation" in metrics:
+            print(format_per_class_table(metrics["validation"]), flush=True)
+        if "drawings" in metrics:
+            drawn = metrics["drawings"]
+            print(
+                f"canvas-like drawings: {100 * drawn['accuracy']:.2f}% of {drawn['count']} right",
+                flush=True,
+            )
+        weights_path, meta_path = save_checkpoint(out, result.model, config, metadata)
     if result.stopped:
         last = result.history[-1]
         print(
             f"stopped at epoch {last.epoch}/{last.epochs}; saved the best weights so far "
             f"(epoch {result.best_epoch}) to {weights_path} and {meta_path}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if ctrl_c.pressed:
+        print(
+            f"interrupted after training; saved the weights (epoch {result.best_epoch}) without "
+            f"the drawings measurement to {weights_path} and {meta_path}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -449,7 +485,7 @@ def _knob_names() -> set[str]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from digitnet.checkpoint import load_checkpoint, model_files
-    from digitnet.data import fingerprint, load_training_sources
+    from digitnet.data import fingerprint, load_training_sources, rows_fingerprint
     from digitnet.evaluate import evaluate, evaluate_drawings, format_per_class_table
     from digitnet.files import refuse_overwriting_inputs, write_text_atomically
     from digitnet.preprocess import digits_to_inputs
@@ -467,6 +503,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 f"differs), so its validation split is unknown; drop --validation-only"
             )
         _, val_index = TrainConfig.from_dict(metadata["config"]).split(digits.labels)
+        recorded = metadata["data"].get("val_rows")  # absent before digitnet recorded it
+        if recorded is not None and rows_fingerprint(val_index) != recorded:
+            trained_with = metadata.get("versions", {}).get("scikit-learn") or "another version"
+            raise DigitnetError(
+                f"this scikit-learn draws a different validation split from the one the model "
+                f"was trained with (scikit-learn {trained_with}); drop --validation-only or "
+                f"install that version"
+            )
         digits = digits.subset(val_index)
         print(f"the model's validation split: {len(digits)} digits", file=sys.stderr)
     elif trained_on_this:
@@ -672,18 +716,21 @@ def run_drawings_finetune(args: argparse.Namespace) -> int:
         f"({mix}) and {len(run.mnist.train_index)} MNIST training digits",
         flush=True,
     )
-    with _ctrl_c_stops(run):
+    with _CtrlC(run) as ctrl_c:
         for report in run:
             if isinstance(report, FinetuneReport):
                 print(report.log_line(), flush=True)
-    result = run.result
-    for name, before, after in (
-        ("held-out drawings", result.before.held_out, result.after.held_out),
-        ("MNIST validation", result.before.mnist_validation, result.after.mnist_validation),
-    ):
-        change = 100 * (after.value - before.value)
-        print(f"{name}: {points(before)} -> {points(after)} ({change:+.2f} points, {after.total})")
-    weights_path, meta_path = save_checkpoint(out, result.model, result.config, result.metadata)
+        ctrl_c.phase = ctrl_c.SAVING  # the before/after figures were measured inside the run
+        result = run.result
+        for name, before, after in (
+            ("held-out drawings", result.before.held_out, result.after.held_out),
+            ("MNIST validation", result.before.mnist_validation, result.after.mnist_validation),
+        ):
+            change = 100 * (after.value - before.value)
+            print(
+                f"{name}: {points(before)} -> {points(after)} ({change:+.2f} points, {after.total})"
+            )
+        weights_path, meta_path = save_checkpoint(out, result.model, result.config, result.metadata)
     if result.stopped:
         print(
             f"stopped early; saved the weights so far to {weights_path} and {meta_path}",

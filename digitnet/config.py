@@ -10,6 +10,7 @@ dataclass field's metadata. From that one source:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import Field
 from typing import Any
@@ -93,6 +94,8 @@ def check_knobs(config: Any) -> None:
         for number in numbers:
             if isinstance(number, bool) or not isinstance(number, (int, float)):
                 raise ConfigError(f"{name} must be a number, got {number!r}")
+            if not math.isfinite(number):  # NaN passes every comparison, so say it here
+                raise ConfigError(f"{name} must be a finite number, got {number!r}")
             if not _within(number, meta):
                 raise ConfigError(f"{name} must be {_range_words(field)}, got {number!r}")
 

@@ -398,6 +398,12 @@ def fingerprint(digits: Digits) -> str:
     return digest.hexdigest()[:16]
 
 
+def rows_fingerprint(rows: np.ndarray) -> str:
+    """A short SHA-256 of a set of row numbers: which digits a split held out."""
+    ordered = np.sort(np.asarray(rows, dtype=np.int64))
+    return hashlib.sha256(ordered.tobytes()).hexdigest()[:16]
+
+
 def summarize(digits: Digits) -> dict:
     """Counts per class, total, and the fingerprint, for logs and metadata."""
     summary = {"source": digits.source, "count": len(digits), "fingerprint": fingerprint(digits)}

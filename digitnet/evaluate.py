@@ -76,8 +76,11 @@ def evaluate(
     return {
         "count": count,
         "loss": float(F.cross_entropy(logits, targets).item()) if count else None,
-        "accuracy": float((predicted == targets).float().mean().item()) if count else None,
-        # Means over the digits present, each digit counting the same however common.
+        # correct / count in float64: exactly the share a submission of the same rows scores.
+        "accuracy": int(np.trace(confusion)) / count if count else None,
+        # Means over the digits present, each digit counting the same however common. A digit
+        # present but never predicted counts as precision 0 (scikit-learn's zero_division=0,
+        # as its classification_report does), though its own row shows "-".
         "macro_precision": float(precision[present].mean()) if count else None,
         "macro_recall": float(recall[present].mean()) if count else None,
         "macro_f1": float(f1[present].mean()) if count else None,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitnet.data import Digits, load_training_sources, summarize
+from digitnet.data import Digits, load_training_sources, rows_fingerprint, summarize
 from digitnet.evaluate import evaluate, evaluate_drawings
 from digitnet.preprocess import digits_to_inputs
 from digitnet.train import TrainConfig, TrainResult
@@ -86,6 +86,9 @@ def run_metadata(
             "sources": data.sources,
             "train_count": len(data.train_index),
             "val_count": len(data.val_index),
+            # Which rows were held out, so `evaluate --validation-only` can tell when a newer
+            # scikit-learn would draw a different split from the same seed.
+            "val_rows": rows_fingerprint(data.val_index),
         },
         "metrics": {},
     }

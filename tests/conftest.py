@@ -132,22 +132,24 @@ def trained(mnist):
 
 
 @pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory, trained) -> Path:
-    """The small MLP saved as a digitnet checkpoint; returns its stem (no suffix)."""
+def checkpoint(tmp_path_factory, trained, mnist) -> Path:
+    """The small MLP saved as a digitnet checkpoint, with the metadata every trainer writes
+    (``run_metadata``); returns its stem (no suffix)."""
     from digitnet.checkpoint import save_checkpoint
+    from digitnet.data import summarize
+    from digitnet.preprocess import digits_to_inputs
+    from digitnet.runs import PreparedData, run_metadata
 
     config, result = trained
-    stem = tmp_path_factory.mktemp("ckpt") / "small"
-    save_checkpoint(
-        stem,
-        result.model,
-        config,
-        {
-            "history": [r.to_dict() for r in result.history],
-            "best_epoch": result.best_epoch,
-            "metrics": {},
-        },
+    data = PreparedData(  # the rows `trained` used
+        digits=mnist,
+        inputs=digits_to_inputs(mnist.images),
+        train_index=np.arange(1500),
+        val_index=np.arange(7500, len(mnist)),
+        sources=[summarize(mnist)],
     )
+    stem = tmp_path_factory.mktemp("ckpt") / "small"
+    save_checkpoint(stem, result.model, config, run_metadata(result, config, data))
     return stem
 
 

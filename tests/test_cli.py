@@ -530,6 +530,24 @@ def test_evaluate_validation_only_and_drawings(tmp_path, capsys, small_train_csv
     assert "canvas-like drawings (seed 0)" in stdout
 
 
+def test_evaluate_validation_only_refuses_a_split_that_drifted(tmp_path, capsys, small_train_csv):
+    """A newer scikit-learn could draw another split from the same seed: the recorded rows say."""
+    out = tmp_path / "m"
+    code, _, err = run_cli(
+        capsys, "train", "--data", small_train_csv, "--epochs", "1", "--out", out, "--quiet"
+    )
+    assert code == 0, err
+    meta_path = out.with_suffix(".json")
+    saved = json.loads(meta_path.read_text())
+    assert saved["versions"]["scikit-learn"] and len(saved["data"]["val_rows"]) == 16
+    saved["data"]["val_rows"] = "0" * 16  # as if another split had held out other rows
+    saved["versions"]["scikit-learn"] = "0.1"
+    meta_path.write_text(json.dumps(saved))
+    args = ["evaluate", "--model", out, "--data", small_train_csv, "--validation-only"]
+    code, _, err = run_cli(capsys, *args)
+    assert_failed(code, err, "different validation split", "scikit-learn 0.1")
+
+
 def test_evaluate_validation_only_on_other_data_is_refused(
     tmp_path, capsys, checkpoint, small_train_csv
 ):
@@ -703,6 +721,42 @@ def test_ctrl_c_saves_the_best_weights_so_far(tmp_path):
     assert "Traceback" not in stderr
     document = json.loads(out.with_suffix(".json").read_text())
     assert document["stopped"] is True and 1 <= len(document["history"]) < 500
+    model, _ = load_checkpoint(out)
+    assert model.fc1.weight.shape == (16, 784)
+
+
+def test_ctrl_c_while_measuring_drawings_saves_without_that_measurement(tmp_path):
+    """Training is over and the slow measurement on drawings runs: Ctrl-C saves the run now."""
+    import signal
+    import time
+
+    out = tmp_path / "measured"
+    command = [sys.executable, "-m", "digitnet", "train", "--epochs", "1", "--hidden", "16"]
+    command += ["--limit", "1000", "--drawings", "5000", "--out", str(out), "--quiet"]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        for line in process.stdout:  # training is over; rendering 5,000 drawings takes a while
+            if line.startswith("trained in"):
+                break
+            assert time.monotonic() < deadline
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "skipping the drawings measurement" in stderr, stderr
+    assert "interrupted after training; saved the weights" in stderr and "Traceback" not in stderr
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert "drawings" not in document["metrics"] and document["metrics"]["validation"]
     model, _ = load_checkpoint(out)
     assert model.fc1.weight.shape == (16, 784)
 

@@ -113,6 +113,8 @@ BAD_KNOBS = [
     ({"train_size": 5}, "train_size must be at least 10"),
     ({"device": "cuda"}, "device is chosen by the server"),
     ({"colour": "red"}, "unknown setting colour"),
+    ({"lr": "nan"}, "lr must be a finite number"),
+    ({"dropout": float("nan")}, "dropout must be a finite number"),
 ]
 
 

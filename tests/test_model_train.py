@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -123,6 +124,10 @@ def test_every_knob_has_help_and_its_range_is_enforced():
         TrainConfig.from_knobs(colour="red")
     with pytest.raises(ConfigError, match="lr must be a number"):
         TrainConfig.from_knobs(lr="fast")
+    # NaN is neither below nor above a bound, so a range check alone lets it through.
+    for name, value in [("lr", math.nan), ("dropout", math.nan), ("weight_decay", math.inf)]:
+        with pytest.raises(ConfigError, match=f"{name} must be a finite number"):
+            TrainConfig.from_knobs(**{name: value})
 
 
 def test_model_config_alone_rebuilds_the_model_without_training_code():
