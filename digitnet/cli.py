@@ -60,15 +60,14 @@ def add_knob_flags(parser: argparse.ArgumentParser, config_type: type, defaults:
         flag = meta["flag"] or "--" + field.name.replace("_", "-")
         default = getattr(defaults, field.name)
         if field.type == "bool":
-            # A switch turns the default off or on: --no-shuffle, or --shuffle when off.
-            switch = f"--no-{flag[2:]}" if default else flag
+            # Both --augment and --no-augment: a recipe such as --tutorial turns some off, and
+            # the person may want one back on.
             parser.add_argument(
-                switch,
+                flag,
                 dest=field.name,
-                action="store_false" if default else "store_true",
+                action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS,
-                help=f"turn {'off' if default else 'on'}: {meta['help']} "
-                f"({'on' if default else 'off'} by default)",
+                help=f"{meta['help']} ({'on' if default else 'off'} by default)",
             )
             continue
         options: dict = {}

@@ -472,6 +472,7 @@ def test_tutorial_keeps_flags_typed_even_at_digitnet_defaults(tmp_path, capsys, 
         "1",
         "--optimizer",
         "adamw",
+        "--augment",
         "--limit",
         "200",
         "--out",
@@ -481,6 +482,7 @@ def test_tutorial_keeps_flags_typed_even_at_digitnet_defaults(tmp_path, capsys, 
     assert code == 0, err
     config = json.loads(stdout.splitlines()[0].removeprefix("config "))
     assert config["optimizer"] == "adamw"  # typed, although it is digitnet's default
+    assert config["augment"] is True  # the tutorial turns it off; typed, it is back on
     assert config["epochs"] == 1
     assert config["lr"] == 0.01 and config["shuffle"] is False  # the tutorial's, untyped
 
