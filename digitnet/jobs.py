@@ -407,6 +407,7 @@ class JobSnapshot:
     train_size: int | None  # digits actually trained on, once known
     started: float | None  # time.monotonic() when training began
     notes: tuple[str, ...] = ()  # a fine-tune's measurements, one line each
+    measurements: tuple[FinetuneReport, ...] = ()  # the same, as figures (epoch 0: before)
 
     @property
     def finished(self) -> bool:
@@ -469,6 +470,7 @@ class Job:
         self._position = 0
         self._reports: list[StepReport | EpochReport] = []
         self._notes: list[str] = []
+        self._measurements: list[FinetuneReport] = []
         self._stop_reason: str | None = None
         self._error: str | None = None
         self._record: RunRecord | None = None
@@ -502,6 +504,7 @@ class Job:
                 train_size=self._train_count,
                 started=self._started,
                 notes=tuple(self._notes),
+                measurements=tuple(self._measurements),
             )
 
     def stop(self, reason: str = "stopped by you") -> None:
@@ -541,9 +544,10 @@ class Job:
             self._reports.append(report)
             self._version += 1
 
-    def _note(self, line: str) -> None:
+    def _measured(self, report: FinetuneReport) -> None:
         with self._lock:
-            self._notes.append(line)
+            self._notes.append(report.log_line())
+            self._measurements.append(report)
             self._version += 1
 
 
@@ -832,7 +836,7 @@ class TrainingService:
         job._update(state=TRAINING, train_count=trained_on, started=time.monotonic())
         for report in run:
             if isinstance(report, FinetuneReport):
-                job._note(report.log_line())
+                job._measured(report)
                 if report.training is not None:
                     job._add(report.training)  # validation here is MNIST's, as for any run
             else:

@@ -114,8 +114,8 @@ def test_the_switch_shows_its_default_and_what_is_kept(tmp_path):
     assert local.interactive is not False and "28×28" in local.info and "d.sqlite" in local.info
 
 
-def pad_value(digit: int) -> dict:
-    strokes = digit_strokes(digit, PenStyle(200, (140, 140), 0.0))
+def pad_value(digit: int, size: float = 200) -> dict:
+    strokes = digit_strokes(digit, PenStyle(size, (140, 140), 0.0))
     return {"strokes": [[list(point) for point in stroke] for stroke in strokes]}
 
 
@@ -125,7 +125,7 @@ def test_right_and_no_its_a_save_the_server_s_answer_and_the_label(tmp_path):
     saver = drawings_tab.make_saver(opened, {}, lambda choice, request: models[choice])
     line = saver(None)(pad_value(7), "MLP", True)  # "Right"
     assert "Kept as a **7**, MLP was right" in line
-    line = saver(1)(pad_value(7), "CNN", True)  # "No, it's a 1"
+    line = saver(1)(pad_value(7, size=180), "CNN", True)  # another drawing: "No, it's a 1"
     assert "Kept as a **1**, CNN was wrong (it said 7)" in line
     right, wrong = sorted(opened.store.list_drawings(), key=lambda row: row.id)
     assert (right.label, right.predicted, right.model, right.source) == (7, 7, "MLP", "app")
@@ -133,10 +133,37 @@ def test_right_and_no_its_a_save_the_server_s_answer_and_the_label(tmp_path):
     assert wrong.png and wrong.pixels.shape == (28, 28) and wrong.pixels.max() == 255
     assert len(json.loads(wrong.strokes)) == len(pad_value(7)["strokes"])
     # What is kept is the server's reading of the strokes: its input and its probabilities.
-    _, preprocessed = preprocess_pad_value(pad_value(7), {})
+    _, preprocessed = preprocess_pad_value(pad_value(7, size=180), {})
     server = classify_preprocessed(models["CNN"].model, preprocessed)
     assert np.allclose(wrong.probs, server.probs, atol=1e-6)
     assert np.array_equal(wrong.pixels, np.rint(255 * preprocessed.image))
+
+
+def test_one_drawing_is_one_row_however_often_it_is_confirmed_or_corrected(tmp_path):
+    models, _ = app.load_models()
+    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
+    saver = drawings_tab.make_saver(opened, {}, lambda choice, request: models[choice])
+    assert "Kept as a **7**" in saver(None)(pad_value(7), "MLP", True)
+    assert "Already kept as a **7**" in saver(None)(pad_value(7), "MLP", True)  # a double click
+    line = saver(1)(pad_value(7), "MLP", True)  # the person changes their mind
+    assert "Changed from a 7 to a **1**, MLP was wrong (it said 7)" in line
+    (row,) = opened.store.list_drawings()
+    assert (row.label, row.predicted) == (1, 7)
+    assert "Kept as a **7**" in saver(None)(pad_value(7, size=180), "MLP", True)  # a new one
+    assert opened.store.count() == 2
+
+
+def test_the_gallery_caption_says_the_truth_then_the_model_s_answer(tmp_path):
+    models, _ = app.load_models()
+    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
+    saver = drawings_tab.make_saver(opened, {}, lambda choice, request: models[choice])
+    saver(9)(pad_value(7), "MLP", True)
+    saver(None)(pad_value(7, size=180), "MLP", True)
+    items, ids = drawings_tab.gallery_items(opened.store, None, None)
+    assert [caption for _, caption in items] == [
+        f"#{ids[0]}: 7 · MLP: 7 ✓",
+        f"#{ids[1]}: 9 · MLP: 7 ✗",
+    ]
 
 
 def test_nothing_is_kept_when_off_blank_or_without_a_store(tmp_path):
@@ -261,8 +288,11 @@ def test_finetune_streams_then_reports_before_and_after_as_a_private_run(
     try:
         client = new_client(url)
         updates = list(client.submit("MLP", 1, api_name="/finetune"))
-        summary, log, _, table = updates[-1][:4]
+        summary, log, curve, table = updates[-1][:4]
         assert "fine-tuned from **MLP**" in table and "| held-out drawings |" in table
+        # The curve: both figures before (epoch 0) and after the one epoch, so each is a line.
+        points = {(row[0], row[1]) for row in curve["value"]["data"]}
+        assert points == {(e, s) for e in (0, 1) for s in drawings_tab.FINETUNE_COLOURS}
         assert len(updates) >= 2 and "before:" in log and "epoch   1/1" in log
         assert summary["run"] == "tuned-1" and summary["state"] == "done"
         tuned = summary["finetune"]

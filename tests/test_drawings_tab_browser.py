@@ -72,11 +72,21 @@ def test_a_corrected_4_is_kept_as_a_9_shown_and_counted(served, browser):
         with open_store(path) as store:
             newest = store.list_drawings()[0]
         assert (newest.label, newest.predicted) == (7, 7)
+        # The pad's own value for that drawing arrives after the click: the line stays...
+        page.wait_for_timeout(1000)
+        assert "Kept as a 7" in page.locator("#feedback-status").inner_text()
+        page.click("#right")  # ...and a second click keeps nothing new
+        wait_for_status(page, "Already kept as a 7")
+        # Another drawing clears the line about the last one.
+        page.click("#clear")
+        page.wait_for_function(
+            "() => (document.querySelector('#feedback-status')?.innerText ?? '').trim() === ''"
+        )
 
         page.get_by_role("tab", name="Your drawings", exact=True).click()
         page.wait_for_function(
             "id => (document.querySelector('#drawings-gallery')?.innerText ?? '')"
-            ".includes(`#${id}: a 9`)",
+            ".includes(`#${id}: 9 · MLP: 4 ✗`)",
             arg=row.id,
         )
         assert page.locator("#drawings-gallery img").count() == 2

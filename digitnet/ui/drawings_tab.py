@@ -12,9 +12,11 @@ other visitors' runs, under the same caps, and its result is the session's own r
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -51,11 +53,9 @@ from digitnet.store import (
 )
 from digitnet.ui.draw_tab import preprocess_pad_value
 from digitnet.ui.models import LoadedModel
-from digitnet.ui.pad import PadDrawing
+from digitnet.ui.pad import PadDrawing, parse_pad_value
 from digitnet.ui.train_tab import (
     SessionModels,
-    curve_frames,
-    curve_plot,
     follow_job,
     session_of,
     status_markdown,
@@ -194,14 +194,56 @@ def shown_label(drawing: PadDrawing, model_name: str, answer: Prediction) -> int
     return int(np.argmax(probs)) if probs is not None else answer.label
 
 
+def drawing_key(drawing: PadDrawing) -> str:
+    """What tells one drawing from another: its strokes as saved (or the example's name)."""
+    if drawing.example:
+        return f"example:{drawing.example}"
+    return json.dumps(pad_strokes(drawing.strokes), separators=(",", ":"))
+
+
+class KeptDrawings:
+    """Each session's last kept drawing: its key, row id and label.
+
+    A person who presses Right, then "No, it's a 9" for the same drawing, corrects one row
+    rather than keeping the drawing twice; pressing the same button again keeps nothing new.
+    And the status line ("Kept as a 7") is cleared once the pad holds another drawing.
+    """
+
+    SESSIONS = 10_000  # the oldest sessions are forgotten first; a row is never lost by it
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: OrderedDict[str, tuple[str, int, int]] = OrderedDict()
+
+    def last(self, session: str) -> tuple[str, int, int] | None:
+        with self._lock:
+            return self._last.get(session)
+
+    def remember(self, session: str, key: str, row_id: int, label: int) -> None:
+        with self._lock:
+            self._last[session] = (key, row_id, label)
+            self._last.move_to_end(session)
+            while len(self._last) > self.SESSIONS:
+                self._last.popitem(last=False)
+
+    def is_last(self, session: str, key: str) -> bool:
+        last = self.last(session)
+        return last is not None and last[0] == key
+
+
 def make_saver(
-    app_store: AppStore, examples: dict[str, Path], pick: ModelPicker
+    app_store: AppStore,
+    examples: dict[str, Path],
+    pick: ModelPicker,
+    kept: KeptDrawings | None = None,
 ) -> Callable[[int | None], Callable]:
     """``saver(label)``: the handler of the "Right" (label None) or "No, it's a LABEL" button.
 
     The server reads the drawing again from the pad's strokes and runs the chosen model on
     it, so what is stored is exactly what the server would answer, not what a page claims.
+    The same drawing confirmed or corrected again replaces its row (see :class:`KeptDrawings`).
     """
+    kept = kept if kept is not None else KeptDrawings()
 
     def saver(label: int | None):
         def save(value, choice: str | None, enabled: bool, request: gr.Request = None) -> str:
@@ -212,6 +254,7 @@ def make_saver(
             drawing, preprocessed = preprocess_pad_value(value, examples)
             if preprocessed.is_blank:
                 return NOTHING_DRAWN
+            session, key = session_of(request), drawing_key(drawing)
             loaded = pick(choice, request)
             if choice and loaded.name != choice:
                 raise gr.Error(
@@ -222,11 +265,17 @@ def make_saver(
             answer = classify_preprocessed(loaded.model, preprocessed)
             said = shown_label(drawing, loaded.name, answer)  # the answer the person saw
             true_label = said if label is None else label
+            last = kept.last(session)
+            again = last is not None and last[0] == key
+            if again and last[2] == true_label:
+                return f"Already kept as a **{true_label}** (drawing #{last[1]})."
             try:
+                if again:  # a correction of the drawing just kept: one row, the new label
+                    app_store.store.delete(last[1], session=session)
                 saved = app_store.store.save(
                     preprocessed.image,
                     true_label,
-                    session=session_of(request),
+                    session=session,
                     source=SOURCE_APP,
                     model=loaded.name,
                     probs=answer.probs,
@@ -236,9 +285,11 @@ def make_saver(
                 )
             except DigitnetError as error:
                 raise gr.Error(str(error), print_exception=False) from None
+            kept.remember(session, key, saved.id, true_label)
             verdict = "right" if true_label == said else f"wrong (it said {said})"
+            changed = f"Changed from a {last[2]} to " if again else "Kept as "
             return (
-                f"Kept as a **{true_label}**, {loaded.name} was {verdict}: drawing "
+                f"{changed}a **{true_label}**, {loaded.name} was {verdict}: drawing "
                 f"#{saved.id}, {saved.count} in the store. Thank you!"
             )
 
@@ -255,8 +306,29 @@ def wire_feedback(
     examples: dict[str, Path],
     pick: ModelPicker,
 ) -> None:
-    """Each button saves on its own event and queue slots (:data:`SAVE_QUEUE`)."""
-    saver = make_saver(app_store, examples, pick)
+    """Each button saves on its own event and queue slots (:data:`SAVE_QUEUE`).
+
+    The status line goes blank when the pad sends another drawing: "Kept as a 7" under a
+    freshly drawn 4 would read as being about the 4.
+    """
+    kept = KeptDrawings()
+    saver = make_saver(app_store, examples, pick, kept)
+
+    def clear_stale(value, request: gr.Request = None):
+        try:
+            drawing = parse_pad_value(value, frozenset(examples))
+        except DigitnetError:
+            return gr.skip()  # the answer's own event says what is wrong with the value
+        return gr.skip() if kept.is_last(session_of(request), drawing_key(drawing)) else ""
+
+    pad.change(
+        clear_stale,
+        pad,
+        feedback.status,
+        queue=False,
+        api_visibility="private",
+        show_progress="hidden",
+    )
     for label, button in [(None, feedback.right), *enumerate(feedback.wrong)]:
         button.click(
             saver(label),
@@ -307,8 +379,12 @@ def gallery_items(
     items, ids = [], []
     for row in rows:
         picture = Image.open(BytesIO(row.png)) if row.png else Image.fromarray(255 - row.pixels)
-        said = "" if row.predicted is None else f", {row.model or 'model'} said {row.predicted}"
-        items.append((picture, f"#{row.id}: a {row.label}{said}"))
+        # Short enough to read under a thumbnail: the true label first, then the model's.
+        said = ""
+        if row.predicted is not None:
+            mark = "✓" if row.predicted == row.label else "✗"
+            said = f" · {row.model or 'model'}: {row.predicted} {mark}"
+        items.append((picture, f"#{row.id}: {row.label}{said}"))
         ids.append(row.id)
     return items, ids
 
@@ -444,6 +520,40 @@ def before_after_markdown(metadata: dict) -> str:
     return "\n".join(lines)
 
 
+HELD_OUT_SERIES, MNIST_SERIES = "your drawings (held out)", "MNIST validation"
+FINETUNE_COLOURS = {HELD_OUT_SERIES: "#d62728", MNIST_SERIES: "#ff7f0e"}
+
+
+def finetune_frame(snapshot: JobSnapshot) -> pd.DataFrame:
+    """The fine-tune's measurements as curves: accuracy (%) on the held-out drawings and on
+    MNIST validation, at epoch 0 (the model it started from) and after each epoch. From the
+    first measurement on, both series are present (see ``curve_frames`` for why that matters).
+    """
+    rows = [
+        {"epoch": report.epoch, "measured on": series, "accuracy": 100 * accuracy.value}
+        for report in snapshot.measurements
+        for series, accuracy in (
+            (HELD_OUT_SERIES, report.measurement.held_out),
+            (MNIST_SERIES, report.measurement.mnist_validation),
+        )
+        if accuracy.total
+    ]
+    return pd.DataFrame(rows, columns=["epoch", "measured on", "accuracy"])
+
+
+def finetune_plot() -> gr.LinePlot:
+    return gr.LinePlot(
+        x="epoch",
+        y="accuracy",
+        color="measured on",
+        color_map=FINETUNE_COLOURS,
+        label="Accuracy (%) before fine-tuning (epoch 0) and after each epoch",
+        x_title="epoch (0: the model it started from)",
+        y_title="% right",
+        elem_id="finetune-curve",
+    )
+
+
 def finetune_log(snapshot: JobSnapshot) -> str:
     """The fine-tune's measurements so far, one line each, then where it is, as plain text
     (the status line's leading emoji and Markdown would show as they are in a text box)."""
@@ -545,17 +655,24 @@ def build_drawings_tab(
         async with aclosing(follow_job(service, job)) as snapshots:
             async for snapshot in snapshots:
                 if not snapshot.finished:
-                    _, accuracy = curve_frames(snapshot)
-                    # No points yet (queued, loading): an empty frame would make the plot
-                    # take its axes for categories.
-                    curve = accuracy if len(accuracy) else gr.skip()
-                    log = finetune_log(snapshot)
-                    yield [snapshot.summary(), log, curve, gr.skip(), *targets_skip]
-        _, accuracy = curve_frames(snapshot)
+                    yield [
+                        snapshot.summary(),
+                        finetune_log(snapshot),
+                        curve_update(snapshot),
+                        gr.skip(),
+                        *targets_skip,
+                    ]
         table = before_after_markdown(snapshot.record.metadata) if snapshot.record else ""
         # Hashing the models' web files for their URLs takes a moment: not on the event loop.
         updates = await asyncio.to_thread(targets.updates, service.runs(session), snapshot.record)
-        yield [snapshot.summary(), finetune_log(snapshot), accuracy, table, *updates]
+        yield [snapshot.summary(), finetune_log(snapshot), curve_update(snapshot), table, *updates]
+
+    def curve_update(snapshot: JobSnapshot):
+        frame = finetune_frame(snapshot)
+        if frame.empty:  # nothing measured yet (queued, loading): keep what is shown
+            return gr.skip()
+        epochs = max(report.epochs for report in snapshot.measurements)
+        return gr.LinePlot(value=frame, x_lim=[0, epochs])
 
     def stop(request: gr.Request) -> str:
         name = service.stop(session_of(request))
@@ -574,9 +691,10 @@ def build_drawings_tab(
         outcome = gr.Radio([ALL, RIGHT, WRONG], value=ALL, label="The model was")
         refresh = gr.Button("Refresh", elem_id="drawings-refresh")
     gallery = gr.Gallery(
-        label="Drawings: #id, true label, what the model said",
-        columns=8,
-        height=320,
+        label="Drawings: #id: the true digit · the model: what it said (✓ right, ✗ wrong)",
+        columns=6,
+        height=420,
+        object_fit="contain",  # the whole digit, never cropped to fill the tile
         allow_preview=False,
         elem_id="drawings-gallery",
     )
@@ -617,12 +735,7 @@ def build_drawings_tab(
         stop_button = gr.Button("Stop", elem_id="finetune-stop")
     with gr.Row(equal_height=False):
         log = gr.Textbox(label="Progress", lines=6, elem_id="finetune-log")
-        curve = curve_plot(
-            "Accuracy (%): MNIST validation as it trains",
-            "% correct",
-            "finetune-curve",
-            y_lim=[0, 100],
-        )
+        curve = finetune_plot()
     before_after = gr.Markdown(elem_id="finetune-before-after")
     with gr.Accordion("Summary (what the finetune API returns)", open=False):
         summary = gr.JSON(label="Summary", elem_id="finetune-summary")
