@@ -121,6 +121,26 @@ def checkpoint_header(model: nn.Module, config: ModelConfig | TrainConfig) -> di
     }
 
 
+# Each augmentation with the setting that turns it off at 0. A config saved before a setting
+# existed does not have it; such a config had that augmentation on.
+AUGMENTATIONS = (
+    ("rotation", "rotate_degrees"),
+    ("zoom", "scale_range"),
+    ("shift", "shift_pixels"),
+    ("shear", "shear"),
+    ("stroke thickness", "thickness_prob"),
+    ("hard canvas-like strokes", "hard_stroke_prob"),
+)
+
+
+def _augmentation_words(config: dict) -> str:
+    """The augmentations a run really used, from its config ("none" if none)."""
+    if not config.get("augment"):
+        return "none"
+    used = [words for words, setting in AUGMENTATIONS if config.get(setting, 1) != 0]
+    return ", ".join(used) or "none"
+
+
 def _versions() -> dict:
     return {
         "digitnet": __version__,
@@ -307,11 +327,7 @@ def model_card(metadata: dict) -> dict[str, str]:
             f"weight decay {config.get('weight_decay')}, label smoothing "
             f"{config.get('label_smoothing')}"
         ),
-        "augmentation": (
-            "rotation, zoom, shift, shear, stroke thickness, hard canvas-like strokes"
-            if config.get("augment")
-            else "none"
-        ),
+        "augmentation": _augmentation_words(config),
         "epochs": (
             f"{len(history)} (best: {metadata.get('best_epoch')})"
             if history

@@ -166,13 +166,19 @@ def progress_frame(reports: Sequence) -> pd.DataFrame:
     """Long table (epoch, metric, split, value) of a run as it trains, for live curves.
 
     ``reports`` are a ``TrainingRun``'s StepReports and EpochReports. Train points come every
-    few steps (running means over the epoch so far, so a curve moves inside long epochs), at
-    fractional epochs; validation points as each epoch ends (or is stopped). Accuracy is in %.
+    few steps, at fractional epochs, each the mean over the steps since the previous point;
+    validation points as each epoch ends (or is stopped). Accuracy is in %.
+
+    A StepReport carries the mean over its epoch so far. Plotted as it is, that mean lags
+    behind the model (it still averages in the epoch's first, worse batches) and then drops
+    at every epoch boundary as it restarts: a step a learner would read as something the
+    epoch did. The mean over the steps since the last report has neither artefact.
     """
     steps_per_epoch = next(
         (r.total_steps / r.epochs for r in reports if hasattr(r, "total_steps")), None
     )
     rows = []
+    last = (0, 0, 0.0, 0.0)  # epoch, steps into it, and their summed loss and accuracy
 
     def add(epoch: float, metric: str, split: str, value: float | None) -> None:
         if value is not None:
@@ -181,9 +187,17 @@ def progress_frame(reports: Sequence) -> pd.DataFrame:
 
     for report in reports:
         if hasattr(report, "total_steps"):  # a StepReport
-            epoch = report.step / steps_per_epoch
-            add(epoch, "loss", "train", report.train_loss)
-            add(epoch, "accuracy", "train", report.train_accuracy)
+            into = round(report.step - (report.epoch - 1) * steps_per_epoch)
+            loss_sum, accuracy_sum = into * report.train_loss, into * report.train_accuracy
+            epoch, done, done_loss, done_accuracy = last
+            if epoch != report.epoch:
+                done, done_loss, done_accuracy = 0, 0.0, 0.0
+            if into > done:
+                since = into - done
+                at = report.step / steps_per_epoch
+                add(at, "loss", "train", (loss_sum - done_loss) / since)
+                add(at, "accuracy", "train", (accuracy_sum - done_accuracy) / since)
+            last = (report.epoch, into, loss_sum, accuracy_sum)
         else:
             done = 1.0 if report.complete or not steps_per_epoch else report.steps / steps_per_epoch
             epoch = report.epoch - 1 + done

@@ -87,11 +87,21 @@ def test_metadata_json_holds_what_the_dashboard_needs(checkpoint, trained):
         assert key in document, key
     assert document["config"]["model"]["hidden_sizes"] == [64, 64]
     assert document["parameters"] == sum(p.numel() for p in trained[1].model.parameters())
-    assert {"torch", "numpy", "safetensors", "python", "digitnet"} <= set(document["versions"])
+    assert {"torch", "numpy", "safetensors", "python", "digitnet", "scikit-learn"} <= set(
+        document["versions"]
+    )
     assert len(document["history"]) == len(trained[1].history)
     assert document["created"][:2] == "20"
     card = model_card(document)
     assert card["architecture"].startswith("MLP 784-64-64-10")
+
+
+def test_the_card_names_only_the_augmentations_a_run_used():
+    tiny = {"augment": True, "thickness_prob": 0.0, "hard_stroke_prob": 0.0, "shear": 0.1}
+    assert model_card({"config": tiny})["augmentation"] == "rotation, zoom, shift, shear"
+    assert model_card({"config": {**tiny, "augment": False}})["augmentation"] == "none"
+    every = model_card({"config": {"augment": True}})["augmentation"]  # an older config
+    assert every.endswith("stroke thickness, hard canvas-like strokes")
 
 
 def test_stem_and_shipped_names():

@@ -76,16 +76,19 @@ def snapshot(state: str, reports=(), **changes) -> JobSnapshot:
 
 
 def test_progress_frame_puts_steps_and_epochs_on_one_axis():
+    # Reports carry means over the epoch so far; the curve shows each interval's own mean.
     reports = [
-        step(1, 2, 2.0, 0.3),
-        step(1, 4, 1.0, 0.6),
+        step(1, 2, 2.0, 0.3),  # steps 1-2 averaged 2.0
+        step(1, 4, 1.5, 0.45),  # steps 1-4 averaged 1.5, so steps 3-4 averaged 1.0
         epoch_end(1, 0.9),
-        step(2, 6, 0.5, 0.8),
+        step(2, 6, 0.5, 0.8),  # a new epoch: its first two steps
         epoch_end(2, 0.95, steps=2, complete=False),  # stopped half way through epoch 2
     ]
     frame = progress_frame(reports)
     train = frame[(frame.split == "train") & (frame.metric == "loss")]
     assert train.epoch.tolist() == [0.5, 1.0, 1.5] and train.value.tolist() == [2.0, 1.0, 0.5]
+    accuracy = frame[(frame.split == "train") & (frame.metric == "accuracy")]
+    assert accuracy.value.tolist() == pytest.approx([30, 60, 80])
     val = frame[(frame.split == "validation") & (frame.metric == "accuracy")]
     assert val.epoch.tolist() == [1.0, 1.5] and val.value.tolist() == pytest.approx([90, 95])
     assert progress_frame([]).empty

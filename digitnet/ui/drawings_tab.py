@@ -390,8 +390,9 @@ def gallery_items(
 
 
 def counts_frame(store: DrawingStore) -> pd.DataFrame:
+    """One row: how many drawings of each digit, then all of them (wide, as the table above)."""
     counts = store.counts_per_digit()
-    return pd.DataFrame({"digit": DIGIT_LABELS + ["all"], "drawings": counts + [sum(counts)]})
+    return pd.DataFrame([counts + [sum(counts)]], columns=DIGIT_LABELS + ["all"])
 
 
 def cell(correct: int, total: int) -> str:
@@ -703,13 +704,13 @@ def build_drawings_tab(
     with gr.Row():
         delete_button = gr.Button("Delete the selected drawing (this session's only)")
         delete_status = gr.Markdown()
-    with gr.Row(equal_height=False):
-        counts = gr.Dataframe(label="Drawings per digit", elem_id="drawings-counts")
-        accuracy = gr.Dataframe(
-            label="Accuracy on real drawings (95% interval, count)",
-            elem_id="drawings-accuracy",
-            wrap=True,
-        )
+    # Full width, one above the other: eleven columns of "92% [81–97] of 25" need the room.
+    counts = gr.Dataframe(label="Drawings per digit", elem_id="drawings-counts")
+    accuracy = gr.Dataframe(
+        label="Accuracy on real drawings, per true digit: % right [95% interval] of how many",
+        elem_id="drawings-accuracy",
+        wrap=True,
+    )
     defaults = FinetuneConfig()
     gr.Markdown(
         f"### Fine-tune on the drawings\nStarts from the chosen model and trains a few epochs "
