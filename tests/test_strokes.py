@@ -23,7 +23,34 @@ from digitnet.strokes import (
     parse_strokes,
     random_pen_style,
     rasterize_strokes,
+    rasterizing_work,
 )
+
+
+def whole_pad_ink(strokes, size: int = PAD_SIZE, radius: float = BRUSH_RADIUS) -> np.ndarray:
+    """The ink by its definition: each segment's coverage of every pixel, the maximum kept."""
+    ink = np.zeros((size, size), dtype=np.float32)
+    px = np.arange(size, dtype=np.float64)[None, :] + 0.5
+    py = np.arange(size, dtype=np.float64)[:, None] + 0.5
+    for stroke in strokes:
+        points = np.asarray(stroke, dtype=np.float64).reshape(-1, 2)
+        ends = zip(points[:-1], points[1:]) if len(points) > 1 else [(points[0], points[0])]
+        for (ax, ay), (bx, by) in ends:
+            dx, dy = bx - ax, by - ay
+            length2 = dx * dx + dy * dy
+            t = np.clip(((px - ax) * dx + (py - ay) * dy) / length2, 0, 1) if length2 else 0.0
+            gx = px - (ax + t * dx)
+            gy = py - (ay + t * dy)
+            distance = np.sqrt(gx * gx + gy * gy)
+            coverage = np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32)
+            np.maximum(ink, coverage, out=ink)
+    return ink
+
+
+def segment_count_and_length(strokes) -> tuple[int, float]:
+    segments = sum(max(1, len(stroke) - 1) for stroke in strokes)
+    length = sum(float(np.hypot(*np.diff(stroke, axis=0).T).sum()) for stroke in strokes)
+    return segments, length
 
 
 def test_a_dot_is_a_disc_of_the_brush_with_a_soft_edge():
@@ -73,6 +100,50 @@ def test_any_strokes_give_ink_in_range_under_every_point(strokes):
             assert ink[int(y), int(x)] == 1.0  # the pen's own pixel is full ink
     if not strokes:
         assert ink.max() == 0.0
+
+
+# Points anywhere from well off the pad to inside it, and strokes that run level or plumb,
+# where a band's edge is hardest to get right.
+COORDINATES = st.one_of(st.floats(-400, 700), st.integers(-20, 300).map(float))
+
+
+@st.composite
+def wild_strokes(draw):
+    strokes = []
+    for _ in range(draw(st.integers(1, 4))):
+        points = draw(st.lists(st.tuples(COORDINATES, COORDINATES), min_size=1, max_size=5))
+        if draw(st.booleans()):  # level or plumb: one coordinate shared by every point
+            axis, shared = draw(st.integers(0, 1)), draw(COORDINATES)
+            points = [(shared, y) if axis == 0 else (x, shared) for x, y in points]
+        strokes.append(np.array(points, dtype=np.float64))
+    return strokes
+
+
+@given(wild_strokes())
+def test_ink_is_the_same_as_scanning_the_whole_pad_for_every_segment(strokes):
+    """Only pixels near a segment are computed; the others would have got no ink anyway."""
+    assert rasterize_strokes(strokes).tobytes() == whole_pad_ink(strokes).tobytes()
+
+
+def test_ink_is_the_same_as_scanning_the_whole_pad_for_drawn_digits():
+    rng = np.random.default_rng(1)
+    for index in range(20):
+        strokes = [np.array(s) for s in digit_strokes(index % 10, random_pen_style(rng))]
+        if index % 2:  # partly off the pad
+            strokes = [s + rng.uniform(-150, 150, size=2) for s in strokes]
+        assert rasterize_strokes(strokes).tobytes() == whole_pad_ink(strokes).tobytes()
+
+
+# The work of rasterising: at most this many pixel values per segment (a brush-sized square)
+# and per pad unit of its length (a brush-wide band): ~30-40 ns each.
+WORK_PER_SEGMENT = 800
+WORK_PER_UNIT = 64
+
+
+@given(wild_strokes())
+def test_the_work_grows_with_the_ink_not_with_the_segments_boxes(strokes):
+    segments, length = segment_count_and_length(strokes)
+    assert rasterizing_work(strokes) <= WORK_PER_SEGMENT * segments + WORK_PER_UNIT * length
 
 
 def test_strokes_parse_from_json_values():
