@@ -13,6 +13,7 @@ mouse, to measure the pad end to end (tests and ``scripts/latency_benchmark.py``
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -26,7 +27,13 @@ PAD_SIZE = 280  # pad units per side; the ink map has one pixel per unit
 # the pad, as MNIST's pen strokes are.
 BRUSH_RADIUS = 10.0
 MAX_STROKES = 200  # a digit takes 1-4 strokes; more is not a digit
-MAX_POINTS = 20_000  # over all strokes: ~3 minutes of drawing at 120 points/s
+# The work of rasterising is ~600 pixel values a point and ~30 a pad unit of length
+# (rasterizing_work), so these two bound it: ~3.5 million values, a fraction of a second.
+# A digit drawn slowly takes < 1,000 points (pad.js keeps one every 0.75 units or more) and
+# 300-1,000 units of length; 10,000 units colour the whole pad in twice over. A drawing
+# store row (64 KB) holds ~5,000 points anyway.
+MAX_POINTS = 5_000  # over all strokes
+MAX_LENGTH = 10_000  # pad units, over all strokes' segments
 COORDINATE_LIMIT = 10 * PAD_SIZE  # a point further out is not from the pad
 # Rasterising works on many segments at once: few numpy calls for a drawing, yet arrays
 # small enough for the CPU's cache (a block's ~6 temporaries of 128 KB each).
@@ -37,7 +44,8 @@ PIXELS_PER_BLOCK = 16_384  # pixels whose ink is computed at once
 def parse_strokes(raw: object) -> list[np.ndarray]:
     """A JSON list of strokes, each a list of ``[x, y]`` points -> (N, 2) float64 arrays.
 
-    Raises a one-line DigitnetError saying what is wrong with anything else.
+    Raises a one-line DigitnetError saying what is wrong with anything else, or with a
+    drawing over the limits (strokes, points, length, coordinates).
     """
     if not isinstance(raw, list):
         raise DigitnetError(
@@ -48,13 +56,15 @@ def parse_strokes(raw: object) -> list[np.ndarray]:
         raise DigitnetError(
             f"{len(raw)} strokes is too many for one digit; send at most {MAX_STROKES}"
         )
-    strokes, total = [], 0
+    strokes, total, length = [], 0, 0.0
     for index, stroke in enumerate(raw):
         if not isinstance(stroke, list) or not stroke:
             raise DigitnetError(f"stroke {index} must be a non-empty list of [x, y] points")
         total += len(stroke)
         if total > MAX_POINTS:
-            raise DigitnetError(f"more than {MAX_POINTS} points in all; send a shorter drawing")
+            raise DigitnetError(
+                f"more than {MAX_POINTS:,} points in all; send one digit, at most {MAX_POINTS:,}"
+            )
         for point in stroke:
             if (
                 not isinstance(point, list | tuple)
@@ -63,20 +73,37 @@ def parse_strokes(raw: object) -> list[np.ndarray]:
             ):
                 raise DigitnetError(
                     f"stroke {index} has a point that is not [x, y] with two numbers: "
-                    f"{str(point)[:40]}"
+                    f"{_short(point)}"
+                )
+            # Python's own comparison: a huge int (JSON allows any) is not made a float.
+            if abs(point[0]) > COORDINATE_LIMIT or abs(point[1]) > COORDINATE_LIMIT:
+                raise DigitnetError(
+                    f"stroke {index} has a point far outside the {PAD_SIZE}x{PAD_SIZE} pad; "
+                    f"send pad coordinates"
                 )
         points = np.asarray(stroke, dtype=np.float64)
-        if np.abs(points).max() > COORDINATE_LIMIT:
+        length += float(np.hypot(*np.diff(points, axis=0).T).sum())
+        if length > MAX_LENGTH:
             raise DigitnetError(
-                f"stroke {index} has a point far outside the {PAD_SIZE}x{PAD_SIZE} pad; "
-                f"send pad coordinates"
+                f"the strokes are over {MAX_LENGTH:,} pad units long in all; send one digit "
+                f"(~300-1,000 units)"
             )
         strokes.append(points)
     return strokes
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number: an int of any size, or a finite float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _short(value: object) -> str:
+    """Anything, however large or deeply nested, in a few characters for a message."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxstring, short.maxother = 2, 3, 20, 20
+    return short.repr(value)
 
 
 def rasterize_strokes(

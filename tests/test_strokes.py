@@ -16,9 +16,12 @@ from digitnet.predict import predict_probs
 from digitnet.preprocess import canvas_to_mnist
 from digitnet.strokes import (
     BRUSH_RADIUS,
+    COORDINATE_LIMIT,
+    MAX_LENGTH,
     MAX_POINTS,
     MAX_STROKES,
     PAD_SIZE,
+    PenStyle,
     digit_strokes,
     parse_strokes,
     random_pen_style,
@@ -164,15 +167,77 @@ def test_strokes_parse_from_json_values():
         ([[[1, "2"]]], "two numbers"),
         ([[[1, True]]], "two numbers"),
         ([[[1, float("nan")]]], "two numbers"),
+        ([[[1, float("inf")]]], "two numbers"),
+        ([[[1, None]]], "two numbers"),
         ([[[1, 1e9]]], "far outside"),
+        ([[[1, 10**400]]], "far outside"),  # JSON's ints have no limit; not a float overflow
+        ([[[1, -(10**400)]]], "far outside"),
+        ([[[1, COORDINATE_LIMIT + 1]]], "far outside"),
         ([[[1, 2]]] * (MAX_STROKES + 1), "too many"),
         ([[[1, 2]] * (MAX_POINTS + 1)], "points in all"),
+        ([[[1, 2]]] * 100 + [[[1, 2]] * (MAX_POINTS - 99)], "points in all"),
+        ([[[0, 0], [280, 280]] * 13, [[0, 0], [280, 280]] * 13], "pad units long"),
     ],
 )
 def test_bad_strokes_are_one_line_errors(raw, needle):
     with pytest.raises(DigitnetError) as caught:
         parse_strokes(raw)
     assert_one_line(str(caught.value), needle)
+
+
+def test_a_deeply_nested_point_is_a_short_one_line_error():
+    deep = [1.0]
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(DigitnetError) as caught:
+        parse_strokes([[deep]])
+    assert_one_line(str(caught.value), "two numbers")
+    assert len(str(caught.value)) < 120
+
+
+def test_the_limits_allow_any_digit_a_person_draws():
+    """The densest a person draws, a point every 0.75 units, is well inside the limits."""
+    rng = np.random.default_rng(2)
+    for digit in range(10):
+        style = PenStyle(0.85 * PAD_SIZE, (140.0, 140.0), slant=0.25, width_ratio=0.75)
+        strokes = [np.array(s) for s in digit_strokes(digit, style)]
+        dense = [densify(s + rng.normal(0, 0.3, s.shape), step=0.75) for s in strokes]
+        points, length = sum(map(len, dense)), segment_count_and_length(dense)[1]
+        assert points < MAX_POINTS / 4 and length < MAX_LENGTH / 8, (digit, points, length)
+        assert len(parse_strokes([s.tolist() for s in dense])) == len(dense)
+
+
+def densify(stroke: np.ndarray, step: float) -> np.ndarray:
+    """The stroke with a point every ``step`` units or less, as a mouse sends them."""
+    pieces = [stroke[:1]]
+    for a, b in zip(stroke[:-1], stroke[1:]):
+        n = max(1, int(np.ceil(np.hypot(*(b - a)) / step)))
+        pieces.append(a + (b - a) * (np.arange(1, n + 1)[:, None] / n))
+    return np.concatenate(pieces)
+
+
+def test_the_costliest_strokes_the_limits_allow_are_cheap_to_rasterise():
+    """The work is counted (pixel values computed), not timed."""
+    # The old limits' worst case, 20,000 points corner to corner, took ~100 s; now refused.
+    corner_to_corner = [[[0, 0], [280, 280]] * 50] * (20_000 // 100)
+    with pytest.raises(DigitnetError) as caught:
+        parse_strokes(corner_to_corner)
+    assert_one_line(str(caught.value))
+    # Now: the most length allowed, drawn corner to corner (the widest band a unit), and
+    # every other point a short segment of its own (a brush-sized square each), on the pad.
+    diagonals = [[0, 0], [280, 280]] * 12 + [[0, 0]]
+    dots = [[[140 + i / 10, 60]] for i in range(MAX_STROKES - 2)]
+    count = MAX_POINTS - len(diagonals) - len(dots)
+    wiggle = [[140 + (i % 2) / 10, 140] for i in range(count)]  # 0.1 units a segment
+    worst = [diagonals, wiggle, *dots]
+    strokes = parse_strokes(worst)
+    assert sum(map(len, strokes)) == MAX_POINTS
+    work = rasterizing_work(strokes)
+    assert work <= WORK_PER_SEGMENT * MAX_POINTS + WORK_PER_UNIT * MAX_LENGTH  # 4.6 million
+    assert work >= 500 * MAX_POINTS  # near the bound: a brush-sized square a point
+    # The old rasteriser computed the whole pad for each of those 20,000 segments.
+    old_work = sum(len(stroke) - 1 for stroke in corner_to_corner) * PAD_SIZE**2
+    assert work < old_work / 300
 
 
 def test_digit_templates_are_read_right_in_any_size_place_and_slant():
