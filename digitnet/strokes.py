@@ -13,7 +13,10 @@ mouse, to measure the pad end to end (tests and ``scripts/latency_benchmark.py``
 from __future__ import annotations
 
 import math
+import reprlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,14 +27,25 @@ PAD_SIZE = 280  # pad units per side; the ink map has one pixel per unit
 # the pad, as MNIST's pen strokes are.
 BRUSH_RADIUS = 10.0
 MAX_STROKES = 200  # a digit takes 1-4 strokes; more is not a digit
-MAX_POINTS = 20_000  # over all strokes: ~3 minutes of drawing at 120 points/s
+# The work of rasterising is ~600 pixel values a point and ~30 a pad unit of length
+# (rasterizing_work), so these two bound it: ~3 million values at most, 0.14 s on a busy core.
+# A digit drawn slowly takes < 1,000 points (pad.js keeps one every 0.75 units or more) and
+# 300-1,000 units of length; 10,000 units colour the whole pad in twice over. A drawing
+# store row (64 KB) holds ~5,000 points anyway.
+MAX_POINTS = 5_000  # over all strokes
+MAX_LENGTH = 10_000  # pad units, over all strokes' segments
 COORDINATE_LIMIT = 10 * PAD_SIZE  # a point further out is not from the pad
+# Rasterising works on many segments at once: few numpy calls for a drawing, yet arrays
+# small enough for the CPU's cache (a block's ~6 temporaries of 128 KB each).
+SEGMENTS_PER_BATCH = 256  # segments whose bands (one per segment and row) are found at once
+PIXELS_PER_BLOCK = 16_384  # pixels whose ink is computed at once
 
 
 def parse_strokes(raw: object) -> list[np.ndarray]:
     """A JSON list of strokes, each a list of ``[x, y]`` points -> (N, 2) float64 arrays.
 
-    Raises a one-line DigitnetError saying what is wrong with anything else.
+    Raises a one-line DigitnetError saying what is wrong with anything else, or with a
+    drawing over the limits (strokes, points, length, coordinates).
     """
     if not isinstance(raw, list):
         raise DigitnetError(
@@ -42,13 +56,15 @@ def parse_strokes(raw: object) -> list[np.ndarray]:
         raise DigitnetError(
             f"{len(raw)} strokes is too many for one digit; send at most {MAX_STROKES}"
         )
-    strokes, total = [], 0
+    strokes, total, length = [], 0, 0.0
     for index, stroke in enumerate(raw):
         if not isinstance(stroke, list) or not stroke:
             raise DigitnetError(f"stroke {index} must be a non-empty list of [x, y] points")
         total += len(stroke)
         if total > MAX_POINTS:
-            raise DigitnetError(f"more than {MAX_POINTS} points in all; send a shorter drawing")
+            raise DigitnetError(
+                f"more than {MAX_POINTS:,} points in all; send one digit, at most {MAX_POINTS:,}"
+            )
         for point in stroke:
             if (
                 not isinstance(point, list | tuple)
@@ -57,20 +73,37 @@ def parse_strokes(raw: object) -> list[np.ndarray]:
             ):
                 raise DigitnetError(
                     f"stroke {index} has a point that is not [x, y] with two numbers: "
-                    f"{str(point)[:40]}"
+                    f"{_short(point)}"
+                )
+            # Python's own comparison: a huge int (JSON allows any) is not made a float.
+            if abs(point[0]) > COORDINATE_LIMIT or abs(point[1]) > COORDINATE_LIMIT:
+                raise DigitnetError(
+                    f"stroke {index} has a point far outside the {PAD_SIZE}x{PAD_SIZE} pad; "
+                    f"send pad coordinates"
                 )
         points = np.asarray(stroke, dtype=np.float64)
-        if np.abs(points).max() > COORDINATE_LIMIT:
+        length += float(np.hypot(*np.diff(points, axis=0).T).sum())
+        if length > MAX_LENGTH:
             raise DigitnetError(
-                f"stroke {index} has a point far outside the {PAD_SIZE}x{PAD_SIZE} pad; "
-                f"send pad coordinates"
+                f"the strokes are over {MAX_LENGTH:,} pad units long in all; send one digit "
+                f"(~300-1,000 units)"
             )
         strokes.append(points)
     return strokes
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number: an int of any size, or a finite float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _short(value: object) -> str:
+    """Anything, however large or deeply nested, in a few characters for a message."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxstring, short.maxother = 2, 3, 20, 20
+    return short.repr(value)
 
 
 def rasterize_strokes(
@@ -82,43 +115,132 @@ def rasterize_strokes(
     pixel's centre to the nearest stroke segment (a lone point is a dot), so edges are
     anti-aliased over one pixel. The browser computes exactly this, operation by operation
     in float64, so the two ink maps are identical.
+
+    The work is about (length on the pad + 2 * radius) x 2 * radius pixels per segment
+    (see ``rasterizing_work``), however far the segment reaches off the pad.
     """
-    ink = np.zeros((size, size), dtype=np.float32)
+    ink = np.zeros(size * size, dtype=np.float32)
+    for bands in _band_blocks(strokes, size, radius):
+        pixels, coverage = _band_ink(bands, size, radius)
+        # Ink is the maximum over segments: their order does not matter, repeats are harmless.
+        np.maximum.at(ink, pixels, coverage)
+    return ink.reshape(size, size)
+
+
+def rasterizing_work(
+    strokes: list[np.ndarray], size: int = PAD_SIZE, radius: float = BRUSH_RADIUS
+) -> int:
+    """How many pixel values ``rasterize_strokes`` computes for these strokes."""
+    return sum(
+        len(bands.row) * int(bands.width.max()) for bands in _band_blocks(strokes, size, radius)
+    )
+
+
+class _Bands(NamedTuple):
+    """Bands of pixels, one per segment and pad row it may ink: the segment, and where."""
+
+    ax: np.ndarray
+    ay: np.ndarray
+    dx: np.ndarray
+    dy: np.ndarray
+    length2: np.ndarray
+    row: np.ndarray
+    first: np.ndarray  # the band's first column
+    width: np.ndarray  # its number of columns
+
+
+def _band_blocks(strokes: list[np.ndarray], size: int, radius: float) -> Iterator[_Bands]:
+    """The bands of all the strokes' segments, in blocks to compute together.
+
+    A block's bands are padded to its widest, so a block holds bands whose widths round up
+    to the same power of two (at most twice the pixels needed), and ~PIXELS_PER_BLOCK
+    pixels, few enough for the CPU's cache.
+    """
+    segments = _segments(strokes)
+    for first in range(0, segments.shape[1], SEGMENTS_PER_BATCH):
+        bands = _bands(segments[:, first : first + SEGMENTS_PER_BATCH], size, radius)
+        width_class = np.ceil(np.log2(np.maximum(bands.width, 1))).astype(np.int64)
+        width_class[bands.width < 1] = -1  # rows the segment misses on the pad
+        for group in np.unique(width_class[width_class >= 0]):
+            at = np.flatnonzero(width_class == group)
+            step = max(1, PIXELS_PER_BLOCK >> group)
+            for start in range(0, len(at), step):
+                yield _Bands._make(values[at[start : start + step]] for values in bands)
+
+
+def _segments(strokes: list[np.ndarray]) -> np.ndarray:
+    """Every stroke's segments as (4, S) float64 rows ax, ay, bx, by; a lone point is a dot."""
+    parts = [np.empty((0, 4))]
     for stroke in strokes:
         points = np.asarray(stroke, dtype=np.float64).reshape(-1, 2)
         if len(points) == 1:
-            _draw_segment(ink, points[0], points[0], radius)
-        for start, end in zip(points[:-1], points[1:]):
-            _draw_segment(ink, start, end, radius)
-    return ink
+            parts.append(np.concatenate([points, points], axis=1))
+        else:
+            parts.append(np.concatenate([points[:-1], points[1:]], axis=1))
+    return np.ascontiguousarray(np.concatenate(parts).T)
 
 
-def _draw_segment(ink: np.ndarray, start: np.ndarray, end: np.ndarray, radius: float) -> None:
-    size = ink.shape[0]
-    ax, ay = float(start[0]), float(start[1])
-    bx, by = float(end[0]), float(end[1])
+def _bands(segments: np.ndarray, size: int, radius: float) -> _Bands:
+    """Where ``segments`` (4, S) may ink the pad: a band of pixels per segment and row.
+
+    pipeline.js's drawSegment scans the segment's bounding box, grown by ``radius + 1`` and
+    clipped to the pad. Here each row of that box is cut to the pixels whose centres are
+    within ``radius + 0.5`` of the segment (the only pixels it inks), and one more each side
+    for rounding: the rest of the box gets no ink from that segment.
+    """
+    ax, ay, bx, by = segments
     reach = radius + 1.0
-    left = max(0, math.floor(min(ax, bx) - reach))
-    right = min(size - 1, math.ceil(max(ax, bx) + reach))
-    top = max(0, math.floor(min(ay, by) - reach))
-    bottom = min(size - 1, math.ceil(max(ay, by) + reach))
-    if left > right or top > bottom:
-        return
-    # Pixel centres; the same operations, in the same order, as pipeline.js's drawSegment.
-    px = np.arange(left, right + 1, dtype=np.float64)[None, :] + 0.5
-    py = np.arange(top, bottom + 1, dtype=np.float64)[:, None] + 0.5
+    left = np.maximum(0, np.floor(np.minimum(ax, bx) - reach)).astype(np.int64)
+    right = np.minimum(size - 1, np.ceil(np.maximum(ax, bx) + reach)).astype(np.int64)
+    top = np.maximum(0, np.floor(np.minimum(ay, by) - reach)).astype(np.int64)
+    bottom = np.minimum(size - 1, np.ceil(np.maximum(ay, by) + reach)).astype(np.int64)
     dx, dy = bx - ax, by - ay
     length2 = dx * dx + dy * dy
-    if length2 > 0:
-        t = np.clip(((px - ax) * dx + (py - ay) * dy) / length2, 0.0, 1.0)
-    else:
-        t = np.zeros((1, 1))
+
+    # Each segment's rows, with its values repeated along them.
+    row_counts = np.where(left <= right, np.maximum(bottom - top + 1, 0), 0)
+    starts = np.cumsum(row_counts) - row_counts
+    row = np.arange(int(row_counts.sum())) - np.repeat(starts - top, row_counts)
+    ax, ay, dx, dy, length2, left, right = (
+        np.repeat(values, row_counts) for values in (ax, ay, dx, dy, length2, left, right)
+    )
+    # The part of the segment within `inked` of the row's centre line, grown by `inked`
+    # sideways, holds every pixel centre of the row within `inked` of the segment.
+    inked = radius + 0.5
+    centre = row + 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_above = (centre - inked - ay) / dy
+        t_below = (centre + inked - ay) / dy
+    level = dy == 0
+    t_low = np.where(level, 0.0, np.clip(np.minimum(t_above, t_below), 0.0, 1.0))
+    t_high = np.where(level, 1.0, np.clip(np.maximum(t_above, t_below), 0.0, 1.0))
+    x_low, x_high = ax + t_low * dx, ax + t_high * dx
+    first = np.floor(np.minimum(x_low, x_high) - inked - 0.5).astype(np.int64) - 1
+    last = np.ceil(np.maximum(x_low, x_high) + inked - 0.5).astype(np.int64) + 1
+    first = np.maximum(first, left)
+    width = np.minimum(last, right) - first + 1
+    return _Bands(ax, ay, dx, dy, length2, row, first, width)
+
+
+def _band_ink(bands: _Bands, size: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """The bands' flat pixel indices and float32 coverage, each band padded to the widest."""
+    width = int(bands.width.max())
+    # A padded band is moved left to stay on the pad; its extra pixels get their true ink.
+    first = np.minimum(bands.first, size - width)[:, None]
+    columns = np.arange(width)
+    pixels = (bands.row[:, None] * size + first) + columns  # (bands, width)
+    ax, ay, dx, dy, length2 = (values[:, None] for values in bands[:5])
+    px = (first + 0.5) + columns
+    py = bands.row[:, None] + 0.5
+    # The same operations, in the same order, as pipeline.js's drawSegment.
+    t = np.zeros(px.shape)
+    np.divide((px - ax) * dx + (py - ay) * dy, length2, out=t, where=length2 > 0)
+    np.clip(t, 0.0, 1.0, out=t)
     gx = px - (ax + t * dx)
     gy = py - (ay + t * dy)
     distance = np.sqrt(gx * gx + gy * gy)
     coverage = np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32)
-    region = ink[top : bottom + 1, left : right + 1]
-    np.maximum(region, coverage, out=region)
+    return pixels.ravel(), coverage.ravel()
 
 
 # ---------------------------------------------------------------------------

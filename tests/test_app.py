@@ -6,6 +6,7 @@ Offline: Gradio's analytics and the Hugging Face telemetry are off before gradio
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -26,7 +27,12 @@ import app  # noqa: E402
 from digitnet.dashboard import DIGITS  # noqa: E402
 from digitnet.data import load_training_data  # noqa: E402
 from digitnet.drawings import DrawingStyle, render_drawing  # noqa: E402
-from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
+from digitnet.strokes import (  # noqa: E402
+    MAX_POINTS,
+    MAX_STROKES,
+    PenStyle,
+    digit_strokes,
+)
 from digitnet.train import TrainConfig  # noqa: E402
 from digitnet.ui.draw_tab import (  # noqa: E402
     STEP_SCALE,
@@ -235,11 +241,27 @@ BAD_VALUES = [
     ({"example": "../../etc/passwd"}, "no example named"),
     ({"example": "big-9.png", "strokes": [[[1, 2]]]}, "either strokes or an example"),
     ({"strokes": [], "browser": "yes"}, '"browser"'),
-    ({"strokes": [], "browser": {"answers": {"MLP": [0.5]}}}, "10 numbers"),
+    ({"strokes": [], "browser": {"answers": {"MLP": [0.5]}}}, "10 probabilities"),
+    # Numbers JSON allows and a float does not hold: a huge int, NaN, Infinity.
+    ({"strokes": [[[10**400, 5]]]}, "far outside"),
+    ({"strokes": [], "browser": {"answers": {"MLP": [10**400] + [0] * 9}}}, "10 probabilities"),
+    ({"strokes": [[[float("nan"), 5]]]}, "two numbers"),
+    ({"strokes": [[[5, float("inf")]]]}, "two numbers"),
+    ({"strokes": [], "browser": {"answers": {"MLP": [float("nan")] * 10}}}, "10 probabilities"),
+    ('{"strokes": [[[NaN, 5]]]}', "two numbers"),
+    ('{"strokes": [[[' + "9" * 5000 + ", 5]]]}", "number too long"),
+    ("[" * 100_000, "nested too deeply"),
+    ({"strokes": [[[True, 5]]]}, "two numbers"),
+    ({"strokes": [[["140", "140"]]]}, "two numbers"),
+    ({"strokes": [[[1, 2]]] * (MAX_STROKES + 1)}, "too many"),
+    ({"strokes": [[[140, 140]] * (MAX_POINTS + 1)]}, "points in all"),
+    ({"strokes": [[[0, 0], [280, 280]] * 20]}, "pad units long"),
+    ({"example": [[[[1]]]]}, "no example named list"),
 ]
+BAD_IDS = [f"{index}-{needle}" for index, (_, needle) in enumerate(BAD_VALUES)]
 
 
-@pytest.mark.parametrize(("value", "needle"), BAD_VALUES, ids=[n for _, n in BAD_VALUES])
+@pytest.mark.parametrize(("value", "needle"), BAD_VALUES, ids=BAD_IDS)
 def test_a_bad_pad_value_is_a_one_line_error(handlers, value, needle):
     with pytest.raises(gr.Error) as caught:
         handlers.predict(value, "MLP", None)
@@ -541,11 +563,39 @@ def test_predict_endpoint_with_a_blank_pad(client):
         assert bars is None and view is None and steps == [None] * 4 and comparison == ""
 
 
-@pytest.mark.parametrize(("value", "needle"), BAD_VALUES[:8], ids=[n for _, n in BAD_VALUES[:8]])
-def test_predict_endpoint_refuses_garbage_in_one_line_and_keeps_serving(client, value, needle):
+def predict_error(client, server: str, value) -> str:
+    """The error message the predict endpoint answers ``value`` with, sent as a program would."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:  # NaN or Infinity: gradio_client will not send them, json.dumps does
+        return http_predict_error(server, value)
     with pytest.raises(Exception) as caught:  # gradio_client's AppError
         client.predict(value, "MLP", api_name="/predict")
-    assert_one_line(str(caught.value), needle)
+    return str(caught.value)
+
+
+def http_predict_error(server: str, value) -> str:
+    """Gradio's HTTP API by hand: post the call, then read its event stream to the error."""
+    import httpx
+
+    body = json.dumps({"data": [value, "MLP"]})  # NaN and Infinity written as Python does
+    posted = httpx.post(
+        f"{server}gradio_api/call/predict",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    posted.raise_for_status()
+    events = httpx.get(f"{server}gradio_api/call/predict/{posted.json()['event_id']}", timeout=60)
+    kind, data = re.search(r"event: (\w+)\ndata: (.*)", events.text).groups()
+    assert kind == "error", events.text[:200]
+    return json.loads(data)["error"]
+
+
+@pytest.mark.parametrize(("value", "needle"), BAD_VALUES, ids=BAD_IDS)
+def test_predict_endpoint_refuses_garbage_in_one_line_and_keeps_serving(
+    client, server, value, needle
+):
+    assert_one_line(predict_error(client, server, value), needle)
     answer, label, *_ = client.predict(pad_value(*PAD_DRAWINGS[0]), "MLP", api_name="/predict")
     assert top_label(label) == "7", answer
 

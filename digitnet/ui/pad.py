@@ -16,7 +16,6 @@ reports its own answers so the server can check them; programs leave it out.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,9 +51,19 @@ def parse_pad_value(value: object, example_names: set[str] | frozenset[str] = fr
     if isinstance(value, str):
         try:
             value = json.loads(value)
+        except RecursionError:
+            raise DigitnetError(
+                'the pad value is nested too deeply; send an object like {"strokes": [[[x, y], '
+                "...]]}"
+            ) from None
         except json.JSONDecodeError:
             raise DigitnetError(
                 'the pad value is not JSON; send an object like {"strokes": [[[x, y], ...]]}'
+            ) from None
+        except ValueError:  # an integer of over 4,300 digits, which Python will not read
+            raise DigitnetError(
+                "the pad value has a number too long to read; send pad coordinates, 0 to "
+                f"{PAD_SIZE}"
             ) from None
     if not isinstance(value, dict):
         raise DigitnetError(
@@ -77,7 +86,8 @@ def parse_pad_value(value: object, example_names: set[str] | frozenset[str] = fr
     if example is not None:
         if not isinstance(example, str) or example not in example_names:
             names = ", ".join(sorted(example_names)) or "none here"
-            raise DigitnetError(f"no example named {str(example)[:40]!r}; the examples are {names}")
+            given = repr(example[:40]) if isinstance(example, str) else type(example).__name__
+            raise DigitnetError(f"no example named {given}; the examples are {names}")
         if strokes:
             raise DigitnetError("send either strokes or an example, not both")
     answers, answered = _parse_browser(value.get("browser"))
@@ -85,6 +95,11 @@ def parse_pad_value(value: object, example_names: set[str] | frozenset[str] = fr
 
 
 def _parse_browser(browser: object) -> tuple[dict[str, np.ndarray | None], bool]:
+    """``{"answers": {model: ten probabilities, or None for a blank pad}}`` -> answers, True.
+
+    None, or no "browser" at all (a program, or a page whose own models are off or not ready
+    yet) -> no answers, False: the server answers alone and counts no check.
+    """
     if browser is None:
         return {}, False
     answers = browser.get("answers") if isinstance(browser, dict) else None
@@ -95,17 +110,18 @@ def _parse_browser(browser: object) -> tuple[dict[str, np.ndarray | None], bool]
         if probs is None:
             parsed[str(name)] = None
             continue
-        if (
-            not isinstance(probs, list)
-            or len(probs) != 10
-            or not all(
-                isinstance(p, int | float) and not isinstance(p, bool) and math.isfinite(p)
-                for p in probs
+        if not isinstance(probs, list) or len(probs) != 10 or not all(map(_is_probability, probs)):
+            raise DigitnetError(
+                f'"browser" answers for {str(name)[:40]} must be 10 probabilities (numbers from '
+                f"0 to 1) or null"
             )
-        ):
-            raise DigitnetError(f'"browser" answers for {str(name)[:40]} must be 10 numbers')
         parsed[str(name)] = np.asarray(probs, dtype=np.float64)
     return parsed, True
+
+
+def _is_probability(value: object) -> bool:
+    # Compared as Python numbers: a huge int (JSON allows any) is not made a float.
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
 def drawing_ink(drawing: PadDrawing) -> np.ndarray:
