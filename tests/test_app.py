@@ -311,6 +311,14 @@ def test_choosing_another_model_rechecks_without_counting_again(handlers):
     assert outputs[-1] == ParityTally(2, 0) and handlers.parity.checked == checked
 
 
+def test_a_page_whose_models_had_not_answered_yet_counts_no_check(handlers):
+    value = {**pad_value(*PAD_DRAWINGS[0]), "browser": {"answers": {}}}
+    checked = handlers.parity.checked
+    outputs = handlers.predict(value, "MLP", ParityTally(3, 0))
+    check_answer(outputs, 7)  # the server's answer shows
+    assert outputs[-1] == ParityTally(3, 0) and handlers.parity.checked == checked
+
+
 def test_a_browser_that_did_not_answer_the_chosen_model_gets_the_servers_answer(handlers):
     value = browser_value(handlers, *PAD_DRAWINGS[0])
     del value["browser"]["answers"]["MLP"]

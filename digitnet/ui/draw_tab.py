@@ -211,7 +211,10 @@ def make_draw_handlers(
             both_blank = chosen.is_blank and not any(
                 probs is not None for probs in drawing.browser_answers.values()
             )
-            if count and not both_blank:  # a cleared pad is no drawing to count
+            # A check needs an answer from both sides: a page whose models had not answered
+            # yet ({"answers": {}}) checked nothing, and a cleared pad is no drawing.
+            compared = any(name in answers for name in drawing.browser_answers)
+            if count and compared and not both_blank:
                 parity.record(disagreeing)
                 tally = ParityTally(tally.checked + 1, tally.disagreements + bool(disagreeing))
             # The browser already shows its answer; the server's only replaces a wrong one.
