@@ -607,6 +607,22 @@ def test_the_page_serves_the_pad_files_and_nothing_else_of_the_repository(server
         stray.unlink()
 
 
+def test_every_font_the_page_css_names_is_served_by_the_app(server):
+    """app.css's own faces (the full bold Source Sans) come from the app, not a CDN, and are
+    the real fonts, not the theme's tiny 600 subset."""
+    import urllib.request
+
+    from digitnet.ui.static_files import read_static
+
+    urls = re.findall(r"url\(\"?([^\")]+)\"?\)", read_static("app.css"))
+    assert urls, "app.css names no font"
+    for url in urls:
+        assert not url.startswith(("http:", "https:", "//")), url
+        with urllib.request.urlopen(server + url, timeout=10) as reply:
+            assert reply.status == 200
+            assert len(reply.read()) > 50_000, url  # a whole font (the subset is 5 KB)
+
+
 # ---------------------------------------------------------------------------
 # Where the app listens: Gradio's GRADIO_SERVER_* convention, with flags and PORT first
 
