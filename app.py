@@ -125,7 +125,8 @@ def build_demo(
         def look_inside_of(choice: str | None, request: gr.Request):
             return look_inside_outputs(pick(choice, request).model)
 
-        with gr.Tabs(elem_id="tabs"):
+        # On a phone the four tab names take two lines rather than hide behind a menu.
+        with gr.Tabs(overflow_behavior="wrap", elem_id="tabs"):
             with gr.Tab("Draw", id="draw", elem_id="draw-tab"):
                 draw = build_draw_tab(
                     models,
