@@ -143,8 +143,14 @@ def confusion_figure(metadata: dict) -> Figure | None:
     return figure
 
 
+def mistake_caption(predicted: int, true: int, confidence: float) -> str:
+    """A mistake in words: "said 7, was 8 (82%)" (the model's answer, the true digit, and how
+    sure the model was of its answer)."""
+    return f"said {predicted}, was {true} ({100 * confidence:.0f}%)"
+
+
 def mistake_gallery(metadata: dict, scale: int = 4) -> list[tuple[np.ndarray, str]]:
-    """The most confident validation mistakes as (image, "predicted (true)") pairs."""
+    """The most confident validation mistakes as (image, ``mistake_caption``) pairs."""
     items = []
     for mistake in metadata.get("metrics", {}).get("validation", {}).get("mistakes", []):
         if "pixels" not in mistake:
@@ -152,7 +158,7 @@ def mistake_gallery(metadata: dict, scale: int = 4) -> list[tuple[np.ndarray, st
         digit = np.frombuffer(base64.b64decode(mistake["pixels"]), dtype=np.uint8)
         digit = 255 - digit.reshape(IMAGE_SIZE, IMAGE_SIZE)  # dark ink on white, like the canvas
         enlarged = np.kron(digit, np.ones((scale, scale), dtype=np.uint8))
-        caption = f"{mistake['predicted']} ({mistake['true']}) {100 * mistake['confidence']:.0f}%"
+        caption = mistake_caption(mistake["predicted"], mistake["true"], mistake["confidence"])
         items.append((enlarged, caption))
     return items
 

@@ -404,7 +404,7 @@ def test_dashboard_of_the_mlp(loaded):
     assert mistakes, "no misclassified examples in the gallery"
     for image, caption in mistakes:
         assert image.ndim == 2 and image.dtype == np.uint8
-        assert re.match(r"^\d \(\d\)", caption), caption  # predicted (true)
+        assert re.fullmatch(r"said (\d), was (?!\1)\d \(\d{1,3}%\)", caption), caption
     assert dashboard(None)[0] == card  # no choice: the default model, the MLP
 
 

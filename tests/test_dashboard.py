@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from digitnet.checkpoint import load_checkpoint
-from digitnet.dashboard import DIGITS, per_class_frame
+from digitnet.dashboard import DIGITS, mistake_caption, mistake_gallery, per_class_frame
 
 
 def test_per_class_frame_carries_the_per_digit_report():
@@ -33,3 +33,12 @@ def test_per_class_frame_of_an_older_checkpoint_leaves_the_new_columns_blank():
     frame = per_class_frame(old)
     assert frame["accuracy"].tolist() == [90.0] * 10
     assert frame["precision"].isna().all() and frame["f1"].isna().all()
+
+
+def test_a_mistake_is_captioned_in_words_what_the_model_said_and_what_it_was():
+    assert mistake_caption(7, 8, 0.823) == "said 7, was 8 (82%)"
+    _, metadata = load_checkpoint("mlp")
+    worst = metadata["metrics"]["validation"]["mistakes"][0]
+    image, caption = mistake_gallery(metadata)[0]
+    assert image.shape == (112, 112)  # 28x28 enlarged 4x by whole pixels
+    assert caption.startswith(f"said {worst['predicted']}, was {worst['true']} (")

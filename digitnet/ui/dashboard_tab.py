@@ -23,6 +23,10 @@ from digitnet.dashboard import (
 )
 from digitnet.ui.models import LoadedModel
 
+# A chart or table narrower than this is unreadable: a row of them wraps on a phone instead.
+MIN_CHART_WIDTH = 320
+MISTAKES_HEIGHT = 360  # px: three rows of thumbnails and captions; more scroll
+
 INTRO = """## How the model was trained
 The model learnt from labelled MNIST digits and was checked after every epoch (one pass over
 them) on digits it never learnt from: the **validation** set (counts in the model card). Loss
@@ -66,6 +70,7 @@ def per_class_plot(elem_id: str) -> gr.BarPlot:
         y_lim=[0, 100],
         label="Validation accuracy per digit (%)",
         height=220,
+        min_width=MIN_CHART_WIDTH,
         elem_id=elem_id,
     )
 
@@ -74,13 +79,23 @@ def confusion_and_mistakes(confusion_id: str, mistakes_id: str) -> tuple[gr.Plot
     """A row: the confusion matrix (``confusion_figure``) beside the most confident mistakes
     (``mistake_gallery``), here and on the Train tab."""
     with gr.Row(equal_height=False):
-        confusion = gr.Plot(label="Confusion matrix", elem_id=confusion_id)
+        confusion = gr.Plot(
+            label="Confusion matrix", min_width=MIN_CHART_WIDTH, elem_id=confusion_id
+        )
+        # Thumbnails at the images' own size (app.css), however few: two mistakes stretched
+        # to fill the row were huge and blurry. PNG keeps the pixels crisp; webp blurs them.
         mistakes = gr.Gallery(
-            label="Most confident mistakes: predicted (true)",
+            label="Most confident mistakes",
             columns=5,
-            height=300,
+            fit_columns=False,
+            height=MISTAKES_HEIGHT,
+            object_fit="contain",
+            format="png",
             allow_preview=False,
+            buttons=[],
+            min_width=MIN_CHART_WIDTH,
             elem_id=mistakes_id,
+            elem_classes=["mistakes"],
         )
     return confusion, mistakes
 
