@@ -32,6 +32,7 @@ from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import PROMPT, PadDrawing, digit_pad, drawing_ink, parse_pad_value
 
 STEP_SCALE = 8  # small step images are enlarged by whole pixels so nothing is smoothed
+STEP_HEIGHT = 190  # px: a step's label above it, then the image (160 px as before)
 LOG = logging.getLogger("digitnet.app")
 
 # Browser-only listeners: the pad's JS computes the outputs (see static/pad.js).
@@ -350,7 +351,14 @@ def build_draw_tab(
     gr.Markdown(HELP, elem_id="help")
     gr.Markdown(PIPELINE_HELP)
     with gr.Row():
-        step_kwargs = dict(interactive=False, height=160, elem_classes=["pixelated"], buttons=[])
+        # png: the steps are enlarged by whole pixels, and webp would blur them.
+        step_kwargs = dict(
+            interactive=False,
+            height=STEP_HEIGHT,
+            format="png",
+            elem_classes=["pixelated", "label-above"],
+            buttons=[],
+        )
         steps = [
             gr.Image(label="1. your drawing (ink)", elem_id="step-ink", **step_kwargs),
             gr.Image(label="2. cropped", elem_id="step-cropped", **step_kwargs),
