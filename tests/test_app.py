@@ -16,6 +16,7 @@ from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from conftest import assert_one_line, close_when_idle  # noqa: E402
@@ -400,7 +401,10 @@ def test_dashboard_of_the_mlp(loaded):
     card, curves, per_class, confusion, mistakes = dashboard("MLP")
     assert card.startswith("### Model card") and "parameters" in card and "MLP" in card
     assert curves is not None and confusion is not None
-    assert per_class["digit"].tolist() == DIGITS
+    bars = pd.DataFrame(per_class.value["data"], columns=per_class.value["columns"])
+    assert bars["digit"].tolist() == DIGITS
+    low, high = per_class.y_lim  # from under the weakest digit, not from 0
+    assert high == 100 and low % 10 == 0 and 0 < low < bars["accuracy"].min()
     assert mistakes, "no misclassified examples in the gallery"
     for image, caption in mistakes:
         assert image.ndim == 2 and image.dtype == np.uint8

@@ -25,7 +25,6 @@ import pandas as pd
 from digitnet.dashboard import (
     confusion_figure,
     mistake_gallery,
-    per_class_frame,
     progress_frame,
 )
 from digitnet.errors import DigitnetError
@@ -48,7 +47,12 @@ from digitnet.jobs import (
     knob_help,
     knob_text,
 )
-from digitnet.ui.dashboard_tab import MIN_CHART_WIDTH, confusion_and_mistakes, per_class_plot
+from digitnet.ui.dashboard_tab import (
+    MIN_CHART_WIDTH,
+    confusion_and_mistakes,
+    per_class_bars,
+    per_class_plot,
+)
 from digitnet.ui.pad import pad_models
 
 UPDATE_SECONDS = 0.25  # a follower looks at its job this often: 4 redraws a second at most
@@ -504,7 +508,7 @@ def _wire(
             status_markdown(snapshot),
             loss,
             accuracy,
-            per_class_frame(metadata),
+            per_class_bars(metadata),
             per_digit_markdown(metadata),
             confusion_figure(metadata),
             mistake_gallery(metadata),
