@@ -125,7 +125,8 @@ def build_demo(
         def look_inside_of(choice: str | None, request: gr.Request):
             return look_inside_outputs(pick(choice, request).model)
 
-        with gr.Tabs(elem_id="tabs"):
+        # On a phone the four tab names take two lines rather than hide behind a menu.
+        with gr.Tabs(overflow_behavior="wrap", elem_id="tabs"):
             with gr.Tab("Draw", id="draw", elem_id="draw-tab"):
                 draw = build_draw_tab(
                     models,
@@ -134,9 +135,10 @@ def build_demo(
                     own_run,
                     under_answer=lambda: drawings_tab.build_feedback(app_store, os.environ),
                     beside_input=build_why_beside_input,
+                    under_input=build_why_inside,
                 )
-                # The Why panel: its saliency beside the 28x28, what is inside further down.
-                why = WhyPanel(*draw.beside_input, *build_why_inside())
+                # The Why panel: its saliency beside the 28x28, what is inside right under it.
+                why = WhyPanel(*draw.beside_input, *draw.under_input)
                 build_explain_api({name: m.model for name, m in models.items()}, draw.choice)
             with gr.Tab("How it was trained", id="dashboard", elem_id="dashboard-tab"):
                 dashboard = build_dashboard_tab(models, own_run)

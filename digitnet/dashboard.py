@@ -44,45 +44,45 @@ def history_frame(metadata: dict) -> pd.DataFrame:
 
 
 def curves_figure(metadata: dict) -> Figure | None:
-    """Loss and accuracy per epoch, train against validation, side by side."""
+    """Loss and accuracy per epoch, train against validation, side by side, with the best
+    epoch (the weights kept) marked on the accuracy."""
     frame = history_frame(metadata)
     if frame.empty:
         return None
+    # Augmented training digits are why train sits below validation: the legend says so.
+    train = "train (augmented)" if metadata.get("config", {}).get("augment") else "train"
     figure = Figure(figsize=(9, 3.2), dpi=100)
     loss_axes, accuracy_axes = figure.subplots(1, 2)
     for axes, metric, unit in (
         (loss_axes, "loss", "cross-entropy"),
         (accuracy_axes, "accuracy", "% correct"),
     ):
-        for split in ("train", "validation"):
+        for split, label in (("train", train), ("validation", "validation")):
             part = frame[(frame.metric == metric) & (frame.split == split)]
-            axes.plot(part.epoch, part.value, label=split, linewidth=1.8)
+            axes.plot(part.epoch, part.value, label=label, linewidth=1.8)
         axes.set_title(metric.capitalize())
         axes.set_xlabel("epoch")
         axes.set_ylabel(unit)
         axes.grid(alpha=0.3)
-        axes.legend(frameon=False)
     best = metadata.get("best_epoch")
     if best:
         accuracy_axes.axvline(best, color="grey", linestyle=":", linewidth=1)
+        # At the foot of the line, on the side with more room: a best epoch in the right
+        # half (often the last) is labelled to its left, so the label stays in the frame.
+        first, last = accuracy_axes.get_xlim()
+        leftward = best > (first + last) / 2
         accuracy_axes.annotate(
             f"best: epoch {best}",
-            (best, accuracy_axes.get_ylim()[0]),
+            (best, 0.03),
+            xycoords=("data", "axes fraction"),
             textcoords="offset points",
-            xytext=(4, 6),
+            xytext=(-4 if leftward else 4, 0),
+            ha="right" if leftward else "left",
             fontsize=8,
             color="grey",
         )
-    if metadata.get("config", {}).get("augment"):
-        accuracy_axes.text(
-            0.99,
-            0.02,
-            "train accuracy is on augmented digits",
-            transform=accuracy_axes.transAxes,
-            ha="right",
-            fontsize=7,
-            color="grey",
-        )
+    for axes in (loss_axes, accuracy_axes):
+        axes.legend(frameon=False, loc="best")  # after the label: "best" keeps clear of it
     figure.tight_layout()
     return figure
 
@@ -108,6 +108,20 @@ def per_class_frame(metadata: dict) -> pd.DataFrame:
             "f1": [percent(row, "f1") for row in per_class],
         }
     )
+
+
+ACCURACY_AXIS_MARGIN = 2.0  # percentage points left under the lowest per-digit bar
+
+
+def accuracy_axis_range(accuracies: Sequence[float]) -> list[float]:
+    """The per-digit accuracy bars' y range (%): from a little under the lowest bar, down to
+    a multiple of 10, to 100. On 0-100, bars of 93% and 99% look the same; on 90-100 the
+    weak digit stands out."""
+    values = [value for value in accuracies if value is not None and np.isfinite(value)]
+    if not values:
+        return [0.0, 100.0]
+    floor = 10 * np.floor((min(values) - ACCURACY_AXIS_MARGIN) / 10)
+    return [float(np.clip(floor, 0, 90)), 100.0]
 
 
 def confusion_figure(metadata: dict) -> Figure | None:
@@ -143,8 +157,14 @@ def confusion_figure(metadata: dict) -> Figure | None:
     return figure
 
 
+def mistake_caption(predicted: int, true: int, confidence: float) -> str:
+    """A mistake in words: "said 7, was 8 (82%)" (the model's answer, the true digit, and how
+    sure the model was of its answer)."""
+    return f"said {predicted}, was {true} ({100 * confidence:.0f}%)"
+
+
 def mistake_gallery(metadata: dict, scale: int = 4) -> list[tuple[np.ndarray, str]]:
-    """The most confident validation mistakes as (image, "predicted (true)") pairs."""
+    """The most confident validation mistakes as (image, ``mistake_caption``) pairs."""
     items = []
     for mistake in metadata.get("metrics", {}).get("validation", {}).get("mistakes", []):
         if "pixels" not in mistake:
@@ -152,7 +172,7 @@ def mistake_gallery(metadata: dict, scale: int = 4) -> list[tuple[np.ndarray, st
         digit = np.frombuffer(base64.b64decode(mistake["pixels"]), dtype=np.uint8)
         digit = 255 - digit.reshape(IMAGE_SIZE, IMAGE_SIZE)  # dark ink on white, like the canvas
         enlarged = np.kron(digit, np.ones((scale, scale), dtype=np.uint8))
-        caption = f"{mistake['predicted']} ({mistake['true']}) {100 * mistake['confidence']:.0f}%"
+        caption = mistake_caption(mistake["predicted"], mistake["true"], mistake["confidence"])
         items.append((enlarged, caption))
     return items
 

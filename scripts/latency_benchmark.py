@@ -9,7 +9,7 @@ Prints, quiet and then while ``scripts/load_test.py`` loads the server's ``/clas
   painted, median and p90 (what you wait for after drawing); and to the moment the answer is
   in the page (its DOM), one step before painting;
 - any move -> answer: the same (painted) for every pen movement while drawing;
-- the server's check: from lifting the pen to the server's answer below the pad;
+- the server's check: from lifting the pen to the server's answer (under the bars);
 - how many digits were read right.
 
     python scripts/latency_benchmark.py                       # serve app.py in-process

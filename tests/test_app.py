@@ -17,6 +17,7 @@ from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from conftest import assert_one_line, close_when_idle  # noqa: E402
@@ -430,11 +431,14 @@ def test_dashboard_of_the_mlp(loaded):
     card, curves, per_class, confusion, mistakes = dashboard("MLP")
     assert card.startswith("### Model card") and "parameters" in card and "MLP" in card
     assert curves is not None and confusion is not None
-    assert per_class["digit"].tolist() == DIGITS
+    bars = pd.DataFrame(per_class.value["data"], columns=per_class.value["columns"])
+    assert bars["digit"].tolist() == DIGITS
+    low, high = per_class.y_lim  # from under the weakest digit, not from 0
+    assert high == 100 and low % 10 == 0 and 0 < low < bars["accuracy"].min()
     assert mistakes, "no misclassified examples in the gallery"
     for image, caption in mistakes:
         assert image.ndim == 2 and image.dtype == np.uint8
-        assert re.match(r"^\d \(\d\)", caption), caption  # predicted (true)
+        assert re.fullmatch(r"said (\d), was (?!\1)\d \(\d{1,3}%\)", caption), caption
     assert dashboard(None)[0] == card  # no choice: the default model, the MLP
 
 
@@ -663,6 +667,22 @@ def test_the_page_serves_the_pad_files_and_nothing_else_of_the_repository(server
         assert status(server + file_url(stray)) == 403
     finally:
         stray.unlink()
+
+
+def test_every_font_the_page_css_names_is_served_by_the_app(server):
+    """app.css's own faces (the full bold Source Sans) come from the app, not a CDN, and are
+    the real fonts, not the theme's tiny 600 subset."""
+    import urllib.request
+
+    from digitnet.ui.static_files import read_static
+
+    urls = re.findall(r"url\(\"?([^\")]+)\"?\)", read_static("app.css"))
+    assert urls, "app.css names no font"
+    for url in urls:
+        assert not url.startswith(("http:", "https:", "//")), url
+        with urllib.request.urlopen(server + url, timeout=10) as reply:
+            assert reply.status == 200
+            assert len(reply.read()) > 50_000, url  # a whole font (the subset is 5 KB)
 
 
 # ---------------------------------------------------------------------------

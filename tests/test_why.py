@@ -23,6 +23,8 @@ import app  # noqa: E402
 from digitnet.explain import AWAY_RGB, TOWARD_RGB  # noqa: E402
 from digitnet.preprocess import canvas_to_mnist  # noqa: E402
 from digitnet.ui.why import (  # noqa: E402
+    FILTER_GAP,
+    FILTER_SCALE,
     WHY_PROMPT,
     explain_endpoint,
     look_inside_outputs,
@@ -107,6 +109,15 @@ def test_look_inside_shows_the_cnns_first_filters(models):
     text, grid = look_inside_outputs(models["CNN"])
     assert "3×3" in text and "no whole-image tiles" in text
     assert grid.ndim == 3 and colour_share(grid, TOWARD_RGB) > 0
+    # 32 filters in 4 rows of 8, each 3x3 weights enlarged and framed, white between them.
+    tile = 3 * FILTER_SCALE + 2
+    assert grid.shape == (4 * tile + 3 * FILTER_GAP, 8 * tile + 7 * FILTER_GAP, 3)
+    assert (grid[:, tile : tile + FILTER_GAP] == 255).all()  # the gap after column 1
+    weights = models["CNN"].features[0][0].weight.detach()[0, 0].numpy()  # filter 0
+    strongest = np.unravel_index(np.abs(weights).argmax(), weights.shape)
+    y, x = (1 + FILTER_SCALE * i + FILTER_SCALE // 2 for i in strongest)
+    expected = TOWARD_RGB if weights[strongest] > 0 else AWAY_RGB
+    assert np.abs(grid[y, x].astype(float) - expected).max() <= 1  # full colour at its peak
 
 
 # ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import gradio as gr
 from digitnet.checkpoint import model_card
 from digitnet.dashboard import (
     DIGITS,
+    accuracy_axis_range,
     confusion_figure,
     curves_figure,
     mistake_gallery,
@@ -22,6 +23,10 @@ from digitnet.dashboard import (
     per_class_frame,
 )
 from digitnet.ui.models import LoadedModel
+
+# A chart or table narrower than this is unreadable: a row of them wraps on a phone instead.
+MIN_CHART_WIDTH = 320
+MISTAKES_HEIGHT = 360  # px: three rows of thumbnails and captions; more scroll
 
 INTRO = """## How the model was trained
 The model learnt from labelled MNIST digits and was checked after every epoch (one pass over
@@ -49,7 +54,7 @@ def make_dashboard_handler(models: dict[str, LoadedModel], resolve=None) -> Call
         return (
             model_card_markdown(model_card(metadata)),
             curves_figure(metadata),
-            per_class_frame(metadata),
+            per_class_bars(metadata),
             confusion_figure(metadata),
             mistake_gallery(metadata),
         )
@@ -58,29 +63,51 @@ def make_dashboard_handler(models: dict[str, LoadedModel], resolve=None) -> Call
 
 
 def per_class_plot(elem_id: str) -> gr.BarPlot:
-    """Validation accuracy per digit, filled by ``per_class_frame`` (here and the Train tab)."""
+    """Validation accuracy per digit, filled by ``per_class_bars`` (here and the Train tab)."""
     return gr.BarPlot(
         x="digit",
         y="accuracy",
         sort=DIGITS,
         y_lim=[0, 100],
-        label="Validation accuracy per digit (%)",
+        x_title="digit",
+        y_title="accuracy (%)",
+        label="Validation accuracy per digit",
         height=220,
+        min_width=MIN_CHART_WIDTH,
         elem_id=elem_id,
     )
+
+
+def per_class_bars(metadata: dict) -> gr.BarPlot:
+    """``per_class_plot``'s value for a model, on a y range that shows the differences."""
+    frame = per_class_frame(metadata)
+    return gr.BarPlot(value=frame, y_lim=accuracy_axis_range(frame["accuracy"]))
 
 
 def confusion_and_mistakes(confusion_id: str, mistakes_id: str) -> tuple[gr.Plot, gr.Gallery]:
     """A row: the confusion matrix (``confusion_figure``) beside the most confident mistakes
     (``mistake_gallery``), here and on the Train tab."""
     with gr.Row(equal_height=False):
-        confusion = gr.Plot(label="Confusion matrix", elem_id=confusion_id)
+        confusion = gr.Plot(
+            label="Confusion matrix",
+            min_width=MIN_CHART_WIDTH,
+            elem_id=confusion_id,
+            elem_classes=["label-above"],  # app.css: not over the figure's title
+        )
+        # Thumbnails at the images' own size (app.css), however few: two mistakes stretched
+        # to fill the row were huge and blurry. PNG keeps the pixels crisp; webp blurs them.
         mistakes = gr.Gallery(
-            label="Most confident mistakes: predicted (true)",
+            label="Most confident mistakes",
             columns=5,
-            height=300,
+            fit_columns=False,
+            height=MISTAKES_HEIGHT,
+            object_fit="contain",
+            format="png",
             allow_preview=False,
+            buttons=[],
+            min_width=MIN_CHART_WIDTH,
             elem_id=mistakes_id,
+            elem_classes=["mistakes"],
         )
     return confusion, mistakes
 
@@ -100,7 +127,9 @@ def build_dashboard_tab(models: dict[str, LoadedModel], resolve=None) -> Dashboa
     choice = gr.Radio(names, value=names[0], label="Model", elem_id="dashboard-choice")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
-            curves = gr.Plot(label="Loss and accuracy per epoch", elem_id="curves")
+            curves = gr.Plot(
+                label="Loss and accuracy per epoch", elem_id="curves", elem_classes=["label-above"]
+            )
             per_class = per_class_plot(elem_id="per_class")
         with gr.Column(scale=1):
             card = gr.Markdown(elem_id="card")

@@ -32,6 +32,7 @@ from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import PROMPT, PadDrawing, digit_pad, drawing_ink, parse_pad_value
 
 STEP_SCALE = 8  # small step images are enlarged by whole pixels so nothing is smoothed
+STEP_HEIGHT = 190  # px: a step's label above it, then the image (160 px as before)
 LOG = logging.getLogger("digitnet.app")
 
 # Browser-only listeners: the pad's JS computes the outputs (see static/pad.js).
@@ -40,7 +41,7 @@ SET_CHOICE_JS = "(choice) => {{ globalThis.digitnetPads?.[{pad!r}]?.setChoice(ch
 
 HELP = """Draw one digit, 0 to 9, as big or small as you like, anywhere on the pad. The answer
 updates **while you draw**: the models run in your browser. After each stroke the server runs
-the same pipeline in Python and checks the browser's answer (below the pad)."""
+the same pipeline in Python and checks the browser's answer (the line under the bars)."""
 
 PIPELINE_HELP = """### What the model sees
 Checked on the server after each stroke: your drawing → cropped to the ink → scaled into a
@@ -282,6 +283,7 @@ class DrawTab:
     handlers: DrawHandlers
     under_answer: object = None  # what build_draw_tab's under_answer built
     beside_input: object = None  # what build_draw_tab's beside_input built
+    under_input: object = None  # what build_draw_tab's under_input built
 
     @property
     def answer_outputs(self) -> list:
@@ -304,13 +306,17 @@ def build_draw_tab(
     resolve: Resolver | None = None,
     under_answer: Callable[[], object] | None = None,
     beside_input: Callable[[], object] | None = None,
+    under_input: Callable[[], object] | None = None,
 ) -> DrawTab:
     """The tab's layout and events; call inside ``gr.Blocks``. ``models`` is not empty.
 
-    ``under_answer`` builds more components under the answer and the model choice (the
-    "Right" / "No, it's a …" buttons); what it returns is the tab's ``under_answer``.
+    The answer column puts what a person acts on first: the model choice, the answer, then
+    what ``under_answer`` builds (the "Right" / "No, it's a …" buttons), then the ten
+    probabilities, every model's bars and the server's check. What ``under_answer`` returns
+    is the tab's ``under_answer``.
     ``beside_input`` builds columns beside the 28×28 input, under the pad and the answer
-    (the Why panel); what it returns is the tab's ``beside_input``.
+    (the Why panel); ``under_input`` builds what goes right under that row (the Why panel's
+    "Inside the model"). What they return is the tab's ``beside_input`` and ``under_input``.
 
     ``resolve`` finds a session's own models (runs trained in the app) by their choice name;
     the browser has no weights for those, so the pad answers them through the server.
@@ -320,8 +326,17 @@ def build_draw_tab(
     with gr.Row(equal_height=False, elem_id="draw-row"):
         with gr.Column(scale=1, min_width=300, elem_id="pad-column"):
             pad = digit_pad(models=browser_models, examples=examples, default_choice=names[0])
+        # What a person acts on comes first, so the buttons stay on a laptop's first screen
+        # however tall the ten probabilities grow once a digit is drawn.
         with gr.Column(scale=1, min_width=300, elem_id="answer-column"):
+            choice = gr.Radio(
+                names,
+                value=names[0],
+                label="Model",
+                elem_id="choice",
+            )
             answer = gr.Markdown(PROMPT, elem_id="answer")
+            extra = under_answer() if under_answer is not None else None
             label = gr.Label(
                 num_top_classes=10,
                 label="All ten probabilities",
@@ -329,23 +344,24 @@ def build_draw_tab(
                 show_label=False,
             )
             bars = probability_bars(elem_id="bars")
-            choice = gr.Radio(
-                names,
-                value=names[0],
-                label="Model whose answer is above",
-                elem_id="choice",
-            )
-            extra = under_answer() if under_answer is not None else None
+            comparison = gr.Markdown(elem_id="comparison")
     # The 28x28 the model sees, and beside it whatever explains it (the Why panel).
     with gr.Row(equal_height=False, elem_id="input-row"):
         with gr.Column(scale=1, min_width=130, elem_id="input28-column"):
             view = input_view(caption="The 28×28 the model sees", elem_id="input28")
         beside = beside_input() if beside_input is not None else None
-    comparison = gr.Markdown(elem_id="comparison")
+    below = under_input() if under_input is not None else None
     gr.Markdown(HELP, elem_id="help")
     gr.Markdown(PIPELINE_HELP)
     with gr.Row():
-        step_kwargs = dict(interactive=False, height=160, elem_classes=["pixelated"], buttons=[])
+        # png: the steps are enlarged by whole pixels, and webp would blur them.
+        step_kwargs = dict(
+            interactive=False,
+            height=STEP_HEIGHT,
+            format="png",
+            elem_classes=["pixelated", "label-above"],
+            buttons=[],
+        )
         steps = [
             gr.Image(label="1. your drawing (ink)", elem_id="step-ink", **step_kwargs),
             gr.Image(label="2. cropped", elem_id="step-cropped", **step_kwargs),
@@ -382,6 +398,7 @@ def build_draw_tab(
         handlers,
         under_answer=extra,
         beside_input=beside,
+        under_input=below,
     )
     live_outputs = [answer, label, bars, view]
     pad_id = pad.elem_id

@@ -25,7 +25,6 @@ import pandas as pd
 from digitnet.dashboard import (
     confusion_figure,
     mistake_gallery,
-    per_class_frame,
     progress_frame,
 )
 from digitnet.errors import DigitnetError
@@ -48,7 +47,12 @@ from digitnet.jobs import (
     knob_help,
     knob_text,
 )
-from digitnet.ui.dashboard_tab import confusion_and_mistakes, per_class_plot
+from digitnet.ui.dashboard_tab import (
+    MIN_CHART_WIDTH,
+    confusion_and_mistakes,
+    per_class_bars,
+    per_class_plot,
+)
 from digitnet.ui.pad import pad_models
 
 UPDATE_SECONDS = 0.25  # a follower looks at its job this often: 4 redraws a second at most
@@ -57,6 +61,7 @@ SLIDER_SPAN = 200  # a bounded knob narrower than this is a slider; a wider one 
 TYPED_KNOBS = ("lr",)  # a learning rate spans decades, which a linear slider cannot pick
 TRAIN_SIZE = "train_size"
 SPLIT_COLOURS = {"train": "#1f77b4", "validation": "#ff7f0e"}  # as the dashboard's figures
+CURVE_MIN_WIDTH = 280  # px: the two live curves and their legends fit side by side, or stack
 LOCAL_SESSION = "local"  # a handler called directly, with no browser session
 # Knobs by group, in the order they show; augmentation knobs and any new field find their own.
 OPEN_GROUPS = {
@@ -415,9 +420,17 @@ def build_train_tab(
                         knobs[TRAIN_SIZE] = train_size_component(service.caps.max_train_size)
         with gr.Column(scale=2, min_width=320):
             status = gr.Markdown("Press **Start** to train.", elem_id="train-status")
-            with gr.Row():
-                loss = curve_plot("Loss (cross-entropy)", "loss", "train-loss")
-                accuracy = curve_plot("Accuracy (%)", "% correct", "train-accuracy", y_lim=[0, 100])
+            with gr.Row():  # side by side on a laptop, one above the other on a phone
+                loss = curve_plot(
+                    "Loss (cross-entropy)", "loss", "train-loss", min_width=CURVE_MIN_WIDTH
+                )
+                accuracy = curve_plot(
+                    "Accuracy (%)",
+                    "% correct",
+                    "train-accuracy",
+                    y_lim=[0, 100],
+                    min_width=CURVE_MIN_WIDTH,
+                )
             with gr.Accordion("Run summary (what the train API returns)", open=False):
                 summary = gr.JSON(label="Summary", elem_id="train-summary")
             download = gr.DownloadButton(
@@ -426,7 +439,8 @@ def build_train_tab(
     gr.Markdown("### Your run, measured on the validation digits")
     with gr.Row(equal_height=False):
         per_class = per_class_plot(elem_id="train-per-class")
-        per_digit = gr.Markdown(elem_id="train-per-digit")
+        with gr.Column(min_width=MIN_CHART_WIDTH):  # a Markdown's own min_width is ignored
+            per_digit = gr.Markdown(elem_id="train-per-digit")
     confusion, mistakes = confusion_and_mistakes("train-confusion", "train-mistakes")
     gr.Markdown("### Your runs\nEvery run of this tab, to compare recipes side by side.")
     runs = gr.Dataframe(
@@ -494,7 +508,7 @@ def _wire(
             status_markdown(snapshot),
             loss,
             accuracy,
-            per_class_frame(metadata),
+            per_class_bars(metadata),
             per_digit_markdown(metadata),
             confusion_figure(metadata),
             mistake_gallery(metadata),

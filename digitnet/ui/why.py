@@ -34,8 +34,10 @@ ACTIVE_TILE_SCALE = 4  # the 8 most active units' 28x28 tiles, each 112 px wide
 FEATURE_MAP_COUNT = 16  # strongest channels shown per CNN block
 FEATURE_MAP_SCALE = 6  # block 1's 14x14 maps become 84 px, block 2's 7x7 become 42 px
 LOOK_INSIDE_TILE_SCALE = 3  # 64 tiles of 28x28 in 8 columns: ~680 px wide
-FILTER_SCALE = 12  # the CNN's 3x3 first filters, 36 px each
-OVERLAY_HEIGHT = 250  # px: the 224 px overlays whole, below their labels
+FILTER_SCALE = 24  # the CNN's 3x3 first filters, 72 px each: each weight a clear square
+FILTER_GAP = 12  # px of white between filters, so 32 filters read as 32, not one mosaic
+FILTER_OUTLINE_RGB = (190, 190, 190)  # a 1-px frame: a filter's near-zero (white) edge ends
+OVERLAY_HEIGHT = 270  # px: the 224 px overlays whole, below their labels (two lines narrow)
 INSIDE_HEIGHT = 320
 LOOK_INSIDE_HEIGHT = 480
 EXPLAIN_CONCURRENCY = 2  # explanations at once; two cores serve the answers too
@@ -98,6 +100,7 @@ def pixel_image(label: str, elem_id: str, height: int, **kwargs) -> gr.Image:
         interactive=False,
         buttons=[],
         format="png",
+        elem_classes=["label-above"],  # app.css: the label above the image, not over it
         **kwargs,
     )
 
@@ -248,6 +251,33 @@ def build_look_inside() -> LookInside:
     return LookInside(text, image)
 
 
+def filter_mosaic(filters: np.ndarray, columns: int = 8) -> np.ndarray:
+    """Small filters (K, h, w) as one uint8 RGB image: each coloured like ``tile_grid``
+    (red positive, blue negative, scaled by its own largest weight), enlarged by
+    FILTER_SCALE, framed in grey, with FILTER_GAP px of white between them."""
+    count, height, width = filters.shape
+    tile_h, tile_w = height * FILTER_SCALE + 2, width * FILTER_SCALE + 2  # with the frame
+    rows = -(-count // columns)
+    mosaic = np.full(
+        (
+            rows * (tile_h + FILTER_GAP) - FILTER_GAP,
+            columns * (tile_w + FILTER_GAP) - FILTER_GAP,
+            3,
+        ),
+        255,
+        dtype=np.uint8,
+    )
+    for index, weights in enumerate(filters):
+        tile = tile_grid(weights[None], columns=1, scale=FILTER_SCALE, gap=0)
+        framed = np.empty((tile_h, tile_w, 3), dtype=np.uint8)
+        framed[...] = FILTER_OUTLINE_RGB
+        framed[1:-1, 1:-1] = tile
+        row, col = divmod(index, columns)
+        top, left = row * (tile_h + FILTER_GAP), col * (tile_w + FILTER_GAP)
+        mosaic[top : top + tile_h, left : left + tile_w] = framed
+    return mosaic
+
+
 @functools.lru_cache(maxsize=8)  # once per model: the weights never change while serving
 def look_inside_outputs(model: nn.Module) -> tuple[str, np.ndarray | None]:
     """(how to read it, uint8 RGB grid): the MLP's 64 strongest first-layer weight tiles,
@@ -258,8 +288,7 @@ def look_inside_outputs(model: nn.Module) -> tuple[str, np.ndarray | None]:
         return LOOK_INSIDE_MLP.format(count=len(tiles.units)), grid
     if isinstance(model, CNN):
         filters = model.features[0][0].weight.detach().float().cpu().numpy()  # (32, 1, 3, 3)
-        grid = tile_grid(filters[:, 0], columns=8, scale=FILTER_SCALE, gap=2)
-        return LOOK_INSIDE_CNN.format(count=len(filters)), grid
+        return LOOK_INSIDE_CNN.format(count=len(filters)), filter_mosaic(filters[:, 0])
     return LOOK_INSIDE_OTHER.format(name=type(model).__name__), None
 
 
