@@ -168,13 +168,15 @@ class Feedback:
 
 def build_feedback(app_store: AppStore, environ: Mapping[str, str]) -> Feedback:
     """ "Right ✓" and "No, it's a …" 0-9, a status line, and the saving switch."""
-    with gr.Group(elem_id="feedback"):
-        with gr.Row(equal_height=True):
-            right = gr.Button("Right ✓", size="sm", variant="primary", elem_id="right")
-            gr.Markdown("No, it's a …", elem_id="wrong-label")
+    # Real buttons, with borders and room for a finger (app.css): a bare row of 0-9 under the
+    # bars read as the chart's axis.
+    with gr.Column(elem_id="feedback"):  # not a Group: it strips the buttons' borders
+        with gr.Row(equal_height=True, elem_id="right-row"):
+            right = gr.Button("Right ✓", variant="primary", elem_id="right", scale=0)
+            gr.Markdown("or, if not: **No, it's a …**", elem_id="wrong-label")
         with gr.Row(elem_id="wrong-digits"):
             wrong = [
-                gr.Button(digit, size="sm", min_width=28, elem_id=f"wrong-{digit}")
+                gr.Button(digit, variant="secondary", min_width=26, elem_id=f"wrong-{digit}")
                 for digit in DIGIT_LABELS
             ]
     status = gr.Markdown(elem_id="feedback-status")
