@@ -12,6 +12,7 @@ Skipped when Playwright or Chromium is missing (``.ci/run`` installs both).
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -39,6 +40,14 @@ CANVAS = "#pad canvas"
 TIMEOUT_MS = 20_000
 UPRIGHT = PenStyle(200, (140, 140), 0.1)  # a digit filling most of the pad, leaning right
 ERROR_TOASTS = ".toast-body, [data-testid='toast-body']"
+# What #bars and the 28x28 show, as strings that change when they do.
+# True when what is at the centre of `selector` belongs to `inside` (nothing lies over it).
+UNCOVERED = """([selector, inside]) => {
+    const box = document.querySelector(selector).getBoundingClientRect();
+    const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+    return hit !== null && document.querySelector(inside).contains(hit); }"""
+SHOWN_BARS = "() => document.querySelector('#bars .bars-chart')?.innerHTML ?? ''"
+SHOWN_INPUT = "() => document.querySelector('#input28 canvas')?.toDataURL() ?? ''"
 
 
 def load_script(name: str):
@@ -52,11 +61,30 @@ def load_script(name: str):
 benchmark = load_script("latency_benchmark")
 
 
+def parity_log(demo):
+    """The served app's ParityLog: every browser answer the server checked, in this process
+    (read from the ``predict`` handler, which counts them)."""
+    predict = next(block.fn for block in demo.fns.values() if block.api_name == "predict")
+    return inspect.getclosurevars(predict).nonlocals["parity"]
+
+
 @pytest.fixture(scope="module")
-def server():
+def served():
+    """The app served for a module's tests: (demo, url). When they are done, the browser and
+    the server must have agreed on every drawing the server checked."""
     demo, url = app.serve_in_background(*app.load_models())
-    yield url
-    close_when_idle(demo)
+    yield demo, url
+    close_when_idle(demo)  # the last checks counted
+    parity = parity_log(demo)
+    assert parity.disagreements == 0, (
+        f"the browser and the server disagreed on {parity.disagreements} of {parity.checked}"
+        " drawings (the log's warnings say which)"
+    )
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[1]
 
 
 def open_app(browser, url: str, live: bool = True, **context_options):
@@ -129,17 +157,26 @@ def test_the_answer_changes_before_the_pen_is_lifted(server, browser):
         points = [
             (box["x"] + x * scale, box["y"] + y * scale) for x, y in digit_strokes(7, UPRIGHT)[0]
         ]
-        seen = []
+        seen, bars, inputs = [], [], []
+        blank = (page.evaluate(SHOWN_BARS), page.evaluate(SHOWN_INPUT))  # nothing drawn yet
         page.mouse.move(*points[0])
         page.mouse.down()
         for point in points[1:]:
             page.mouse.move(*point, steps=6)
             page.wait_for_timeout(120)  # a hand's pace: the page answers in between
             seen.append(shown_label(page))
+            bars.append(page.evaluate(SHOWN_BARS))
+            inputs.append(page.evaluate(SHOWN_INPUT))
         wait_for_label(page, 7)  # the whole 7, still with the button down
         changes = [label for i, label in enumerate(seen) if label and label != seen[i - 1]]
+        bars.append(page.evaluate(SHOWN_BARS))
+        inputs.append(page.evaluate(SHOWN_INPUT))
         page.mouse.up()
         assert len(changes) >= 2, f"the label did not change while drawing: {seen}"
+        # The bars and the 28x28 follow the pen too: each showed two drawings (not blank)
+        # before the pen was lifted.
+        assert len(set(bars) - {blank[0]}) >= 2, "the bars did not change while drawing"
+        assert len(set(inputs) - {blank[1]}) >= 2, "the 28x28 did not change while drawing"
         assert page.locator("#bars .bars-entry").count() == 2  # both models, side by side
         assert "MLP: 7" in page.locator("#bars").inner_text()
         assert "CNN: 7" in page.locator("#bars").inner_text()
@@ -268,12 +305,34 @@ def test_a_finger_on_a_phone_draws_a_7_with_the_answer_on_the_first_screen(serve
             for i in range(1, 9):
                 send("touchMove", x0 + (x1 - x0) * i / 8, y0 + (y1 - y0) * i / 8)
         wait_for_label(page, 7)  # the finger is still down
-        label = page.locator("#label h2").bounding_box()
-        assert label["y"] >= 0 and label["y"] + label["height"] <= 900, label
+        headline = page.locator("#label h2").bounding_box()
+        assert headline["y"] >= 0 and headline["y"] + headline["height"] <= 900, headline
+        label = page.locator("#label").bounding_box()
+        assert label["x"] >= 0 and label["x"] + label["width"] <= 412, label
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 412
+        assert abs(box["width"] - box["height"]) <= 1, box  # the pad is square
+        assert page.locator("#label h2").is_visible()
+        assert page.evaluate(UNCOVERED, ["#label h2", "#label"]), "something covers the answer"
         assert page.evaluate("() => window.scrollY") == 0
         send("touchEnd")
         assert "agreed with the server's on 1 of 1" in wait_for_server_check(page, 1)
         assert page.evaluate("() => window.scrollY") == 0
+    finally:
+        page.context.close()
+
+
+def test_on_a_desktop_the_answer_sits_beside_the_pad(server, browser):
+    page = open_app(browser, server, viewport={"width": 1280, "height": 900})
+    try:
+        draw(page, 7)
+        wait_for_label(page, 7)
+        pad = page.locator(CANVAS).bounding_box()
+        label = page.locator("#label").bounding_box()
+        assert label["x"] >= pad["x"] + pad["width"], (pad, label)  # to the right
+        assert label["y"] < pad["y"] + pad["height"] and pad["y"] < label["y"] + label["height"]
+        assert label["x"] + label["width"] <= 1280
+        assert abs(pad["width"] - pad["height"]) <= 1, pad
+        assert page.evaluate(UNCOVERED, ["#label h2", "#label"])
     finally:
         page.context.close()
 

@@ -178,31 +178,60 @@ def test_drawings_give_the_same_input_and_answer_in_the_browser(page, drawings, 
     )
 
 
-def test_pad_strokes_give_the_same_ink_input_and_answer(page, models):
-    rng = np.random.default_rng(3)
-    strokes = [digit_strokes(index % 10, random_pen_style(rng)) for index in range(20)]
+def assert_same_ink_input_and_answer(page, models, drawings) -> np.ndarray:
+    """Each drawing (a list of strokes) rasterised and preprocessed in the browser and in
+    Python: the same ink bit for bit, the same 28x28 and answers. Returns which are blank."""
     results = page.evaluate(
         """([all, size, radius]) => all.map((strokes) => {
             const ink = digitnetPipeline.rasterizeStrokes(strokes, size, radius);
             const { image, blank } = digitnetPipeline.inkToMnist(ink, size);
             return { ink: toBase64(ink), image: Array.from(image), blank };
         })""",
-        [strokes, PAD_SIZE, BRUSH_RADIUS],
+        [drawings, PAD_SIZE, BRUSH_RADIUS],
     )
-    js_inputs, py_inputs = [], []
-    for drawing, result in zip(strokes, results):
+    js_inputs, py_inputs, blank = [], [], []
+    for drawing, result in zip(drawings, results):
         ink = rasterize_strokes([np.array(stroke) for stroke in drawing])
         js_ink = np.frombuffer(base64.b64decode(result["ink"]), "<f4").reshape(PAD_SIZE, PAD_SIZE)
         assert np.array_equal(js_ink, ink), "the browser's ink is not Python's, bit for bit"
         python = preprocess.canvas_to_mnist(ink)
-        assert result["blank"] == python.is_blank is False
+        assert result["blank"] == python.is_blank
+        blank.append(python.is_blank)
         js_inputs.append(np.array(result["image"], dtype=np.float32).reshape(28, 28))
         py_inputs.append(python.image)
     js_inputs, py_inputs = np.stack(js_inputs), np.stack(py_inputs)
     assert np.abs(js_inputs - py_inputs).max() <= 1e-6
+    drawn = ~np.array(blank)
     for name, model in models.items():
-        js_probs = browser_probabilities(page, name, js_inputs)
-        assert np.abs(js_probs - predict_probs(model, py_inputs)).max() <= PROB_TOLERANCE
+        js_probs = browser_probabilities(page, name, js_inputs[drawn])
+        assert np.abs(js_probs - predict_probs(model, py_inputs[drawn])).max() <= PROB_TOLERANCE
+    return np.array(blank)
+
+
+def test_pad_strokes_give_the_same_ink_input_and_answer(page, models):
+    rng = np.random.default_rng(3)
+    drawings = [digit_strokes(index % 10, random_pen_style(rng)) for index in range(20)]
+    assert not assert_same_ink_input_and_answer(page, models, drawings).any()
+
+
+def test_strokes_that_leave_the_pad_give_the_same_ink_input_and_answer(page, models):
+    """The pad keeps points off the pad (up to a pad width beyond each edge, as pad.js
+    clamps them); the ink stops at the edge, on both sides alike."""
+    rng = np.random.default_rng(4)
+    drawings = []
+    for index in range(24):
+        scale = rng.uniform(1, 2.5)  # about the pad's centre, then moved: partly off, or all
+        centre = PAD_SIZE / 2 + rng.uniform(-0.8, 0.8, size=2) * PAD_SIZE
+        drawing = []
+        for stroke in digit_strokes(index % 10, random_pen_style(rng)):
+            points = (np.array(stroke) - PAD_SIZE / 2) * scale + centre
+            points = np.clip(points, -PAD_SIZE, 2 * PAD_SIZE)
+            drawing.append((np.round(points * 10) / 10).tolist())
+        drawings.append(drawing)
+    points = np.concatenate([np.array(stroke) for drawing in drawings for stroke in drawing])
+    assert points.min() < -100 and points.max() > PAD_SIZE + 100
+    blank = assert_same_ink_input_and_answer(page, models, drawings)
+    assert 0 < blank.sum() < len(drawings) - 5, blank  # off the pad, partly off, and on it
 
 
 def test_an_incremental_stroke_is_the_whole_stroke(page):

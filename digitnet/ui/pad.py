@@ -10,7 +10,10 @@ The pad's value, what the server and the ``predict`` API receive, is small JSON:
      "browser": {"answers": {"MLP": [p0, ..., p9], "CNN": [...]}}}   # what the browser said
 
 Only ``strokes`` is needed; ``{"strokes": []}`` is a blank pad. ``browser`` is how the page
-reports its own answers so the server can check them; programs leave it out.
+reports its own answers so the server can check them; programs leave it out. A stroke that
+leaves the pad keeps its points outside (the pad sends up to one pad width beyond each edge);
+the ink stops at the pad's edge. The pad never sends more strokes or points than
+``parse_strokes`` accepts (``MAX_STROKES``, ``MAX_POINTS``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ import numpy as np
 
 from digitnet.errors import DigitnetError
 from digitnet.predict import UNSURE_BELOW
-from digitnet.strokes import BRUSH_RADIUS, PAD_SIZE, parse_strokes, rasterize_strokes
+from digitnet.strokes import (
+    BRUSH_RADIUS,
+    MAX_POINTS,
+    MAX_STROKES,
+    PAD_SIZE,
+    parse_strokes,
+    rasterize_strokes,
+)
 from digitnet.ui.static_files import STATIC_DIR, file_url, read_static
 
 PROMPT = "Draw a digit on the pad ✏️"
@@ -167,6 +177,9 @@ def digit_pad(
         undo_id=undo_id,
         pad_size=PAD_SIZE,
         brush_radius=BRUSH_RADIUS,
+        # What parse_strokes accepts: the pad stops there, so the server never refuses it.
+        max_strokes=MAX_STROKES,
+        max_points=MAX_POINTS,
         pipeline_url=file_url(STATIC_DIR / "pipeline.js"),
         models=pad_models(models),
         examples={name: file_url(path) for name, path in examples.items()},

@@ -2,7 +2,10 @@
  *
  * In scope (from gr.HTML): element, props, trigger, watch.
  * - Draws with pointer events (mouse, touch, pen) and pointer capture; the page never
- *   scrolls under a finger (touch-action: none in pad.css).
+ *   scrolls under a finger (touch-action: none in pad.css). Anything that replaces the drawing
+ *   mid-stroke (Undo, Clear, an example) lets go of the pen: it draws again once lifted.
+ * - Takes at most props.max_strokes strokes and props.max_points points, what the server
+ *   accepts (digitnet/strokes.py), and says so when the pad is full.
  * - Keeps every stroke in pad units (props.pad_size square) and rasterises it into ink
  *   exactly as digitnet/strokes.py does.
  * - Every animation frame with new ink, runs the MNIST preprocessing (pipeline.js) and every
@@ -20,19 +23,27 @@ const RADIUS = props.brush_radius;
 const SEND_AFTER_MS = 150; // a stroke that starts within this is part of the same drawing
 const SETTLE_MS = 1000; // the longest the server's copy waits for slow models' answers
 const MIN_STEP = 0.75; // pad units between recorded points: finer adds nothing to the ink
+// Points off the pad are kept where they are (the rasterisers cut the ink at the pad's edge),
+// up to one pad beyond it: further out, a brush of RADIUS draws nothing on the pad either.
+const REACH = PAD;
+const MAX_STROKES = props.max_strokes;
+const MAX_POINTS = props.max_points;
 const pipelineUrl = props.pipeline_url;
 
 const canvas = element.querySelector("canvas");
 const context = canvas.getContext("2d");
 const clearButton = element.querySelector("[data-action=clear]");
 const undoButton = element.querySelector("[data-action=undo]");
+const fullHint = element.querySelector(".pad-hint");
 
 const drawing = {
   strokes: [], // [[[x, y], ...], ...] in pad units, rounded to 0.1
   example: null, // {name, grey, alpha, width, height, image} while an example is shown
   ink: new Float32Array(PAD * PAD),
   version: 0, // +1 for every change of the ink
-  activePointer: null,
+  activePointer: null, // the pointer drawing now, and its stroke (one of drawing.strokes)
+  activeStroke: null,
+  cleared: null, // {strokes, example}: what the last Clear took, for Undo to bring back
 };
 const live = {
   enabled: false, // the browser path works: pipeline loaded and the chosen model ready
@@ -41,6 +52,9 @@ const live = {
   input: null, // the latest 28x28 (Float32Array) or null when blank
   inputVersion: -1,
   shownVersion: -1, // the drawing version of the last answer handed out
+  // What each answer component was last handed, to skip those that would not change ([]:
+  // unknown, repaint all: the server or another model may have shown something else since).
+  shownKeys: [],
   frameRequested: false,
   triggerQueued: false,
   inFrame: false, // inside frame(): answers computed here are shown in this frame
@@ -52,7 +66,7 @@ let sendTimer = null;
 // Read once per stroke, not per pointer event: reading styles or geometry while Gradio has
 // just changed the page forces a synchronous restyle and relayout of all of it.
 let inkColour = "#111";
-let canvasBox = null;
+let canvasBox = null; // null: read at the next pointer event (the page scrolled)
 
 function readPageGeometry() {
   inkColour = getComputedStyle(element).getPropertyValue("--pad-ink").trim() || "#111";
@@ -70,6 +84,14 @@ function resizeCanvas() {
     canvas.height = side;
   }
   redraw();
+}
+
+/** The theme switched (Gradio toggles body.dark as the system's theme changes): strokes take
+ * the new ink colour, or they would vanish into the new background. */
+function followTheme() {
+  const before = inkColour;
+  readPageGeometry();
+  if (inkColour !== before) redraw();
 }
 
 function redraw() {
@@ -106,8 +128,9 @@ function paintStroke(stroke, from) {
 /* ------------------------------------------------------------ the drawing */
 
 function toPad(event) {
+  canvasBox ??= canvas.getBoundingClientRect();
   const box = canvasBox;
-  const clamp = (value) => Math.min(PAD, Math.max(0, value));
+  const clamp = (value) => Math.min(PAD + REACH, Math.max(-REACH, value));
   // Rounded to 0.1 unit: what is sent to the server is exactly what was rasterised here.
   const x = Math.round(clamp(((event.clientX - box.left) / box.width) * PAD) * 10) / 10;
   const y = Math.round(clamp(((event.clientY - box.top) / box.height) * PAD) * 10) / 10;
@@ -136,61 +159,129 @@ function dropExample() {
   return true;
 }
 
+function pointCount() {
+  let count = 0;
+  for (const stroke of drawing.strokes) count += stroke.length;
+  return count;
+}
+
+/** Show or hide "the pad is full" (the server's limits reached); true when full. */
+function checkFull(points = pointCount()) {
+  const full = drawing.strokes.length >= MAX_STROKES || points >= MAX_POINTS;
+  if (fullHint && fullHint.hidden === full) fullHint.hidden = !full;
+  return full;
+}
+
 function startStroke(event) {
   if (drawing.activePointer !== null) return; // a second finger does not draw
   if (event.pointerType === "mouse" && event.button !== 0) return;
   event.preventDefault();
+  if (checkFull()) return; // the drawing stays as it is; the hint says why
   canvas.setPointerCapture?.(event.pointerId);
-  drawing.activePointer = event.pointerId;
   readPageGeometry();
   clearTimeout(sendTimer);
   if (dropExample()) redraw(); // drawing over an example starts a new drawing
   const stroke = [toPad(event)];
   drawing.strokes.push(stroke);
+  drawing.activePointer = event.pointerId;
+  drawing.activeStroke = stroke;
   globalThis.digitnetPipeline?.drawStroke(drawing.ink, PAD, stroke, RADIUS);
   paintStroke(stroke, 0);
   inkChanged();
+  checkFull();
 }
 
 function continueStroke(event) {
   if (event.pointerId !== drawing.activePointer) return;
   event.preventDefault();
-  const stroke = drawing.strokes[drawing.strokes.length - 1];
+  // A mouse or pen moving with no button down was let go where the page did not hear it
+  // (outside the window, say): the stroke ended there.
+  if (event.buttons === 0 && event.pointerType !== "touch") {
+    finishStroke();
+    return;
+  }
+  const stroke = drawing.activeStroke;
   const before = stroke.length;
+  let room = MAX_POINTS - pointCount();
   const events = event.getCoalescedEvents?.() ?? [];
   for (const sample of events.length ? events : [event]) {
+    if (room <= 0) break;
     const point = toPad(sample);
     const last = stroke[stroke.length - 1];
-    if (Math.hypot(point[0] - last[0], point[1] - last[1]) >= MIN_STEP) stroke.push(point);
+    if (Math.hypot(point[0] - last[0], point[1] - last[1]) >= MIN_STEP) {
+      stroke.push(point);
+      room -= 1;
+    }
   }
+  if (room <= 0) checkFull(MAX_POINTS);
   if (stroke.length === before) return;
   globalThis.digitnetPipeline?.drawStroke(drawing.ink, PAD, stroke, RADIUS, before);
   paintStroke(stroke, before);
   inkChanged();
 }
 
-function endStroke(event) {
-  if (event.pointerId !== drawing.activePointer) return;
+/** Let go of the pen: its later moves draw nothing, until it is put down again. Returns the
+ * stroke it was drawing (null when none). */
+function releasePen() {
+  const pointer = drawing.activePointer;
+  const stroke = drawing.activeStroke;
+  if (pointer === null) return null;
   drawing.activePointer = null;
-  scheduleSend(SEND_AFTER_MS);
+  drawing.activeStroke = null;
+  try {
+    canvas.releasePointerCapture?.(pointer); // its lostpointercapture finds no active pointer
+  } catch (error) {
+    // The pointer is gone already: nothing to release.
+  }
+  return stroke;
 }
 
-function undo() {
-  if (drawing.strokes.length) drawing.strokes.pop();
-  else if (!dropExample()) return;
+/** The stroke is done (the pen lifted, or its release was missed): send the drawing soon. */
+function finishStroke() {
+  if (releasePen()) scheduleSend(SEND_AFTER_MS);
+}
+
+function endStroke(event) {
+  if (event.pointerId === drawing.activePointer) finishStroke();
+}
+
+/** The drawing changed (ink, strokes or example): paint it, answer it, send it. */
+function drawingReplaced() {
   rebuildInk();
   redraw();
   inkChanged();
+  checkFull();
   scheduleSend(0);
 }
 
+/** Undo the stroke being drawn, else the last stroke, else the example, else the last Clear. */
+function undo() {
+  const active = releasePen();
+  if (active) {
+    drawing.strokes = drawing.strokes.filter((stroke) => stroke !== active);
+  } else if (drawing.strokes.length) {
+    drawing.strokes.pop();
+  } else if (dropExample()) {
+    // back to a blank pad
+  } else if (drawing.cleared) {
+    drawing.strokes = drawing.cleared.strokes;
+    drawing.example = drawing.cleared.example;
+    drawing.cleared = null;
+  } else {
+    return;
+  }
+  drawingReplaced();
+}
+
+/** Clear everything, the stroke being drawn too; Undo right after brings it all back. */
 function clear() {
+  releasePen();
+  if (drawing.strokes.length || drawing.example) {
+    drawing.cleared = { strokes: drawing.strokes, example: drawing.example };
+  }
   drawing.strokes = [];
   dropExample();
-  rebuildInk();
-  redraw();
-  inkChanged();
-  scheduleSend(0);
+  drawingReplaced();
 }
 
 /* ------------------------------------------------------------ examples (set by the server) */
@@ -199,11 +290,13 @@ function showExample(name) {
   const url = props.examples?.[name];
   if (!url) return;
   const show = (example) => {
+    releasePen(); // a stroke begun while the example loaded goes with the drawing
     drawing.strokes = [];
     drawing.example = example;
     rebuildInk();
     redraw();
     inkChanged();
+    checkFull();
   };
   const pipeline = globalThis.digitnetPipeline;
   if (!pipeline) {
@@ -222,18 +315,24 @@ function showExample(name) {
   );
 }
 
-/** A value set from Python (an example picked, a drawing to show) replaces the drawing. */
+/** A value set from Python (an example picked, a drawing to show) replaces the drawing, the
+ * stroke being drawn included: the server answers that value, nothing here needs sending. */
 watch("value", () => {
   const value = props.value;
   if (!value || typeof value !== "object") return;
+  if (!value.example && !Array.isArray(value.strokes)) return;
+  releasePen();
+  clearTimeout(sendTimer);
+  drawing.cleared = null;
   if (value.example) {
     showExample(value.example);
-  } else if (Array.isArray(value.strokes)) {
+  } else {
     drawing.strokes = structuredClone(value.strokes);
     dropExample();
     rebuildInk();
     redraw();
     inkChanged();
+    checkFull();
   }
 });
 
@@ -363,6 +462,7 @@ function chosenModel() {
 
 function updateEnabled() {
   live.enabled = Boolean(globalThis.digitnetPipeline) && chosenModel() !== null;
+  live.shownKeys = []; // while another model was chosen, the server painted its answers
   element.classList.toggle("pad-live", live.enabled);
 }
 
@@ -370,6 +470,7 @@ function fail(error) {
   console.warn("digitnet: the browser path is off; answers come from the server:", error);
   live.enabled = false;
   live.models = [];
+  live.shownKeys = [];
   element.classList.remove("pad-live");
 }
 
@@ -424,12 +525,14 @@ function percent(p, digits) {
 }
 
 const SKIP = Object.freeze({ __type__: "update" }); // Gradio leaves such an output as it is
-let lastShown = [];
 
 /** What the answer components show: [answer text, label, bars, 28x28]; see draw_tab.py.
  * An output whose display would not change is skipped: Gradio's update is the costly part. */
 function liveOutputs(choice) {
-  if (choice) live.choice = choice;
+  if (choice && choice !== live.choice) {
+    live.choice = choice;
+    live.shownKeys = []; // what shows is another model's answer
+  }
   const chosen = chosenModel();
   live.shownVersion = chosen ? chosen.version : live.inputVersion;
   const outputs = computeOutputs(chosen);
@@ -439,8 +542,8 @@ function liveOutputs(choice) {
     JSON.stringify(outputs[2] && Object.values(outputs[2]).map((p) => p.map((v) => Math.round(v * 500)))),
     JSON.stringify(outputs[3]),
   ];
-  const result = outputs.map((output, i) => (keys[i] === lastShown[i] ? SKIP : output));
-  lastShown = keys;
+  const result = outputs.map((output, i) => (keys[i] === live.shownKeys[i] ? SKIP : output));
+  live.shownKeys = keys;
   return result;
 }
 
@@ -511,6 +614,23 @@ canvas.addEventListener("pointermove", continueStroke);
 canvas.addEventListener("pointerup", endStroke);
 canvas.addEventListener("pointercancel", endStroke);
 canvas.addEventListener("lostpointercapture", endStroke);
+// A release the page never hears (the window or the tab left mid-stroke) must not leave the
+// pen down: the stroke ends there.
+window.addEventListener("blur", finishStroke);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") finishStroke();
+});
+// A scroll moves the pad under the pointer: its box is read again at the next pointer event.
+// Captured: a scrolling column inside the page scrolls too, and its scroll event does not bubble.
+window.addEventListener(
+  "scroll",
+  () => {
+    canvasBox = null;
+  },
+  { capture: true, passive: true },
+);
+new MutationObserver(followTheme).observe(document.body, { attributes: true, attributeFilter: ["class"] });
+window.matchMedia?.("(prefers-color-scheme: dark)").addEventListener?.("change", () => requestAnimationFrame(followTheme));
 canvas.addEventListener("contextmenu", (event) => event.preventDefault());
 clearButton.addEventListener("click", clear);
 undoButton.addEventListener("click", undo);
@@ -521,10 +641,13 @@ function isTyping(target) {
 
 document.addEventListener("keydown", (event) => {
   if (!element.isConnected || element.offsetParent === null || isTyping(event.target)) return;
+  // Z by its letter, or by its place on the keyboard where the layout has no Latin letters
+  // (Russian: "я"), as other programs' Ctrl+Z does.
+  const isZ = event.key.toLowerCase() === "z" || (event.code === "KeyZ" && /[^\x00-\x7f]/.test(event.key));
   if (event.key === "Escape") {
     event.preventDefault();
     clear();
-  } else if ((event.ctrlKey || event.metaKey) && !event.shiftKey && event.key.toLowerCase() === "z") {
+  } else if ((event.ctrlKey || event.metaKey) && !event.shiftKey && isZ) {
     event.preventDefault();
     undo();
   }
