@@ -30,6 +30,7 @@ from test_app_browser import (  # noqa: F401 (served and server are fixtures)
 import app
 from digitnet.strokes import (
     BRUSH_RADIUS,
+    MAX_LENGTH,
     MAX_POINTS,
     MAX_STROKES,
     PAD_SIZE,
@@ -385,6 +386,40 @@ def test_the_pad_stops_at_the_servers_point_limit_and_says_so(server, browser): 
         assert_no_error_shown(page)
         page.mouse.click(*to_page(page, 260, 260))  # no room for another dot
         assert sum(len(stroke) for stroke in strokes(page)) == MAX_POINTS
+        assert_no_page_error(page)
+    finally:
+        page.context.close()
+
+
+def test_the_pad_stops_at_the_servers_length_limit_and_says_so(server, browser):  # noqa: F811
+    """Long strides corner to corner (~340 pad units each, as a wild scribble sends them):
+    the pad stops before MAX_LENGTH units of stroke in all, says it is full, and the server
+    takes the drawing without an error."""
+    page = open_pad(browser, server)
+    try:
+        pen_down(page, 20, 20)
+        page.evaluate(
+            """([box, size, count]) => {
+                const canvas = document.querySelector('#pad canvas');
+                for (let i = 1; i < count; i++) {
+                    const [x, y] = i % 2 ? [260, 260] : [20, 20];
+                    canvas.dispatchEvent(new PointerEvent('pointermove', {
+                        pointerId: 1, pointerType: 'mouse', isPrimary: true, buttons: 1,
+                        clientX: box.x + x * box.width / size,
+                        clientY: box.y + y * box.height / size, bubbles: true }));
+                }
+            }""",
+            [page.locator(CANVAS).bounding_box(), PAD_SIZE, 2 * MAX_LENGTH // 340],
+        )
+        page.mouse.up()
+        drawn = strokes(page)
+        length = sum(
+            float(np.hypot(*np.diff(np.asarray(stroke), axis=0).T).sum()) for stroke in drawn
+        )
+        assert 0.9 * MAX_LENGTH < length < MAX_LENGTH, length
+        assert page.locator("#pad .pad-hint").is_visible()
+        wait_for_server_check(page, 1)
+        assert_no_error_shown(page)
         assert_no_page_error(page)
     finally:
         page.context.close()

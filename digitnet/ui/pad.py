@@ -13,7 +13,7 @@ Only ``strokes`` is needed; ``{"strokes": []}`` is a blank pad. ``browser`` is h
 reports its own answers so the server can check them; programs leave it out. A stroke that
 leaves the pad keeps its points outside (the pad sends up to one pad width beyond each edge);
 the ink stops at the pad's edge. The pad never sends more strokes or points than
-``parse_strokes`` accepts (``MAX_STROKES``, ``MAX_POINTS``).
+``parse_strokes`` accepts (``MAX_STROKES``, ``MAX_POINTS``, ``MAX_LENGTH``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from digitnet.errors import DigitnetError
 from digitnet.predict import UNSURE_BELOW
 from digitnet.strokes import (
     BRUSH_RADIUS,
+    MAX_LENGTH,
     MAX_POINTS,
     MAX_STROKES,
     PAD_SIZE,
@@ -180,6 +181,7 @@ def digit_pad(
         # What parse_strokes accepts: the pad stops there, so the server never refuses it.
         max_strokes=MAX_STROKES,
         max_points=MAX_POINTS,
+        max_length=MAX_LENGTH,
         pipeline_url=file_url(STATIC_DIR / "pipeline.js"),
         models=pad_models(models),
         examples={name: file_url(path) for name, path in examples.items()},

@@ -28,6 +28,9 @@ const MIN_STEP = 0.75; // pad units between recorded points: finer adds nothing 
 const REACH = PAD;
 const MAX_STROKES = props.max_strokes;
 const MAX_POINTS = props.max_points;
+// Pad units of stroke length in all. The server measures the same rounded points; stopping
+// a little short keeps any difference in the last digit on the safe side.
+const LENGTH_BUDGET = 0.99 * props.max_length;
 const pipelineUrl = props.pipeline_url;
 
 const canvas = element.querySelector("canvas");
@@ -165,9 +168,22 @@ function pointCount() {
   return count;
 }
 
+function segment(from, to) {
+  return Math.hypot(to[0] - from[0], to[1] - from[1]);
+}
+
+function inkLength() {
+  let length = 0;
+  for (const stroke of drawing.strokes) {
+    for (let i = 1; i < stroke.length; i++) length += segment(stroke[i - 1], stroke[i]);
+  }
+  return length;
+}
+
 /** Show or hide "the pad is full" (the server's limits reached); true when full. */
-function checkFull(points = pointCount()) {
-  const full = drawing.strokes.length >= MAX_STROKES || points >= MAX_POINTS;
+function checkFull(points = pointCount(), length = inkLength()) {
+  const full =
+    drawing.strokes.length >= MAX_STROKES || points >= MAX_POINTS || length >= LENGTH_BUDGET;
   if (fullHint && fullHint.hidden === full) fullHint.hidden = !full;
   return full;
 }
@@ -203,17 +219,23 @@ function continueStroke(event) {
   const stroke = drawing.activeStroke;
   const before = stroke.length;
   let room = MAX_POINTS - pointCount();
+  let length = inkLength();
+  let full = false;
   const events = event.getCoalescedEvents?.() ?? [];
   for (const sample of events.length ? events : [event]) {
     if (room <= 0) break;
     const point = toPad(sample);
-    const last = stroke[stroke.length - 1];
-    if (Math.hypot(point[0] - last[0], point[1] - last[1]) >= MIN_STEP) {
-      stroke.push(point);
-      room -= 1;
+    const step = segment(stroke[stroke.length - 1], point);
+    if (step < MIN_STEP) continue;
+    if (length + step >= LENGTH_BUDGET) {
+      full = true;
+      break;
     }
+    stroke.push(point);
+    room -= 1;
+    length += step;
   }
-  if (room <= 0) checkFull(MAX_POINTS);
+  if (room <= 0 || full) checkFull(MAX_POINTS - room, full ? LENGTH_BUDGET : length);
   if (stroke.length === before) return;
   globalThis.digitnetPipeline?.drawStroke(drawing.ink, PAD, stroke, RADIUS, before);
   paintStroke(stroke, before);
