@@ -360,7 +360,12 @@ watch("value", () => {
 
 /* ------------------------------------------------------------ the browser path */
 
-const WORKER_GAP_MS = 100; // a model in a worker rests this long between answers while drawing
+// A model in a worker rests as long as its last answer took (at most this long) before the
+// next, so it takes at most about half a core from the page. Measured on 2 busy cores, where
+// the CNN's forward pass takes ~27 ms: back to back, it slowed the MLP's per-frame answer
+// (p90 58 -> 70 ms); a fixed 100 ms rest kept the CNN's answer ~170-190 ms behind the pen
+// (this: ~120-165 ms). Where its pass takes a few ms, the CNN answers every frame or two.
+const MAX_WORKER_REST_MS = 100;
 
 /** Runs a model on this thread if it is light (a dense network: ~1 ms), else in a Web Worker
  * (pipeline.js answers there) so the CNN's ~30 ms never delays a frame. */
@@ -428,6 +433,7 @@ function addModel(spec) {
     ready: false,
     busy: false,
     pending: null, // [version, input]: the newest drawing, waiting for the model
+    startedAt: 0, // when the model was last given an input
     restUntil: 0,
     timer: null,
     runner: null,
@@ -436,7 +442,10 @@ function addModel(spec) {
     model.busy = false;
     model.version = version;
     model.probs = globalThis.digitnetPipeline.softmax(logits);
-    if (model.runner.inWorker) model.restUntil = performance.now() + WORKER_GAP_MS;
+    if (model.runner.inWorker) {
+      const now = performance.now();
+      model.restUntil = now + Math.min(now - model.startedAt, MAX_WORKER_REST_MS);
+    }
     queueTrigger();
     pump(model);
   };
@@ -471,6 +480,7 @@ function pump(model) {
   const [version, input] = model.pending;
   model.pending = null;
   model.busy = true;
+  model.startedAt = performance.now();
   try {
     model.runner.run(version, input);
   } catch (error) {
