@@ -172,16 +172,26 @@ def fit_in_box(cropped: np.ndarray, box: int = BOX_SIZE) -> np.ndarray:
     return (resized / peak if peak > 0 else resized).clip(0.0, 1.0).astype(np.float32)
 
 
+def snap(value: float) -> float:
+    """``value`` to the nearest millionth, computed as pipeline.js computes it."""
+    return math.floor(value * 1e6 + 0.5) / 1e6
+
+
 def centre_by_mass(boxed: np.ndarray) -> np.ndarray:
     """Place ``boxed`` in a 28x28 frame with its centre of mass at index 14.
 
     Shifts are whole pixels, as MNIST's were, and never push ink out of the frame.
     """
     height, width = boxed.shape
-    total = float(boxed.sum())
+    total = float(boxed.sum(dtype=np.float64))  # float32 would be ~1e-6 off: see below
     rows, cols = np.indices(boxed.shape)
     mass_row = float((rows * boxed).sum()) / total if total > 0 else (height - 1) / 2
     mass_col = float((cols * boxed).sum()) / total if total > 0 else (width - 1) / 2
+    # A centre of mass on a half pixel (a symmetric drawing) is a tie that summation order
+    # would break: NumPy's pairwise sums and the browser's in-order ones (both float64)
+    # differ in the last bits, and round() then shifts one pixel apart. Snapped to a
+    # millionth, both see the same half and round it the same way (as pipeline.js does).
+    mass_row, mass_col = snap(mass_row), snap(mass_col)
     top = int(np.clip(round(CENTRE_OF_MASS - mass_row), 0, IMAGE_SIZE - height))
     left = int(np.clip(round(CENTRE_OF_MASS - mass_col), 0, IMAGE_SIZE - width))
     frame = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)

@@ -208,6 +208,18 @@ def assert_same_ink_input_and_answer(page, models, drawings) -> np.ndarray:
     return np.array(blank)
 
 
+def test_a_centre_of_mass_on_a_half_pixel_is_centred_alike(page, models):
+    """A dense back-and-forth scribble filling a square: its centre of mass falls on a half
+    pixel, a tie the two sides' sums once broke in opposite directions (one pixel apart, and
+    the MLP read 8 in Python, 0 in the browser)."""
+    points = [[20.0, 20.0]]
+    for i in range(20_000):
+        x, y = 20 + i % 240, 20 + (i // 240) * 3 % 240
+        if abs(x - points[-1][0]) + abs(y - points[-1][1]) >= 0.75:
+            points.append([float(x), float(y)])
+    assert_same_ink_input_and_answer(page, models, [[points[:20_000]]])
+
+
 def test_pad_strokes_give_the_same_ink_input_and_answer(page, models):
     rng = np.random.default_rng(3)
     drawings = [digit_strokes(index % 10, random_pen_style(rng)) for index in range(20)]

@@ -343,8 +343,11 @@
         colMoment += col * value;
       }
     }
-    const massRow = total > 0 ? rowMoment / total : (height - 1) / 2;
-    const massCol = total > 0 ? colMoment / total : (width - 1) / 2;
+    // Snapped to a millionth, as preprocess.snap does: a centre on a half pixel is then the
+    // same tie on both sides, however the sums' last bits came out.
+    const snap = (value) => Math.floor(value * 1e6 + 0.5) / 1e6;
+    const massRow = snap(total > 0 ? rowMoment / total : (height - 1) / 2);
+    const massCol = snap(total > 0 ? colMoment / total : (width - 1) / 2);
     const clamp = (value, high) => Math.min(Math.max(value, 0), high);
     const top = clamp(roundHalfEven(CONSTANTS.CENTRE_OF_MASS - massRow), IMAGE_SIZE - height);
     const left = clamp(roundHalfEven(CONSTANTS.CENTRE_OF_MASS - massCol), IMAGE_SIZE - width);
