@@ -677,30 +677,14 @@ def test_evaluate_accuracy_is_what_the_submission_scores(tmp_path, capsys, check
     assert f"accuracy {100 * metrics['accuracy']:.2f}%" in stdout
 
 
-def test_ctrl_c_saves_the_best_weights_so_far(tmp_path):
-    """SIGINT to a real training process: it stops after its step, saves, says so, exits 130."""
+def interrupt_training(args: list[str], when: str, after_s: float = 0.0):
+    """``python -m digitnet train ARGS`` in a subprocess, sent SIGINT once a stdout line
+    starts with ``when``; returns (exit code, stderr)."""
     import signal
     import time
 
-    out = tmp_path / "interrupted"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "digitnet",
-            "train",
-            "--epochs",
-            "500",
-            "--hidden",
-            "16",
-            "--limit",
-            "1000",
-            "--batch-size",
-            "16",
-            "--out",
-            str(out),
-            "--quiet",
-        ],
+        [sys.executable, "-m", "digitnet", "train", *args],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
@@ -709,15 +693,24 @@ def test_ctrl_c_saves_the_best_weights_so_far(tmp_path):
     )
     try:
         deadline = time.monotonic() + 120
-        for line in process.stdout:  # wait until an epoch has finished
-            if line.startswith("epoch   1/500"):
+        for line in process.stdout:
+            if line.startswith(when):
                 break
             assert time.monotonic() < deadline
+        time.sleep(after_s)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
+    return process.returncode, stderr
+
+
+def test_ctrl_c_saves_the_best_weights_so_far(tmp_path):
+    """SIGINT to a real training process: it stops after its step, saves, says so, exits 130."""
+    out = tmp_path / "interrupted"
+    args = ["--epochs", "500", "--hidden", "16", "--limit", "1000", "--batch-size", "16"]
+    code, stderr = interrupt_training([*args, "--out", str(out), "--quiet"], "epoch   1/500")
+    assert code == 130, stderr
     saved = [line for line in stderr.splitlines() if line.startswith("stopped at epoch")]
     assert len(saved) == 1 and "saved the best weights so far" in saved[0], stderr
     assert "Traceback" not in stderr
@@ -729,32 +722,13 @@ def test_ctrl_c_saves_the_best_weights_so_far(tmp_path):
 
 def test_ctrl_c_while_measuring_drawings_saves_without_that_measurement(tmp_path):
     """Training is over and the slow measurement on drawings runs: Ctrl-C saves the run now."""
-    import signal
-    import time
-
     out = tmp_path / "measured"
-    command = [sys.executable, "-m", "digitnet", "train", "--epochs", "1", "--hidden", "16"]
-    command += ["--limit", "1000", "--drawings", "5000", "--out", str(out), "--quiet"]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    args = ["--epochs", "1", "--hidden", "16", "--limit", "1000", "--drawings", "5000"]
+    # "trained in": training is over, and rendering 5,000 drawings takes a while.
+    code, stderr = interrupt_training(
+        [*args, "--out", str(out), "--quiet"], "trained in", after_s=0.5
     )
-    try:
-        deadline = time.monotonic() + 120
-        for line in process.stdout:  # training is over; rendering 5,000 drawings takes a while
-            if line.startswith("trained in"):
-                break
-            assert time.monotonic() < deadline
-        time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 130, stderr
+    assert code == 130, stderr
     assert "skipping the drawings measurement" in stderr, stderr
     assert "interrupted after training; saved the weights" in stderr and "Traceback" not in stderr
     document = json.loads(out.with_suffix(".json").read_text())
