@@ -312,6 +312,12 @@ def test_choosing_another_model_rechecks_without_counting_again(handlers):
     assert outputs[-1] == ParityTally(2, 0) and handlers.parity.checked == checked
 
 
+def test_choosing_a_model_on_a_blank_pad_leaves_the_answer_alone(handlers):
+    # The reply may land after a new drawing's live answer: it must not blank it.
+    outputs = handlers.recheck({"strokes": []}, "CNN", ParityTally(2, 0))
+    assert all(output == SKIPPED for output in outputs)
+
+
 def test_a_page_whose_models_had_not_answered_yet_counts_no_check(handlers):
     value = {**pad_value(*PAD_DRAWINGS[0]), "browser": {"answers": {}}}
     checked = handlers.parity.checked

@@ -259,7 +259,18 @@ def make_draw_handlers(
         tally: ParityTally | None = None,
         request: gr.Request | None = None,
     ):
-        return predict(value, choice, tally, count=False, request=request)
+        """Another model chosen: its answer to the drawing the server last saw.
+
+        A pad blank to the server has nothing to recheck, and its outputs are left alone:
+        this reply can land after the person has begun drawing (a click, then a stroke at
+        once, on a busy server), and a blank answer would then overwrite the drawing's live
+        one, which the page does not paint again until the ink changes.
+        """
+        outputs = predict(value, choice, tally, count=False, request=request)
+        drawing = parse_pad_value(value, frozenset(examples))
+        if not drawing.strokes and not drawing.example:
+            return tuple(gr.skip() for _ in outputs)
+        return outputs
 
     return DrawHandlers(predict, recheck, classify, pick_example, parity)
 
