@@ -74,7 +74,7 @@ def test_a_corrected_4_is_kept_as_a_9_shown_and_counted(served, browser):
         assert (newest.label, newest.predicted) == (7, 7)
         # The pad's own value for that drawing arrives after the click: the line stays...
         page.wait_for_timeout(1000)
-        assert "Kept as a 7" in page.locator("#feedback-status").inner_text()
+        wait_for_status(page, "Kept as a 7")  # (a wait: Gradio may show its timer a moment)
         page.click("#right")  # ...and a second click keeps nothing new
         wait_for_status(page, "Already kept as a 7")
         # Another drawing clears the line about the last one.
