@@ -406,12 +406,16 @@ class JobSnapshot:
     record: RunRecord | None
     train_size: int | None  # digits actually trained on, once known
     started: float | None  # time.monotonic() when training began
-    notes: tuple[str, ...] = ()  # a fine-tune's measurements, one line each
-    measurements: tuple[FinetuneReport, ...] = ()  # the same, as figures (epoch 0: before)
+    measurements: tuple[FinetuneReport, ...] = ()  # a fine-tune's figures (epoch 0: before)
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
+
+    @property
+    def notes(self) -> list[str]:
+        """A fine-tune's measurements so far, one line each."""
+        return [report.log_line() for report in self.measurements]
 
     @property
     def last_step(self) -> StepReport | None:
@@ -469,7 +473,6 @@ class Job:
         self._version = 0
         self._position = 0
         self._reports: list[StepReport | EpochReport] = []
-        self._notes: list[str] = []
         self._measurements: list[FinetuneReport] = []
         self._stop_reason: str | None = None
         self._error: str | None = None
@@ -503,7 +506,6 @@ class Job:
                 record=self._record,
                 train_size=self._train_count,
                 started=self._started,
-                notes=tuple(self._notes),
                 measurements=tuple(self._measurements),
             )
 
@@ -546,7 +548,6 @@ class Job:
 
     def _measured(self, report: FinetuneReport) -> None:
         with self._lock:
-            self._notes.append(report.log_line())
             self._measurements.append(report)
             self._version += 1
 
