@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from digitnet.config import ConfigError
+from digitnet.download import MNIST_FILES, default_cache_dir, file_sha256
 from digitnet.errors import DataError
 
 IMAGE_SIZE = 28
@@ -33,6 +34,8 @@ IDX_IMAGES_MAGIC = 0x00000803
 # The 8,000 labelled MNIST digits that ship with the repo (Kaggle format, gzipped), so a bare
 # clone trains, tests and benchmarks. DIGITNET_DATA or --data point anywhere else.
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "assets" / "mnist-train-8k.csv.gz"
+# MNIST's four files as its mirrors serve them, checked against their SHA-256 when read.
+MNIST_DIR = Path(__file__).resolve().parent.parent / "assets" / "mnist"
 DATA_ENV = "DIGITNET_DATA"
 
 # Standard MNIST file names, without the optional ".gz".
@@ -292,14 +295,38 @@ def find_idx_file(folder: Path, stem: str) -> Path | None:
 
 
 def load_idx_folder(folder: str | Path, *, split: str = "train") -> Digits:
-    """Read the MNIST ``train`` or ``test`` (t10k) pair from a folder of IDX files."""
+    """Read the MNIST ``train`` or ``test`` (t10k) pair from a folder of IDX files.
+
+    In the repo's ``assets/mnist`` and the download cache, each file must have the SHA-256
+    of MNIST's own: a damaged or replaced file is refused before it is read.
+    """
     folder = Path(folder)
     stems = IDX_TRAIN_FILES if split == "train" else IDX_TEST_FILES
     found = [find_idx_file(folder, stem) for stem in stems]
     missing = [stem for stem, path in zip(stems, found) if path is None]
     if missing:
         raise DataError(f"{folder}: no {' or '.join(missing)}[.gz]; expected the MNIST IDX files")
+    if folder.resolve() in (MNIST_DIR.resolve(), default_cache_dir().resolve()):
+        for path in found:
+            check_mnist_file(path)
     return load_idx_pair(found[0], found[1])
+
+
+def load_mnist(split: str = "train", folder: str | Path = MNIST_DIR) -> Digits:
+    """MNIST's 60,000 training digits (``train``) or its 10,000 test digits (``test``)."""
+    return load_idx_folder(folder, split=split)
+
+
+def check_mnist_file(path: Path) -> None:
+    """Refuse, in one line, an MNIST file whose SHA-256 is not the one its mirrors serve."""
+    expected = MNIST_FILES.get(path.name)
+    if expected is None:
+        raise DataError(f"{path}: not one of MNIST's four .gz files; restore assets/mnist")
+    if file_sha256(path) != expected:
+        raise DataError(
+            f"{path}: its SHA-256 is not MNIST's, so the file is damaged or replaced; "
+            f"restore it (git checkout -- assets/mnist) or run 'python -m digitnet download'"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -326,8 +353,9 @@ def load_training_data(path: str | Path) -> Digits:
 
 
 def default_data() -> str:
-    """Where training data comes from when none is named: $DIGITNET_DATA, else the sample."""
-    return os.environ.get(DATA_ENV) or str(SAMPLE_DATA)
+    """Where training data comes from when none is named: $DIGITNET_DATA, else MNIST's 60,000
+    training digits in assets/mnist."""
+    return os.environ.get(DATA_ENV) or str(MNIST_DIR)
 
 
 def load_training_sources(paths: Sequence[str | Path]) -> tuple[Digits, list[dict]]:
