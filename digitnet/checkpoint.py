@@ -22,10 +22,17 @@ import torch
 from torch import nn
 
 from digitnet import __version__
+from digitnet.calibration import Calibration, set_calibration
 from digitnet.config import ConfigError
 from digitnet.errors import CheckpointError
 from digitnet.files import write_atomically, write_text_atomically
-from digitnet.model import NUM_PIXELS, ModelConfig, build_model, count_parameters
+from digitnet.model import (
+    NUM_PIXELS,
+    ModelConfig,
+    build_model,
+    count_parameters,
+    load_state_dict_strictly,
+)
 
 if TYPE_CHECKING:  # loading a checkpoint must not import the training code
     from digitnet.train import TrainConfig
@@ -190,6 +197,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
             f"({_first_line(error)}); it may be truncated, copy it again"
         ) from None
     load_state_dict_strictly(model, tensors, weights_path.name)
+    set_calibration(model, Calibration.from_dict(metadata.get("calibration")))
     return model.to(device).eval(), metadata
 
 
@@ -208,33 +216,6 @@ def _read_metadata(meta_path: Path) -> dict:
     if not isinstance(metadata.get("config"), dict):
         raise CheckpointError(f'{meta_path.name}: has no "config" to rebuild the model from')
     return metadata
-
-
-def load_state_dict_strictly(
-    model: nn.Module, tensors: dict[str, torch.Tensor], source: str
-) -> None:
-    """Load or raise one clear line naming what is missing, extra or the wrong shape."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-        if unexpected:
-            parts.append(
-                f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"
-            )
-        raise CheckpointError(
-            f"{source}: the tensors do not match the model in its config ({'; '.join(parts)})"
-        )
-    for name, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise CheckpointError(
-                f"{source}: {name} has shape {tuple(tensor.shape)} but the "
-                f"model needs {tuple(expected[name].shape)}"
-            )
-    model.load_state_dict(tensors, strict=True)
 
 
 def import_tutorial_state_dict(

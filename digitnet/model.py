@@ -13,6 +13,7 @@ from torch import nn
 
 from digitnet.config import ConfigError, check_knobs, coerce_tuples, knob, known_values
 from digitnet.data import IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS
+from digitnet.errors import CheckpointError
 
 ARCHITECTURES = ("mlp", "cnn")
 
@@ -134,3 +135,30 @@ def build_model(config: ModelConfig | str = "mlp", **sizes) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_state_dict_strictly(
+    model: nn.Module, tensors: dict[str, torch.Tensor], source: str
+) -> None:
+    """Load or raise one clear line naming what is missing, extra or the wrong shape."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(
+                f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"
+            )
+        raise CheckpointError(
+            f"{source}: the tensors do not match the model in its config ({'; '.join(parts)})"
+        )
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"{source}: {name} has shape {tuple(tensor.shape)} but the "
+                f"model needs {tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(tensors, strict=True)

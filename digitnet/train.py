@@ -12,7 +12,7 @@ import dataclasses
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -21,17 +21,21 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from digitnet.checkpoint import load_state_dict_strictly
 from digitnet.config import ConfigError, check_knobs, knob, known_values
 from digitnet.data import stratified_split
 from digitnet.errors import DataError
 from digitnet.evaluate import loss_and_accuracy
-from digitnet.model import IMAGE_SIZE, ModelConfig, build_model
+from digitnet.model import IMAGE_SIZE, ModelConfig, build_model, load_state_dict_strictly
+from digitnet.nondigits import make_nondigits
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 REPORT_EVERY = 10  # steps between StepReports: often enough for a live curve, cheap on a GPU
+# Outlier exposure: the loss on non-digits (cross-entropy against the uniform distribution) is
+# weighted as in Hendrycks et al. (2019); a non-digit bank larger than this is no better.
+NONDIGIT_LOSS_WEIGHT = 0.5
+MAX_NONDIGIT_BANK = 20_000
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,13 @@ class TrainConfig:
     )
     hard_stroke_prob: float = knob(
         0.5, "augmentation: chance of hard-edged, canvas-like strokes", low=0, high=1
+    )
+    nondigit_fraction: float = knob(
+        0.25,
+        "non-digits (letters, shapes, scribbles) added to each batch, per digit, taught to "
+        "get no answer, so a drawing that is not a digit can be refused (0 = off)",
+        low=0,
+        high=1,
     )
     # data and run
     val_fraction: float = knob(
@@ -157,6 +168,7 @@ def tutorial_config(**overrides) -> TrainConfig:
         label_smoothing=0.0,
         shuffle=False,
         augment=False,
+        nondigit_fraction=0.0,
     )
     values.update(overrides)
     return TrainConfig.from_knobs(**values)
@@ -394,6 +406,13 @@ class TrainingRun:
             .to(self.device)
         )
         self.labels = torch.as_tensor(train_labels, dtype=torch.int64).to(self.device)
+        self.nondigits = None  # (M, 1, 28, 28): drawings the model learns to give no answer
+        if config.nondigit_fraction > 0:
+            bank = min(MAX_NONDIGIT_BANK, math.ceil(config.nondigit_fraction * len(self.labels)))
+            made = make_nondigits(bank, seed=config.seed).inputs
+            self.nondigits = torch.as_tensor(made).reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
+            self.nondigits = self.nondigits.to(self.device)
+        self._loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.val_inputs, self.val_labels = val_inputs, val_labels
         self.has_val = val_inputs is not None and val_labels is not None and len(val_labels) > 0
         self.steps_per_epoch = math.ceil(len(self.labels) / config.batch_size)
@@ -411,133 +430,172 @@ class TrainingRun:
         return self._stop.is_set()
 
     def __iter__(self) -> Iterator[StepReport | EpochReport]:
-        config, model, device = self.config, self.model, self.device
-        start = time.perf_counter()
-        generator = torch.Generator().manual_seed(config.seed)
-        optimizer = _make_optimizer(model, config)
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        result = TrainResult(model=model, device=str(device))
-        best_score, best_state = None, None
-        step = 0
+        config, model = self.config, self.model
+        self._start = time.perf_counter()
+        self._generator = torch.Generator().manual_seed(config.seed)
+        self._optimizer = _make_optimizer(model, config)
+        self._step = 0
+        result = TrainResult(model=model, device=str(self.device))
+        best = _BestWeights()
         for epoch in range(1, config.epochs + 1):
             epoch_start = time.perf_counter()
-            model.train()
-            order = (
-                torch.randperm(len(self.labels), generator=generator).to(device)
-                if config.shuffle
-                else torch.arange(len(self.labels), device=device)
-            )
-            # Summed on the device: a .item() per step would stall a GPU.
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.int64)
-            seen = epoch_steps = 0
-            batches = range(0, len(self.labels), config.batch_size)
-            bar = tqdm(
-                batches,
-                desc=f"epoch {epoch}/{config.epochs}",
-                leave=False,
-                disable=not self.progress,
-                unit="batch",
-            )
-            for offset in bar:
-                if self.stop_requested:
-                    break
-                index = order[offset : offset + config.batch_size]
-                x, y = self.inputs[index], self.labels[index]  # (B, 1, 28, 28), (B,)
-                if config.augment:
-                    x = augment_batch(x, config, generator)
-                for group in optimizer.param_groups:
-                    group["lr"] = config.lr * _lr_factor(step, self.total_steps, config)
-                optimizer.zero_grad(set_to_none=True)
-                logits = model(x)
-                loss = loss_fn(logits, y)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                epoch_steps += 1
-                seen += len(y)
-                # Reported loss is plain cross-entropy, comparable with validation's: the
-                # smoothed loss the optimiser sees cannot fall below ~0.5 with smoothing 0.1.
-                loss_sum += F.cross_entropy(logits.detach(), y, reduction="sum")
-                correct += (logits.argmax(dim=1) == y).sum()
-                if step % self.report_every == 0 or epoch_steps == self.steps_per_epoch:
-                    yield StepReport(
-                        epoch=epoch,
-                        epochs=config.epochs,
-                        step=step,
-                        total_steps=self.total_steps,
-                        train_loss=loss_sum.item() / seen,
-                        train_accuracy=correct.item() / seen,
-                        lr=optimizer.param_groups[0]["lr"],
-                        seconds=time.perf_counter() - start,
-                    )
-            bar.close()
-
-            complete = epoch_steps == self.steps_per_epoch
+            totals = yield from self.train_one_epoch(epoch)
             val_loss = val_accuracy = None
             if self.has_val:
                 val_loss, val_accuracy = loss_and_accuracy(model, self.val_inputs, self.val_labels)
             report = EpochReport(
                 epoch=epoch,
                 epochs=config.epochs,
-                train_loss=loss_sum.item() / seen if seen else None,
-                train_accuracy=correct.item() / seen if seen else None,
+                train_loss=totals.mean_loss,
+                train_accuracy=totals.accuracy,
                 val_loss=val_loss,
                 val_accuracy=val_accuracy,
-                lr=optimizer.param_groups[0]["lr"],
+                lr=self._optimizer.param_groups[0]["lr"],
                 seconds=time.perf_counter() - epoch_start,
-                steps=epoch_steps,
-                complete=complete,
+                steps=totals.steps,
+                complete=totals.steps == self.steps_per_epoch,
             )
             result.history.append(report)
-            # Keep the best weights by validation accuracy, ties going to the lower validation
-            # loss (800 digits make ties common); without validation, the latest weights.
-            score = (val_accuracy, -val_loss) if self.has_val else (epoch, 0.0)
-            if best_score is None or score > best_score:
-                best_score, result.best_epoch = score, epoch
-                best_state = copy.deepcopy(model.state_dict())
+            # Without validation the latest weights count as the best.
+            best.consider(model, epoch, (val_accuracy, -val_loss) if self.has_val else (epoch, 0.0))
             yield report
             if self.stop_requested:
-                result.stopped = epoch < config.epochs or not complete
+                result.stopped = epoch < config.epochs or not report.complete
                 break
 
-        model.load_state_dict(best_state)
+        model.load_state_dict(best.state)
+        result.best_epoch = best.epoch
         model.eval()
-        result.seconds = time.perf_counter() - start
+        result.seconds = time.perf_counter() - self._start
         self.result = result
+
+    def train_one_epoch(self, epoch: int) -> Generator[StepReport, None, _EpochTotals]:
+        """One pass over the shuffled training digits, yielding a StepReport every few steps.
+
+        Returns the epoch's totals; ends early, after the step in progress, when a stop is
+        requested.
+        """
+        config, model, device = self.config, self.model, self.device
+        model.train()
+        order = (
+            torch.randperm(len(self.labels), generator=self._generator).to(device)
+            if config.shuffle
+            else torch.arange(len(self.labels), device=device)
+        )
+        totals = _EpochTotals(device)
+        batches = range(0, len(self.labels), config.batch_size)
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch}/{config.epochs}",
+            leave=False,
+            disable=not self.progress,
+            unit="batch",
+        )
+        for offset in bar:
+            if self.stop_requested:
+                break
+            index = order[offset : offset + config.batch_size]
+            logits, y = self._train_step(self.inputs[index], self.labels[index])
+            totals.add(logits, y)
+            if self._step % self.report_every == 0 or totals.steps == self.steps_per_epoch:
+                yield StepReport(
+                    epoch=epoch,
+                    epochs=config.epochs,
+                    step=self._step,
+                    total_steps=self.total_steps,
+                    train_loss=totals.mean_loss,
+                    train_accuracy=totals.accuracy,
+                    lr=self._optimizer.param_groups[0]["lr"],
+                    seconds=time.perf_counter() - self._start,
+                )
+        bar.close()
+        return totals
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on digits x (B, 1, 28, 28) and labels y (B,); the digits' logits."""
+        config, optimizer = self.config, self._optimizer
+        digits = len(y)
+        if self.nondigits is not None:
+            count = max(1, round(config.nondigit_fraction * digits))
+            pick = torch.randint(len(self.nondigits), (count,), generator=self._generator)
+            x = torch.cat([x, self.nondigits[pick.to(self.device)]])
+        if config.augment:
+            x = augment_batch(x, config, self._generator)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * _lr_factor(self._step, self.total_steps, config)
+        optimizer.zero_grad(set_to_none=True)
+        logits = self.model(x)
+        loss = self._loss_fn(logits[:digits], y)
+        if digits < len(logits):
+            # Outlier exposure: cross-entropy of the non-digits against the uniform distribution.
+            outliers = logits[digits:]
+            uniform_ce = (torch.logsumexp(outliers, dim=1) - outliers.mean(dim=1)).mean()
+            loss = loss + NONDIGIT_LOSS_WEIGHT * uniform_ce
+        loss.backward()
+        optimizer.step()
+        self._step += 1
+        return logits[:digits].detach(), y
+
+
+class _EpochTotals:
+    """Loss and accuracy over an epoch's digits, summed on the device: a .item() per step
+    would stall a GPU."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.int64)
+        self.seen = 0
+        self.steps = 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        # Plain cross-entropy, comparable with validation's: the smoothed loss the optimiser
+        # sees cannot fall below ~0.5 with smoothing 0.1.
+        self.loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+        self.correct += (logits.argmax(dim=1) == labels).sum()
+        self.seen += len(labels)
+        self.steps += 1
+
+    @property
+    def mean_loss(self) -> float | None:
+        return self.loss_sum.item() / self.seen if self.seen else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct.item() / self.seen if self.seen else None
+
+
+class _BestWeights:
+    """The weights of the best epoch so far by a score (higher is better)."""
+
+    def __init__(self):
+        self.score: tuple | None = None
+        self.epoch = 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def consider(self, model: nn.Module, epoch: int, score: tuple) -> None:
+        # Validation accuracy first, ties to the lower validation loss: a few hundred
+        # validation digits make ties common.
+        if self.score is None or score > self.score:
+            self.score, self.epoch = score, epoch
+            self.state = copy.deepcopy(model.state_dict())
 
 
 def train_model(
     config: TrainConfig,
-    train_inputs: np.ndarray,
-    train_labels: np.ndarray,
-    val_inputs: np.ndarray | None = None,
-    val_labels: np.ndarray | None = None,
-    *,
-    init: nn.Module | Mapping[str, torch.Tensor] | None = None,
+    *data: np.ndarray | None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     on_step: Callable[[StepReport], None] | None = None,
     stop: Callable[[], bool] | None = None,
-    progress: bool = False,
-    report_every: int = REPORT_EVERY,
+    **run_options,
 ) -> TrainResult:
-    """Train and return the model with the best validation weights, and the history.
+    """A :class:`TrainingRun` driven to its end with callbacks; returns its result.
 
-    ``on_step`` and ``on_epoch`` receive each report as it happens (a UI draws them live);
-    ``stop`` is polled before every step, so a UI can end training within one step and keep
-    the best weights so far. See :class:`TrainingRun` for the other arguments.
+    ``data`` and ``run_options`` are TrainingRun's (training inputs and labels, validation
+    inputs and labels; ``init``, ``report_every``, ``progress``). ``on_step`` and ``on_epoch``
+    receive each report as it happens (a UI draws them live); ``stop`` is polled before every
+    step, so a UI can end training within one step and keep the best weights so far.
     """
-    run = TrainingRun(
-        config,
-        train_inputs,
-        train_labels,
-        val_inputs,
-        val_labels,
-        init=init,
-        report_every=report_every,
-        progress=progress,
-        stop_when=stop,
-    )
+    run = TrainingRun(config, *data, stop_when=stop, **run_options)
     for report in run:
         callback = on_epoch if isinstance(report, EpochReport) else on_step
         if callback is not None:
