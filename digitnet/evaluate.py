@@ -8,6 +8,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch import nn
 from torch.nn import functional as F
 
+from digitnet.calibration import calibrated_probs, calibration_of
 from digitnet.data import NUM_CLASSES
 from digitnet.predict import predict_logits, predict_probs
 
@@ -36,7 +37,7 @@ def evaluate(
     """
     logits = predict_logits(model, inputs)
     targets = torch.tensor(np.asarray(labels), dtype=torch.int64)
-    probs = torch.softmax(logits, dim=1)
+    probs = calibrated_probs(logits, calibration_of(model))
     confidence, predicted = probs.max(dim=1)
     predicted_np, targets_np = predicted.numpy(), targets.numpy()
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from digitnet import __version__
+from digitnet.calibration import calibration_of
 from digitnet.data import IMAGE_SIZE, NUM_CLASSES
 from digitnet.errors import DigitnetError
 from digitnet.files import write_atomically
@@ -56,6 +57,7 @@ class WebModel:
 def web_model(model: nn.Module, metadata: dict | None = None) -> WebModel:
     """The model's forward pass as operations (batch norm folded), read from the model."""
     model = model.eval()
+    calibration = calibration_of(model)
     ops: list[dict] = []
     tensors: dict[str, np.ndarray] = {}
 
@@ -107,6 +109,9 @@ def web_model(model: nn.Module, metadata: dict | None = None) -> WebModel:
         "ops": json.dumps(ops, separators=(",", ":")),
         "digitnet": __version__,
         "trained": str((metadata or {}).get("created", "unknown")),
+        # The browser turns logits into the same calibrated probabilities and refusals.
+        "temperature": repr(calibration.temperature),
+        "reject_below": repr(calibration.reject_below),
     }
     return WebModel(ops, tensors, info)
 

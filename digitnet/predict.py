@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from digitnet.calibration import calibrated_probs, calibration_of
 from digitnet.data import NUM_CLASSES, load_kaggle_csv
 from digitnet.errors import DigitnetError, ImageError
 from digitnet.files import write_atomically
@@ -43,8 +44,8 @@ def predict_logits(
 
 
 def predict_probs(model: nn.Module, inputs: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Class probabilities (N, 10) as a NumPy array."""
-    return torch.softmax(predict_logits(model, inputs), dim=1).numpy()
+    """Calibrated class probabilities (N, 10) as a NumPy array (see digitnet.calibration)."""
+    return calibrated_probs(predict_logits(model, inputs), calibration_of(model)).numpy()
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Prediction:
 
     probs: np.ndarray  # (10,) float, zeros when blank
     preprocessed: Preprocessed
+    reject_below: float = 0.0  # the model's threshold: a lower top probability is no digit
 
     @property
     def is_blank(self) -> bool:
@@ -67,8 +69,13 @@ class Prediction:
         return 0.0 if self.is_blank else float(self.probs.max())
 
     @property
+    def is_digit(self) -> bool:
+        """False for a drawing the model refuses as not a digit (its label stays the best guess)."""
+        return not self.is_blank and self.confidence >= self.reject_below
+
+    @property
     def is_unsure(self) -> bool:
-        return not self.is_blank and self.confidence < UNSURE_BELOW
+        return self.is_digit and self.confidence < UNSURE_BELOW
 
 
 def classify_drawing(model: nn.Module, image) -> Prediction:
@@ -78,9 +85,10 @@ def classify_drawing(model: nn.Module, image) -> Prediction:
 
 def classify_preprocessed(model: nn.Module, preprocessed: Preprocessed) -> Prediction:
     """Classify a drawing already through :func:`canvas_to_mnist` (preprocess once, ask many)."""
+    reject_below = calibration_of(model).reject_below
     if preprocessed.is_blank:
-        return Prediction(np.zeros(10, dtype=np.float32), preprocessed)
-    return Prediction(predict_probs(model, preprocessed.image[None])[0], preprocessed)
+        return Prediction(np.zeros(10, dtype=np.float32), preprocessed, reject_below)
+    return Prediction(predict_probs(model, preprocessed.image[None])[0], preprocessed, reject_below)
 
 
 def predict_submission(model: nn.Module, csv_path: str | Path) -> np.ndarray:

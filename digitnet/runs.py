@@ -13,11 +13,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
+from digitnet.calibration import (
+    Calibration,
+    calibrated_probs,
+    fit_temperature,
+    rejection_threshold,
+    reliability,
+    set_calibration,
+)
 from digitnet.data import Digits, load_training_sources, rows_fingerprint, summarize
+from digitnet.drawings import render_drawings
 from digitnet.evaluate import evaluate, evaluate_drawings
-from digitnet.preprocess import digits_to_inputs
+from digitnet.nondigits import make_nondigits
+from digitnet.predict import predict_logits
+from digitnet.preprocess import canvas_to_mnist, digits_to_inputs
 from digitnet.train import TrainConfig, TrainResult
+
+CALIBRATION_DRAWINGS = 2000  # canvas-like renders of validation digits the temperature fits
+CALIBRATION_NONDIGITS = 1000  # held-out non-digits the refusal rate is measured on
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,7 @@ def run_metadata(
     drawings: int = 0,
     command: str | None = None,
     extra: dict | None = None,
+    calibration_drawings: int = CALIBRATION_DRAWINGS,
 ) -> dict:
     """Everything a run's checkpoint records beside its weights.
 
@@ -72,6 +88,8 @@ def run_metadata(
     the most confident mistakes with their 28x28 pixels, so a dashboard shows them without
     the data) and, with ``drawings`` > 0, on that many canvas-like renders of validation
     digits. ``extra`` adds keys (the app's run name, a fine-tune's starting model...).
+    With validation digits, it also fits the model's calibration (:func:`fit_calibration`,
+    on up to ``calibration_drawings`` renders) and keeps it on the model and in the metadata.
     """
     digits = data.digits
     metadata = {
@@ -95,6 +113,11 @@ def run_metadata(
     if command:
         metadata["command"] = command
     if len(data.val_index):
+        calibration, report = fit_calibration(
+            result.model, data, seed=config.seed, drawings=calibration_drawings
+        )
+        set_calibration(result.model, calibration)  # the mistakes' confidences are calibrated
+        metadata["calibration"] = {**calibration.to_dict(), **report}
         val_inputs, val_labels = data.val
         metrics = evaluate(result.model, val_inputs, val_labels)
         for mistake in metrics["mistakes"]:
@@ -108,3 +131,50 @@ def run_metadata(
                 result.model, digits.images[chosen], digits.labels[chosen], seed=config.seed
             )
     return {**metadata, **(extra or {})}
+
+
+def fit_calibration(
+    model: nn.Module, data: PreparedData, *, seed: int = 0, drawings: int = CALIBRATION_DRAWINGS
+) -> tuple[Calibration, dict]:
+    """The temperature and refusal threshold for ``model``, from its validation digits only.
+
+    The temperature is fitted on canvas-like renders of up to ``drawings`` validation digits
+    (what people draw, harder than clean MNIST); the threshold refuses at most
+    ``DIGITS_REFUSED`` of those renders and of the clean validation digits. Returns the
+    calibration and a report: the renders' ECE before and after, their reliability bins, the
+    share of digits refused, and the share of held-out non-digits refused.
+    """
+    val_inputs, val_labels = data.val
+    chosen = data.val_index[:drawings]
+    labels = data.digits.labels[chosen]
+    renders = render_drawings(data.digits.images[chosen], seed=seed + 1)
+    render_inputs = np.stack([canvas_to_mnist(drawing).image for drawing in renders])
+    set_calibration(model, Calibration())  # raw logits below
+    render_logits = predict_logits(model, render_inputs)
+    temperature = fit_temperature(render_logits, labels)
+    calibration = Calibration(temperature=temperature)
+
+    def confidences(logits, with_calibration: Calibration = calibration) -> np.ndarray:
+        return calibrated_probs(logits, with_calibration).max(dim=1).values.numpy()
+
+    render_confidence = confidences(render_logits)
+    clean_confidence = confidences(predict_logits(model, val_inputs))
+    threshold = min(rejection_threshold(render_confidence), rejection_threshold(clean_confidence))
+    nondigits = make_nondigits(CALIBRATION_NONDIGITS, seed=seed, split="heldout")
+    nondigit_confidence = confidences(predict_logits(model, nondigits.inputs))
+    correct = render_logits.argmax(dim=1).numpy() == labels
+    ece_before, _ = reliability(confidences(render_logits, Calibration()), correct)
+    ece_after, bins = reliability(render_confidence, correct)
+    report = {
+        "fitted_on": f"{len(chosen):,} canvas-like renders of the validation digits",
+        "ece_before": ece_before,
+        "ece": ece_after,
+        "reliability": bins,
+        "digits_refused": {
+            "drawings": round(float((render_confidence < threshold).mean()), 5),
+            "validation": round(float((clean_confidence < threshold).mean()), 5),
+        },
+        "nondigits_refused": round(float((nondigit_confidence < threshold).mean()), 5),
+        "nondigits_count": len(nondigit_confidence),
+    }
+    return Calibration(temperature, threshold), report
