@@ -63,7 +63,9 @@ def set_calibration(model: nn.Module, calibration: Calibration) -> nn.Module:
         ("temperature", calibration.temperature),
         ("reject_below", calibration.reject_below),
     ):
-        model.register_buffer(name, torch.tensor(float(value)), persistent=False)
+        model.register_buffer(
+            name, torch.tensor(float(value), dtype=torch.float64), persistent=False
+        )
     return model
 
 

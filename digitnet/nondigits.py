@@ -112,9 +112,17 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(folder / name), size)
 
 
+def _draws(font: ImageFont.FreeTypeFont, char: str) -> bool:
+    return font.getmask(char).getbbox() is not None
+
+
 def _glyph(char: str, rng: np.random.Generator, split: str) -> np.ndarray:
     fonts = FONTS[split]
-    font = _font(fonts[int(rng.integers(len(fonts)))], int(rng.integers(3, 8)) * 24)
+    first = int(rng.integers(len(fonts)))
+    size = int(rng.integers(3, 8)) * 24
+    # Not every font has every symbol: the next one that draws it (DejaVu Sans has them all).
+    candidates = [fonts[(first + i) % len(fonts)] for i in range(len(fonts))] + ["DejaVuSans.ttf"]
+    font = next(f for f in map(lambda n: _font(n, size), candidates) if _draws(f, char))
     side = 280
     image = Image.new("L", (side, side), 0)
     ImageDraw.Draw(image).text((side / 2, side / 2), char, fill=255, font=font, anchor="mm")
