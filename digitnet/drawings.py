@@ -63,11 +63,17 @@ def render_drawing(digit: np.ndarray, style: DrawingStyle) -> Image.Image:
     left, top = int(style.position[0] * free_x), int(style.position[1] * free_y)
     mask = np.zeros((height, width), dtype=np.uint8)
     mask[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
-    if style.background == "transparent":
+    return ink_on_canvas(mask, style.background)
+
+
+def ink_on_canvas(mask: np.ndarray, background: str) -> Image.Image:
+    """A uint8 ink mask (255 = ink) as a canvas image with a ``background`` from STYLES."""
+    height, width = mask.shape
+    if background == "transparent":
         rgba = np.zeros((height, width, 4), dtype=np.uint8)
         rgba[..., 3] = mask  # black ink whose shape is only in the alpha channel
         return Image.fromarray(rgba, mode="RGBA")
-    if style.background == "dark":
+    if background == "dark":
         grey = np.where(mask > 0, 245, 24).astype(np.uint8)  # light ink on a dark canvas
     else:
         grey = np.where(mask > 0, 0, 255).astype(np.uint8)

@@ -22,7 +22,7 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from digitnet.drawings import widen_strokes
+from digitnet.drawings import STYLES, ink_on_canvas, widen_strokes
 from digitnet.preprocess import IMAGE_SIZE, canvas_to_mnist
 from digitnet.strokes import PAD_SIZE, rasterize_strokes
 
@@ -84,6 +84,19 @@ def make_nondigits(count: int, *, seed: int = 0, split: str = "train") -> NonDig
         kinds.append(kind)
         made += 1
     return NonDigits(inputs, np.array(kinds))
+
+
+def nondigit_drawings(count: int, *, seed: int = 0, split: str = "heldout") -> list[Image.Image]:
+    """``count`` non-digits as canvas images (white, dark or transparent), as people upload
+    or draw them; the held-out split by default, for measuring."""
+    rng = np.random.default_rng([seed, SPLITS.index(split), 1])
+    images = []
+    while len(images) < count:
+        kind = KINDS[int(rng.choice(len(KINDS), p=KIND_WEIGHTS))]
+        mask = np.where(draw_nondigit(kind, rng, split) > 0.5, 255, 0).astype(np.uint8)
+        if np.count_nonzero(mask) >= 16:
+            images.append(ink_on_canvas(mask, STYLES[int(rng.integers(len(STYLES)))]))
+    return images
 
 
 def draw_nondigit(kind: str, rng: np.random.Generator, split: str = "train") -> np.ndarray:

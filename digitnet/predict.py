@@ -140,8 +140,9 @@ def preprocess_image_file(path: str | Path) -> Preprocessed:
 
 def predict_image_files(
     model: nn.Module, paths: list[Path], *, skip_bad: bool = False
-) -> tuple[list[tuple[str, int, float]], list[str]]:
-    """(file, label, confidence) for each image, and the one-line problems of skipped files.
+) -> tuple[list[tuple[str, int, float, int]], list[str]]:
+    """(file, label, confidence, is_digit) for each image, and the one-line problems of
+    skipped files. ``label`` is the best digit even when ``is_digit`` is 0 (refused).
 
     Without ``skip_bad`` the first unreadable or blank image raises, naming the file.
     """
@@ -159,10 +160,14 @@ def predict_image_files(
     if not inputs:
         return [], problems
     probs = predict_probs(model, np.stack(inputs))
-    labelled = [(name, int(p.argmax()), round(float(p.max()), 4)) for name, p in zip(rows, probs)]
+    reject_below = calibration_of(model).reject_below
+    labelled = [
+        (name, int(p.argmax()), round(float(p.max()), 4), int(float(p.max()) >= reject_below))
+        for name, p in zip(rows, probs)
+    ]
     return labelled, problems
 
 
-def write_image_predictions(rows: list[tuple[str, int, float]], out_path: str | Path) -> Path:
-    """CSV ``file,label,confidence``, written atomically."""
-    return _write_csv(out_path, ["file", "label", "confidence"], rows)
+def write_image_predictions(rows: list[tuple[str, int, float, int]], out_path: str | Path) -> Path:
+    """CSV ``file,label,confidence,is_digit``, written atomically."""
+    return _write_csv(out_path, ["file", "label", "confidence", "is_digit"], rows)
