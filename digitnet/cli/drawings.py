@@ -130,7 +130,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from digitnet.checkpoint import load_checkpoint, save_checkpoint
-    from digitnet.finetune import FinetuneConfig, FinetuneReport, FinetuneRun, points
+    from digitnet.finetune import FinetuneConfig, FinetuneReport, FinetuneRun
 
     settings = FinetuneConfig(**knob_values(args, FinetuneConfig))
     model, metadata = load_checkpoint(args.model)
@@ -164,7 +164,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         ):
             change = 100 * (after.value - before.value)
             print(
-                f"{name}: {points(before)} -> {points(after)} ({change:+.2f} points, {after.total})"
+                f"{name}: {before.percent()} -> {after.percent()} "
+                f"({change:+.2f} points, {after.total})"
             )
         weights_path, meta_path = save_checkpoint(out, result.model, result.config, result.metadata)
     if result.stopped:
