@@ -167,8 +167,8 @@ def split_by_seed(
     return np.sort(unique[order[held_out:]]), np.sort(unique[order[:held_out]])
 
 
-def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion (95% for z=1.96); (0, 1) when total is 0.
+def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95% by default); (0, 1) when total is 0.
 
     Unlike the normal approximation, it stays inside [0, 1] and is honest for small
     counts and accuracies near 100%, which is what a few dozen drawings give.
@@ -197,7 +197,18 @@ class Accuracy:
 
     @property
     def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.correct, self.total, Z_95)
+        return wilson_interval(self.correct, self.total)
+
+    def percent(self, decimals: int = 2, joiner: str = ", ") -> str:
+        """``87.31% [85.02, 89.33]``: the accuracy with its 95% interval, in percent.
+
+        ``percent(0, "–")`` gives the compact ``92% [81–97]`` of a table cell.
+        """
+        low, high = self.interval
+        return (
+            f"{100 * (self.value or 0):.{decimals}f}% "
+            f"[{100 * low:.{decimals}f}{joiner}{100 * high:.{decimals}f}]"
+        )
 
     def to_dict(self) -> dict:
         low, high = self.interval

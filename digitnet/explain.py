@@ -21,6 +21,7 @@ from torch import nn
 from digitnet.data import IMAGE_SIZE, NUM_CLASSES
 from digitnet.errors import DigitnetError
 from digitnet.model import CNN, MLP
+from digitnet.predict import predict_logits
 from digitnet.preprocess import Preprocessed
 
 # Integrated gradients: start with this many equal steps, then split the steps that miss
@@ -95,11 +96,9 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-@torch.no_grad()
 def _logits(model: nn.Module, images: np.ndarray) -> np.ndarray:
-    """Logits (B, 10) for (B, 28, 28) inputs; float64 for exact sums."""
-    batch = torch.as_tensor(images, dtype=torch.float32, device=_device(model))
-    return model(batch.unsqueeze(1)).double().cpu().numpy()
+    """Logits (B, 10) for (B, 28, 28) inputs, through predict's path; float64 for exact sums."""
+    return predict_logits(model, images).double().numpy()
 
 
 def _gradients(

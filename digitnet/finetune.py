@@ -259,12 +259,6 @@ def measure(
     )
 
 
-def points(accuracy: Accuracy) -> str:
-    """``87.31% [85.02, 89.33]``: an accuracy with its 95% interval, in percent."""
-    low, high = accuracy.interval
-    return f"{100 * (accuracy.value or 0):.2f}% [{100 * low:.2f}, {100 * high:.2f}]"
-
-
 @dataclass(frozen=True)
 class FinetuneReport:
     """The model measured: epoch 0 is the base model, before any step; then each epoch's end."""
@@ -280,8 +274,8 @@ class FinetuneReport:
         stopped = "" if self.training is None or self.training.complete else " (stopped)"
         seconds = "" if self.training is None else f" {self.training.seconds:5.1f}s"
         return (
-            f"{head}: held-out drawings {points(held_out)} of {held_out.total}, "
-            f"MNIST validation {points(mnist)} of {mnist.total}{seconds}{stopped}"
+            f"{head}: held-out drawings {held_out.percent()} of {held_out.total}, "
+            f"MNIST validation {mnist.percent()} of {mnist.total}{seconds}{stopped}"
         )
 
 
@@ -530,20 +524,14 @@ class FinetuneRun:
 
 
 def finetune(
-    base_model: nn.Module,
-    base_metadata: dict,
-    drawings: DrawingSplit,
-    settings: FinetuneConfig | None = None,
-    *,
+    *args,
     on_report: Callable[[FinetuneReport | StepReport], None] | None = None,
     stop: Callable[[], bool] | None = None,
-    **options,
+    **kwargs,
 ) -> FinetuneResult:
-    """Fine-tune in one call; ``on_report`` gets each report, ``stop`` is polled every step.
-
-    ``options`` are :class:`FinetuneRun`'s keyword arguments (``mnist``, ``base_name``...).
-    """
-    run = FinetuneRun(base_model, base_metadata, drawings, settings, stop_when=stop, **options)
+    """:class:`FinetuneRun` in one call, with the same arguments; ``on_report`` gets each
+    report, ``stop`` is polled before every step."""
+    run = FinetuneRun(*args, stop_when=stop, **kwargs)
     for report in run:
         if on_report is not None:
             on_report(report)

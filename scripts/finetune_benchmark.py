@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from digitnet.checkpoint import load_checkpoint  # noqa: E402
 from digitnet.data import SAMPLE_DATA, load_training_data  # noqa: E402
 from digitnet.drawing_data import import_sklearn_digits  # noqa: E402
-from digitnet.finetune import FinetuneConfig, drawings_from_store, finetune, points  # noqa: E402
+from digitnet.finetune import FinetuneConfig, drawings_from_store, finetune  # noqa: E402
 from digitnet.machine import describe_machine  # noqa: E402
 from digitnet.store import SOURCE_SKLEARN, open_store  # noqa: E402
 
@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 for label, measured in (("before", result.before), ("after", result.after)):
                     print(
-                        f"  {label:<6} held-out drawings {points(measured.held_out)}, "
-                        f"MNIST validation {points(measured.mnist_validation)} "
+                        f"  {label:<6} held-out drawings {measured.held_out.percent()}, "
+                        f"MNIST validation {measured.mnist_validation.percent()} "
                         f"of {measured.mnist_validation.total}",
                         flush=True,
                     )
@@ -144,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         change = 100 * (result.after.mnist_validation.value - result.before.mnist_validation.value)
         passed &= rise >= MIN_HELD_OUT_RISE and -change <= MAX_MNIST_DROP
         print(
-            f"| {seed} | {points(result.before.held_out)} | {points(result.after.held_out)} "
-            f"| {rise:+.2f} | {points(result.before.mnist_validation)} "
-            f"| {points(result.after.mnist_validation)} | {change:+.2f} | {seconds:.1f} |"
+            f"| {seed} | {result.before.held_out.percent()} | {result.after.held_out.percent()} "
+            f"| {rise:+.2f} | {result.before.mnist_validation.percent()} "
+            f"| {result.after.mnist_validation.percent()} | {change:+.2f} | {seconds:.1f} |"
         )
     print(f"median seconds per fine-tune: {statistics.median(s for _, _, s in rows):.1f}")
     verdict = "meets" if passed else "MISSES"

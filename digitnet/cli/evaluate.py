@@ -1,0 +1,103 @@
+"""``python -m digitnet evaluate``: accuracy, per-class table, confusion matrix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from digitnet.cli.options import add_data_option, add_model_option, data_paths
+from digitnet.errors import DigitnetError
+
+
+def add_parser(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="accuracy, per-class table, confusion matrix",
+        description="Evaluate a model on labelled digits.",
+    )
+    add_model_option(evaluate, "the model to evaluate")
+    add_data_option(evaluate)
+    evaluate.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="only the digits the model held out for validation (--data must be its training data)",
+    )
+    evaluate.add_argument(
+        "--drawings",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure N canvas-like drawings rendered from the digits",
+    )
+    evaluate.add_argument(
+        "--drawing-seed", type=int, default=0, metavar="S", help="seed of the drawings' styles"
+    )
+    evaluate.add_argument(
+        "--json",
+        dest="json_out",
+        default=None,
+        metavar="FILE",
+        help="also write the full metrics as JSON",
+    )
+    evaluate.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from digitnet.checkpoint import load_checkpoint, model_files
+    from digitnet.data import fingerprint, load_training_sources
+    from digitnet.evaluate import evaluate, evaluate_drawings, format_per_class_table
+    from digitnet.files import refuse_overwriting_inputs, write_text_atomically
+    from digitnet.preprocess import digits_to_inputs
+
+    if args.json_out:
+        refuse_overwriting_inputs(args.json_out, [*(args.data or []), *model_files(args.model)])
+    model, metadata = load_checkpoint(args.model)
+    digits, _ = load_training_sources(data_paths(args))
+    trained_on_this = fingerprint(digits) == metadata.get("data", {}).get("fingerprint")
+    if args.validation_only:
+        digits = _validation_split(digits, metadata, trained_on_this)
+        print(f"the model's validation split: {len(digits)} digits", file=sys.stderr)
+    elif trained_on_this:
+        print(
+            "note: this is the data the model was trained on, so this accuracy is "
+            "optimistic; add --validation-only for the digits it held out",
+            file=sys.stderr,
+        )
+    metrics = evaluate(model, digits_to_inputs(digits.images), digits.labels)
+    print(format_per_class_table(metrics))
+    if args.drawings:
+        count = min(args.drawings, len(digits))
+        metrics["drawings"] = evaluate_drawings(
+            model, digits.images[:count], digits.labels[:count], seed=args.drawing_seed
+        )
+        print(
+            f"canvas-like drawings (seed {args.drawing_seed}): "
+            f"{100 * metrics['drawings']['accuracy']:.2f}% of {count} right"
+        )
+    if args.json_out:
+        write_text_atomically(args.json_out, json.dumps(metrics, indent=1) + "\n")
+        print(f"saved {args.json_out}")
+    return 0
+
+
+def _validation_split(digits, metadata: dict, trained_on_this: bool):
+    """The digits the model held out, rebuilt from its config; refused where unknowable."""
+    from digitnet.data import rows_fingerprint
+    from digitnet.train import TrainConfig
+
+    if not trained_on_this:
+        raise DigitnetError(
+            f"{digits.source}: not the data this model was trained on (fingerprint "
+            f"differs), so its validation split is unknown; drop --validation-only"
+        )
+    _, val_index = TrainConfig.from_dict(metadata["config"]).split(digits.labels)
+    recorded = metadata["data"].get("val_rows")  # absent before digitnet recorded it
+    if recorded is not None and rows_fingerprint(val_index) != recorded:
+        trained_with = metadata.get("versions", {}).get("scikit-learn") or "another version"
+        raise DigitnetError(
+            f"this scikit-learn draws a different validation split from the one the model "
+            f"was trained with (scikit-learn {trained_with}); drop --validation-only or "
+            f"install that version"
+        )
+    return digits.subset(val_index)

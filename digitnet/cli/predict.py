@@ -1,0 +1,73 @@
+"""``python -m digitnet predict``: label a test CSV or image files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from digitnet.cli.options import add_model_option
+from digitnet.errors import DigitnetError
+
+
+def add_parser(commands) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="label a test CSV or image files",
+        description="A test CSV gives a Kaggle submission "
+        "(ImageId,Label); image files or folders give "
+        "file,label,confidence.",
+    )
+    predict.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="test CSV, image file, or folder of images"
+    )
+    add_model_option(predict, "the model to ask")
+    predict.add_argument("--out", required=True, metavar="FILE", help="CSV to write")
+    predict.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable or blank images (listed on stderr) instead of stopping",
+    )
+    predict.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from digitnet.checkpoint import load_checkpoint, model_files
+    from digitnet.files import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(args.out, [*args.inputs, *model_files(args.model)])
+    csv_inputs = [p for p in args.inputs if Path(p).suffix.lower() == ".csv"]
+    if csv_inputs and len(args.inputs) > 1:
+        raise DigitnetError("give one test CSV, or image files and folders, not both")
+    model, _ = load_checkpoint(args.model)
+    if csv_inputs:
+        return _predict_submission(model, csv_inputs[0], args.out)
+    return _predict_images(model, args.inputs, args.out, skip_bad=args.skip_bad)
+
+
+def _predict_submission(model, csv_path: str, out: str) -> int:
+    """A Kaggle submission (ImageId,Label) for a test CSV."""
+    from digitnet.predict import predict_submission, write_submission
+
+    start = time.perf_counter()
+    labels = predict_submission(model, csv_path)
+    write_submission(labels, out)
+    print(f"wrote {out}: {len(labels)} predictions in {time.perf_counter() - start:.2f}s")
+    return 0
+
+
+def _predict_images(model, inputs: list[str], out: str, *, skip_bad: bool) -> int:
+    """file,label,confidence for image files and folders of them."""
+    from digitnet.predict import list_image_files, predict_image_files, write_image_predictions
+
+    paths = [path for item in inputs for path in list_image_files(item)]
+    rows, problems = predict_image_files(model, paths, skip_bad=skip_bad)
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if not rows:
+        raise DigitnetError("no image could be classified; nothing was written")
+    write_image_predictions(rows, out)
+    skipped = f", {len(problems)} skipped" if problems else ""
+    print(f"wrote {out}: {len(rows)} predictions{skipped}")
+    return 0
