@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -35,7 +35,7 @@ SPLITS = ("train", "heldout")
 LETTERS = "ACEFHJKLMNPRTUVWXYacdefhkmnprtuvwxy"
 HELDOUT_LETTERS = "ACEFHKMNPRTUWXYaehkmnrtwxy"  # the held-out set draws from other fonts
 SYMBOLS = {
-    "train": "+×*#@&%$?!=~<>÷∞πΣΩλ♥★☺→←↑✓€£¥§¶",
+    "train": "+×*#@&%$?!=~<>÷∞πΣΩλ♥★☺→←↑✓€£¥§¶√∫≈≠≤≥⊕⊗☆♪♫☂☀✿ßæø‰∑∏",
     "heldout": "+#@&%?!=~÷∞ΔΦΨαβγδμ♦♣♠☼↓↔✗©®",
 }
 FONTS = {
@@ -56,8 +56,30 @@ FONTS = {
     ),
 }
 SHAPES = {
-    "train": ("star", "polygon", "cross", "heart", "spiral", "zigzag", "arrow", "smiley"),
-    "heldout": ("star", "polygon", "cross", "wave", "house", "grid", "spiral", "smiley"),
+    "train": (
+        "star",
+        "polygon",
+        "cross",
+        "heart",
+        "spiral",
+        "zigzag",
+        "arrow",
+        "smiley",
+        "cloud",
+        "flower",
+        "hatch",
+    ),
+    "heldout": (
+        "star",
+        "polygon",
+        "cross",
+        "wave",
+        "house",
+        "grid",
+        "spiral",
+        "smiley",
+        "lightning",
+    ),
 }
 
 
@@ -69,8 +91,13 @@ class NonDigits:
     kinds: np.ndarray  # (N,) str
 
 
+@lru_cache(maxsize=8)
 def make_nondigits(count: int, *, seed: int = 0, split: str = "train") -> NonDigits:
-    """``count`` non-digit drawings through the app's preprocessing; same seed, same set."""
+    """``count`` non-digit drawings through the app's preprocessing; same seed, same set.
+
+    Kept for the process (callers must not change the arrays): each run, calibration and
+    test asks for the same few sets, and drawing them takes ~3 ms each.
+    """
     rng = np.random.default_rng([seed, SPLITS.index(split)])
     inputs = np.zeros((count, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
     kinds = []
@@ -200,6 +227,21 @@ def _shape(name: str, rng: np.random.Generator) -> list[np.ndarray]:
         return [np.stack([x, 0.4 * np.sin(x * rng.uniform(6, 12))], axis=1)]
     if name == "arrow":
         return [np.array([[-1, 0], [1, 0]]), np.array([[0.4, -0.5], [1, 0], [0.4, 0.5]])]
+    if name == "cloud":  # a loop of bumps
+        t = np.linspace(0, 2 * math.pi, 80)
+        r = 0.8 + 0.2 * np.abs(np.sin(t * int(rng.integers(4, 8)) / 2))
+        return [np.stack([r * np.cos(t), 0.7 * r * np.sin(t)], axis=1)]
+    if name == "flower":  # petals round a centre
+        t = np.linspace(0, 2 * math.pi, 90)
+        r = np.abs(np.cos(t * int(rng.integers(2, 5))))
+        return [np.stack([r * np.cos(t), r * np.sin(t)], axis=1), _circle(0, 0, 0.15, n=10)]
+    if name == "hatch":  # crossing out: strokes back and forth
+        n = int(rng.integers(5, 12))
+        y = np.linspace(-1, 1, n)
+        x = np.where(np.arange(n) % 2 == 0, -1.0, 1.0)
+        return [np.stack([x, y + rng.normal(0, 0.05, n)], axis=1)]
+    if name == "lightning":
+        return [np.array([[0.3, -1], [-0.4, 0.1], [0.3, 0.0], [-0.3, 1]])]
     if name == "house":
         return [np.array([[-0.8, 1], [-0.8, -0.1], [0, -1], [0.8, -0.1], [0.8, 1], [-0.8, 1]])]
     if name == "grid":
@@ -219,11 +261,15 @@ def _shape(name: str, rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def _scribble(rng: np.random.Generator) -> list[np.ndarray]:
-    """1-4 strokes of a smooth random walk: a tangle, a doodle, a crossed-out mess."""
+    """A tangle: 2-5 strokes of a smooth random walk, or one long one that turns a lot.
+
+    A short single curve is left out: it is often a fair 1, 2, 5 or 7.
+    """
     strokes = []
-    for _ in range(int(rng.integers(1, 5))):
-        steps = int(rng.integers(15, 80))
-        turn = np.cumsum(rng.normal(0, rng.uniform(0.2, 0.9), steps))
+    count = int(rng.integers(1, 6))
+    for _ in range(count):
+        steps = int(rng.integers(60, 140)) if count == 1 else int(rng.integers(15, 70))
+        turn = np.cumsum(rng.normal(0, rng.uniform(0.4, 1.0), steps))
         heading = rng.uniform(0, 2 * math.pi) + turn
         path = np.cumsum(np.stack([np.cos(heading), np.sin(heading)], axis=1), axis=0)
         path = path + rng.normal(0, 4, 2)

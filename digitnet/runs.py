@@ -8,6 +8,7 @@ command); ``digitnet.checkpoint.save_checkpoint`` adds the format, versions and 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,12 @@ from digitnet.calibration import (
     reliability,
     set_calibration,
 )
-from digitnet.data import Digits, load_training_sources, rows_fingerprint, summarize
+from digitnet.checkpoint import checkpoint_files, load_checkpoint, resolve_model_path
+from digitnet.data import Digits, fingerprint, load_training_sources, rows_fingerprint, summarize
 from digitnet.drawings import render_drawings
+from digitnet.errors import DataError
 from digitnet.evaluate import evaluate, evaluate_drawings
+from digitnet.files import write_text_atomically
 from digitnet.nondigits import make_nondigits
 from digitnet.predict import predict_logits
 from digitnet.preprocess import canvas_to_mnist, digits_to_inputs
@@ -113,24 +117,47 @@ def run_metadata(
     if command:
         metadata["command"] = command
     if len(data.val_index):
-        calibration, report = fit_calibration(
-            result.model, data, seed=config.seed, drawings=calibration_drawings
-        )
-        set_calibration(result.model, calibration)  # the mistakes' confidences are calibrated
-        metadata["calibration"] = {**calibration.to_dict(), **report}
-        val_inputs, val_labels = data.val
-        metrics = evaluate(result.model, val_inputs, val_labels)
-        for mistake in metrics["mistakes"]:
-            row = int(data.val_index[mistake["index"]])
-            mistake["row"] = row  # 0-based row in the (concatenated) data
-            mistake["pixels"] = base64.b64encode(digits.images[row].tobytes()).decode("ascii")
-        metadata["metrics"]["validation"] = metrics
-        if drawings:
-            chosen = data.val_index[:drawings]
-            metadata["metrics"]["drawings"] = evaluate_drawings(
-                result.model, digits.images[chosen], digits.labels[chosen], seed=config.seed
+        metadata.update(
+            calibrate_and_measure(
+                result.model,
+                data,
+                seed=config.seed,
+                drawings=drawings,
+                calibration_drawings=calibration_drawings,
             )
+        )
     return {**metadata, **(extra or {})}
+
+
+def calibrate_and_measure(
+    model: nn.Module,
+    data: PreparedData,
+    *,
+    seed: int = 0,
+    drawings: int = 0,
+    calibration_drawings: int = CALIBRATION_DRAWINGS,
+) -> dict:
+    """The ``calibration`` and validation ``metrics`` of a run's metadata.
+
+    Fits the calibration and keeps it on ``model`` (so the mistakes' confidences are
+    calibrated), then measures the validation digits (per-digit report, confusion matrix, the
+    most confident mistakes with their 28x28 pixels, so a dashboard shows them without the
+    data) and, with ``drawings`` > 0, that many canvas-like renders of them.
+    """
+    calibration, report = fit_calibration(model, data, seed=seed, drawings=calibration_drawings)
+    set_calibration(model, calibration)
+    val_inputs, val_labels = data.val
+    metrics = {"validation": evaluate(model, val_inputs, val_labels)}
+    for mistake in metrics["validation"]["mistakes"]:
+        row = int(data.val_index[mistake["index"]])
+        mistake["row"] = row  # 0-based row in the (concatenated) data
+        mistake["pixels"] = base64.b64encode(data.digits.images[row].tobytes()).decode("ascii")
+    if drawings:
+        chosen = data.val_index[:drawings]
+        metrics["drawings"] = evaluate_drawings(
+            model, data.digits.images[chosen], data.digits.labels[chosen], seed=seed
+        )
+    return {"calibration": {**calibration.to_dict(), **report}, "metrics": metrics}
 
 
 def fit_calibration(
@@ -178,3 +205,28 @@ def fit_calibration(
         "nondigits_count": len(nondigit_confidence),
     }
     return Calibration(temperature, threshold), report
+
+
+def calibrate_checkpoint(path: str | Path, data_paths: Sequence[str | Path]) -> dict:
+    """Fit (again) the calibration of a saved run on its own validation split, and measure.
+
+    ``data_paths`` must be the run's training data (its fingerprint is checked), so the split
+    rebuilt from the run's config is the one it held out. Rewrites only ``PATH.json``'s
+    ``calibration`` and validation ``metrics``; the weights are untouched. Returns the
+    calibration.
+    """
+    model, metadata = load_checkpoint(path)
+    config = TrainConfig.from_dict(metadata["config"])
+    data = prepare_data(config, data_paths)
+    if fingerprint(data.digits) != metadata.get("data", {}).get("fingerprint"):
+        raise DataError(
+            f"{data.digits.source}: not the data this model was trained on (fingerprint "
+            f"differs); give the run's own training data"
+        )
+    drawings = metadata.get("metrics", {}).get("drawings", {}).get("count", 0)
+    measured = calibrate_and_measure(model, data, seed=config.seed, drawings=drawings)
+    metadata["calibration"] = measured["calibration"]
+    metadata.setdefault("metrics", {}).update(measured["metrics"])
+    _, meta_path = checkpoint_files(resolve_model_path(path))
+    write_text_atomically(meta_path, json.dumps(metadata, indent=1) + "\n")
+    return metadata["calibration"]

@@ -116,9 +116,7 @@ def measure(model: str, folder: Path, files: dict) -> dict:
 
 
 def percent(figure: dict) -> str:
-    return (
-        f"{100 * figure['share']:.2f}% ({100 * figure['low']:.2f}-{100 * figure['high']:.2f})"
-    )
+    return f"{100 * figure['share']:.2f}% ({100 * figure['low']:.2f}-{100 * figure['high']:.2f})"
 
 
 def main(argv: list[str] | None = None) -> int:

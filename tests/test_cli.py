@@ -162,11 +162,12 @@ def test_predict_a_folder_of_images(tmp_path, capsys, checkpoint, drawings_folde
     )
     assert code == 0, err
     rows = read_rows(out)
-    assert rows[0] == ["file", "label", "confidence"]
+    assert rows[0] == ["file", "label", "confidence", "is_digit"]
     assert [os.path.basename(r[0]) for r in rows[1:]] == [f"d{i}.png" for i in range(4)]
-    for _, label, confidence in rows[1:]:
+    for _, label, confidence, is_digit in rows[1:]:
         assert 0 <= int(label) <= 9
         assert 0.0 < float(confidence) <= 1.0
+        assert is_digit in ("0", "1")
 
 
 def test_predict_images_with_the_tutorial_model_pt(tmp_path, capsys, drawings_folder):
@@ -587,8 +588,8 @@ def test_every_train_config_field_is_a_train_flag():
 # A bare clone: data from assets/, several sources, Ctrl-C, only user errors one line
 
 
-def test_train_without_data_uses_the_shipped_sample(tmp_path, capsys, monkeypatch):
-    from digitnet.data import SAMPLE_DATA
+def test_train_without_data_uses_mnist_in_assets(tmp_path, capsys, monkeypatch):
+    from digitnet.data import MNIST_DIR
 
     monkeypatch.delenv("DIGITNET_DATA", raising=False)
     out = tmp_path / "run"
@@ -597,8 +598,8 @@ def test_train_without_data_uses_the_shipped_sample(tmp_path, capsys, monkeypatc
     )
     assert code == 0, err
     data = json.loads(out.with_suffix(".json").read_text())["data"]
-    assert data["sources"][0]["source"] == str(SAMPLE_DATA)
-    assert data["sources"][0]["count"] == 8000 and data["count"] == 300
+    assert data["sources"][0]["source"] == str(MNIST_DIR / "train-images-idx3-ubyte.gz")
+    assert data["sources"][0]["count"] == 60_000 and data["count"] == 300
     assert "none given" in err and "DIGITNET_DATA" in err
 
 
@@ -825,3 +826,12 @@ def test_export_web_writes_what_the_browser_loads(tmp_path, capsys, checkpoint):
 def test_export_never_replaces_the_model(capsys, checkpoint):
     code, _, err = run_cli(capsys, "export", "--model", checkpoint, "--out", checkpoint)
     assert_failed(code, err, "would replace")
+
+
+def test_evaluate_test_reports_on_mnists_test_digits(capsys, checkpoint):
+    code, stdout, err = run_cli(capsys, "evaluate", "--model", checkpoint, "--test")
+    assert code == 0, err
+    assert "t10k" in err and "10,000" in err
+    assert "/10000)" in stdout and "95% interval" in stdout and "refused as not a digit" in stdout
+    code, _, err = run_cli(capsys, "evaluate", "--model", checkpoint, "--test", "--validation-only")
+    assert_failed(code, err, "--test")

@@ -436,3 +436,26 @@ def test_fingerprint_changes_with_one_pixel_or_one_label():
     relabelled = labels.astype(np.int64)
     relabelled[0] = (relabelled[0] + 1) % 10
     assert fingerprint(Digits(images, relabelled, "a")) != base
+
+
+def test_mnist_in_assets_is_all_of_it_and_checked_by_sha256(tmp_path, monkeypatch):
+    import shutil
+
+    import digitnet.data as data
+
+    train, test = data.load_mnist("train"), data.load_mnist("test")
+    assert (len(train), len(test)) == (60_000, 10_000)
+    assert train.images.shape == (60_000, 28, 28) and set(test.labels) == set(range(10))
+    # A damaged copy standing in for assets/mnist is refused in one line, before reading.
+    damaged = tmp_path / "mnist"
+    shutil.copytree(data.MNIST_DIR, damaged)
+    labels = damaged / "t10k-labels-idx1-ubyte.gz"
+    labels.chmod(0o644)
+    content = bytearray(labels.read_bytes())
+    content[100] ^= 0xFF
+    labels.write_bytes(bytes(content))
+    monkeypatch.setattr(data, "MNIST_DIR", damaged)
+    with pytest.raises(DataError) as caught:
+        data.load_mnist("test", damaged)
+    assert_one_line(str(caught.value), "t10k-labels-idx1-ubyte.gz", "SHA-256")
+    assert len(data.load_mnist("train", damaged)) == 60_000  # the untouched pair still reads

@@ -15,13 +15,22 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from digitnet.cli import download, drawings, evaluate, export, info, predict, train
+from digitnet.cli import calibrate, download, drawings, evaluate, export, info, predict, train
 from digitnet.cli.options import EXIT_FAILURE, EXIT_INTERRUPTED
 from digitnet.errors import DigitnetError
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "build_parser", "main"]
 
-SUBCOMMANDS = (train, evaluate, predict, info, download, export, drawings)  # in --help's order
+SUBCOMMANDS = (
+    train,
+    evaluate,
+    calibrate,
+    predict,
+    info,
+    download,
+    export,
+    drawings,
+)  # in --help's order
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,12 @@ def add_parser(commands) -> None:
         help="only the digits the model held out for validation (--data must be its training data)",
     )
     evaluate.add_argument(
+        "--test",
+        action="store_true",
+        help="MNIST's 10,000 test digits (t10k, in assets/mnist): for reporting only, never "
+        "for choosing a model",
+    )
+    evaluate.add_argument(
         "--drawings",
         type=int,
         default=0,
@@ -44,16 +50,25 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from digitnet.calibration import calibration_of, reliability
     from digitnet.checkpoint import load_checkpoint, model_files
-    from digitnet.data import fingerprint, load_training_sources
+    from digitnet.data import fingerprint, load_mnist, load_training_sources
+    from digitnet.drawing_data import Accuracy
     from digitnet.evaluate import evaluate, evaluate_drawings, format_per_class_table
     from digitnet.files import refuse_overwriting_inputs, write_text_atomically
+    from digitnet.predict import predict_probs
     from digitnet.preprocess import digits_to_inputs
 
     if args.json_out:
         refuse_overwriting_inputs(args.json_out, [*(args.data or []), *model_files(args.model)])
+    if args.test and (args.data or args.validation_only):
+        raise DigitnetError("--test reads MNIST's test digits; drop --data and --validation-only")
     model, metadata = load_checkpoint(args.model)
-    digits, _ = load_training_sources(data_paths(args))
+    if args.test:
+        digits = load_mnist("test")
+        print(f"MNIST's test digits (t10k): {len(digits):,}", file=sys.stderr)
+    else:
+        digits, _ = load_training_sources(data_paths(args))
     trained_on_this = fingerprint(digits) == metadata.get("data", {}).get("fingerprint")
     if args.validation_only:
         digits = _validation_split(digits, metadata, trained_on_this)
@@ -64,8 +79,18 @@ def run(args: argparse.Namespace) -> int:
             "optimistic; add --validation-only for the digits it held out",
             file=sys.stderr,
         )
-    metrics = evaluate(model, digits_to_inputs(digits.images), digits.labels)
+    inputs = digits_to_inputs(digits.images)
+    metrics = evaluate(model, inputs, digits.labels)
     print(format_per_class_table(metrics))
+    correct = round(metrics["accuracy"] * metrics["count"])
+    print(f"  with its 95% interval: {Accuracy(correct, metrics['count']).percent(2, '-')}")
+    probs = predict_probs(model, inputs)
+    refused = int((probs.max(axis=1) < calibration_of(model).reject_below).sum())
+    ece, _ = reliability(probs.max(axis=1), probs.argmax(axis=1) == digits.labels)
+    metrics["refused"], metrics["ece"] = refused, ece
+    print(
+        f"  refused as not a digit: {refused} of {len(digits)}; calibration error (ECE) {ece:.4f}"
+    )
     if args.drawings:
         count = min(args.drawings, len(digits))
         metrics["drawings"] = evaluate_drawings(
