@@ -21,6 +21,10 @@ from digitnet.preprocess import Preprocessed, canvas_to_mnist, digits_to_inputs,
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 UNSURE_BELOW = 0.6  # a top probability under this is reported as unsure
+NOT_A_LABEL = "not a digit"  # the API's label for a drawing the model refuses
+# The answer to a refused drawing: the best guess stays visible, but small (the pad fills in
+# {digit} and {percent} the same way).
+NOT_A_DIGIT = "That doesn't look like a digit <small>(best guess {digit}, {percent})</small>"
 EVAL_BATCH_SIZE = 2048  # inference needs no gradients, so large batches are cheap
 
 
@@ -76,6 +80,28 @@ class Prediction:
     @property
     def is_unsure(self) -> bool:
         return self.is_digit and self.confidence < UNSURE_BELOW
+
+
+def with_article(digit: int) -> str:
+    """'a 7', 'an 8': the article English puts before the digit's spoken name."""
+    return f"{'an' if digit == 8 else 'a'} {digit}"
+
+
+def answer_sentence(prediction: Prediction, prompt: str = "") -> str:
+    """The answer in words (Markdown), as the pad shows it: sure, unsure, or not a digit."""
+    if prediction.is_blank:
+        return prompt
+    probs = prediction.probs
+    best, second = np.argsort(probs, kind="stable")[::-1][:2]
+    if not prediction.is_digit:
+        return NOT_A_DIGIT.format(digit=best, percent=f"{100 * probs[best]:.0f}%")
+    if prediction.is_unsure:
+        return (
+            f"Not sure: maybe **{best}** ({100 * probs[best]:.0f}%) "
+            f"or **{second}** ({100 * probs[second]:.0f}%)"
+        )
+    article, digit = with_article(int(best)).split()
+    return f"It's {article} **{digit}** ({100 * probs[best]:.1f}% sure)"
 
 
 def classify_drawing(model: nn.Module, image) -> Prediction:

@@ -24,6 +24,7 @@ import torch
 from conftest import BROWSER_MARKS
 
 from digitnet import preprocess
+from digitnet.calibration import calibrated_probs, calibration_of
 from digitnet.checkpoint import load_checkpoint
 from digitnet.data import load_training_data
 from digitnet.drawings import render_drawings
@@ -79,7 +80,13 @@ globalThis.loadModels = (files) => {
   }
 };
 globalThis.probabilities = (name, inputs) =>
-  inputs.map((input) => digitnetPipeline.softmax(digitnetPipeline.runModel(models[name], input)));
+  inputs.map((input) =>
+    digitnetPipeline.softmax(
+      digitnetPipeline.runModel(models[name], input),
+      models[name].calibration.temperature,
+    ),
+  );
+globalThis.rejectBelow = (name) => models[name].calibration.rejectBelow;
 """
 
 
@@ -300,5 +307,19 @@ def test_inference_matches_pytorch_on_random_inputs(page, models):
     inputs = np.random.default_rng(2).random((5, 28, 28), dtype=np.float32)
     for name, model in models.items():
         with torch.no_grad():
-            expected = torch.softmax(model(torch.from_numpy(inputs)), 1).numpy()
+            logits = model(torch.from_numpy(inputs))
+        expected = calibrated_probs(logits, calibration_of(model)).numpy()
         assert np.abs(browser_probabilities(page, name, inputs) - expected).max() <= 1e-5
+
+
+def test_the_browser_refuses_what_python_refuses(page, models):
+    """The same not-a-digit threshold, applied to the same calibrated probabilities."""
+    from digitnet.nondigits import make_nondigits
+
+    inputs = make_nondigits(40, seed=5, split="heldout").inputs
+    for name, model in models.items():
+        threshold = calibration_of(model).reject_below
+        assert page.evaluate("(name) => rejectBelow(name)", name) == pytest.approx(threshold)
+        js_refused = browser_probabilities(page, name, inputs).max(axis=1) < threshold
+        py_refused = predict_probs(model, inputs).max(axis=1) < threshold
+        assert (js_refused == py_refused).mean() >= 0.975  # only ties within 1e-3 may differ

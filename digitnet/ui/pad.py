@@ -26,7 +26,7 @@ import gradio as gr
 import numpy as np
 
 from digitnet.errors import DigitnetError
-from digitnet.predict import UNSURE_BELOW
+from digitnet.predict import NOT_A_DIGIT, UNSURE_BELOW
 from digitnet.strokes import (
     BRUSH_RADIUS,
     MAX_LENGTH,
@@ -188,5 +188,6 @@ def digit_pad(
         default_choice=default_choice,
         prompt=PROMPT,
         unsure_below=UNSURE_BELOW,
+        not_a_digit=NOT_A_DIGIT,
         **kwargs,
     )

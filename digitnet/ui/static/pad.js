@@ -378,6 +378,7 @@ async function makeRunner(spec, onResult, onError) {
   const model = pipeline.parseWebModel(buffer);
   const inThisThread = (parsed) => ({
     inWorker: false,
+    calibration: model.calibration,
     run(version, input) {
       onResult(version, pipeline.runModel(parsed, input));
     },
@@ -419,6 +420,7 @@ async function makeRunner(spec, onResult, onError) {
   }
   return {
     inWorker: true,
+    calibration: model.calibration,
     run(version, input) {
       worker.postMessage({ type: "run", version, input });
     },
@@ -428,7 +430,8 @@ async function makeRunner(spec, onResult, onError) {
 function addModel(spec) {
   const model = {
     name: spec.name,
-    probs: null,
+    probs: null, // calibrated: softmax(logits / temperature)
+    rejectBelow: 0, // a lower top probability is "not a digit"
     version: -1,
     ready: false,
     busy: false,
@@ -441,7 +444,9 @@ function addModel(spec) {
   const onResult = (version, logits) => {
     model.busy = false;
     model.version = version;
-    model.probs = globalThis.digitnetPipeline.softmax(logits);
+    const { temperature, rejectBelow } = model.runner.calibration;
+    model.probs = globalThis.digitnetPipeline.softmax(logits, temperature);
+    model.rejectBelow = rejectBelow;
     if (model.runner.inWorker) {
       const now = performance.now();
       model.restUntil = now + Math.min(now - model.startedAt, MAX_WORKER_REST_MS);
@@ -586,10 +591,14 @@ function computeOutputs(chosen) {
   const probs = chosen.probs;
   const order = probs.map((p, digit) => [p, digit]).sort((a, b) => b[0] - a[0]);
   const [best, second] = order;
-  const answer =
-    best[0] < props.unsure_below
-      ? `Not sure: maybe **${best[1]}** (${percent(best[0], 0)}) or **${second[1]}** (${percent(second[0], 0)})`
-      : `It's a **${best[1]}** (${percent(best[0], 1)} sure)`;
+  let answer;
+  if (best[0] < chosen.rejectBelow) {
+    answer = props.not_a_digit.replace("{digit}", best[1]).replace("{percent}", percent(best[0], 0));
+  } else if (best[0] < props.unsure_below) {
+    answer = `Not sure: maybe **${best[1]}** (${percent(best[0], 0)}) or **${second[1]}** (${percent(second[0], 0)})`;
+  } else {
+    answer = `It's ${best[1] === 8 ? "an" : "a"} **${best[1]}** (${percent(best[0], 1)} sure)`;
+  }
   const label = {
     label: String(best[1]),
     confidences: order.map(([p, digit]) => ({ label: String(digit), confidence: p })),

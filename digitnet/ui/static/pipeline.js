@@ -400,7 +400,16 @@
           : new Float32Array(buffer.slice(start, end));
       tensors[name].shape = info.shape;
     }
-    return { ops: JSON.parse(metadata.ops), tensors, metadata };
+    return { ops: JSON.parse(metadata.ops), tensors, metadata, calibration: calibrationOf(metadata) };
+  }
+
+  /** The model's calibration (digitnet.calibration): its temperature, and the top probability
+   * under which a drawing is "not a digit". A model exported without them refuses nothing. */
+  function calibrationOf(metadata) {
+    const temperature = Number(metadata.temperature ?? 1);
+    const rejectBelow = Number(metadata.reject_below ?? 0);
+    const valid = Number.isFinite(temperature) && temperature > 0 && Number.isFinite(rejectBelow);
+    return valid ? { temperature, rejectBelow } : { temperature: 1, rejectBelow: 0 };
   }
 
   function dense(x, weight, bias) {
@@ -528,10 +537,11 @@
     return x.data;
   }
 
-  function softmax(logits) {
+  /** Probabilities from logits; a temperature above 1 softens them, below 1 sharpens. */
+  function softmax(logits, temperature = 1) {
     let peak = -Infinity;
     for (const value of logits) if (value > peak) peak = value;
-    const exps = Array.from(logits, (value) => Math.exp(value - peak));
+    const exps = Array.from(logits, (value) => Math.exp((value - peak) / temperature));
     const total = exps.reduce((a, b) => a + b, 0);
     return exps.map((value) => value / total);
   }
@@ -585,6 +595,7 @@
     parseWebModel,
     runModel,
     softmax,
+    calibrationOf,
     loadModel,
   });
 })(globalThis);
