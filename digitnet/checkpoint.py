@@ -288,6 +288,16 @@ def _source_names(data: dict) -> str:
     return " + ".join(Path(str(item.get("source", "?"))).name for item in sources)
 
 
+def record_test_accuracy(path: str | Path, metrics: dict) -> None:
+    """Keep a report on MNIST's test digits in a checkpoint's JSON (``metrics.test``): the
+    accuracy, count and 95% interval; the per-digit table stays out (``evaluate --json``)."""
+    _, meta_path = checkpoint_files(resolve_model_path(path))
+    metadata = _read_metadata(meta_path)
+    keep = ("count", "accuracy", "low", "high", "loss", "macro_f1", "ece", "refused")
+    metadata.setdefault("metrics", {})["test"] = {key: metrics[key] for key in keep}
+    write_text_atomically(meta_path, json.dumps(metadata, indent=1) + "\n")
+
+
 def model_card(metadata: dict) -> dict[str, str]:
     """Human-readable facts about a checkpoint, in display order (CLI ``info``, app card)."""
     config = metadata.get("config", {})
@@ -344,5 +354,22 @@ def model_card(metadata: dict) -> dict[str, str]:
     if drawings:
         card["drawing accuracy"] = (
             f"{100 * drawings['accuracy']:.2f}% on {drawings['count']} canvas-like drawings"
+        )
+    test = metadata.get("metrics", {}).get("test")
+    if test:
+        card["test accuracy"] = (
+            f"{100 * test['accuracy']:.2f}% [{100 * test['low']:.2f}-{100 * test['high']:.2f}] "
+            f"on MNIST's {test['count']:,} test digits (reported, never used to choose)"
+        )
+    calibration = metadata.get("calibration")
+    if calibration and "ece" in calibration:
+        card["calibration"] = (
+            f"temperature {calibration['temperature']:.3f}: calibration error on drawings "
+            f"{100 * calibration['ece_before']:.1f} -> {100 * calibration['ece']:.1f} points"
+        )
+        card["not a digit"] = (
+            f"under {100 * calibration['reject_below']:.0f}% sure: refuses "
+            f"{100 * calibration['nondigits_refused']:.0f}% of held-out non-digits and "
+            f"{100 * calibration['digits_refused']['drawings']:.1f}% of validation drawings"
         )
     return card

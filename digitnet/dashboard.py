@@ -157,6 +157,36 @@ def confusion_figure(metadata: dict) -> Figure | None:
     return figure
 
 
+def reliability_figure(metadata: dict) -> Figure | None:
+    """How often the model is right against how sure it says it is, on drawings it never
+    trained on (the validation digits drawn as on a canvas). On the diagonal, "N% sure" means
+    right N% of the time; the calibration error (ECE) is the mean gap, weighted by count."""
+    calibration = metadata.get("calibration") or {}
+    bins = calibration.get("reliability")
+    if not bins:
+        return None
+    figure = Figure(figsize=(4.6, 4.2), dpi=100)
+    axes = figure.subplots()
+    axes.plot([0, 100], [0, 100], color="#999", linestyle="--", linewidth=1, label="perfect")
+    confidence = [100 * b["confidence"] for b in bins]
+    accuracy = [100 * b["accuracy"] for b in bins]
+    sizes = [max(12.0, 300 * b["count"] / max(c["count"] for c in bins)) for b in bins]
+    axes.plot(confidence, accuracy, color="#4f46e5", linewidth=1.5)
+    axes.scatter(confidence, accuracy, s=sizes, color="#4f46e5", alpha=0.7, label="this model")
+    axes.set_xlim(0, 100)
+    axes.set_ylim(0, 100)
+    axes.set_xlabel("how sure it said it was (%)")
+    axes.set_ylabel("how often it was right (%)")
+    axes.set_title(
+        f"Calibration error {100 * calibration['ece']:.1f} points "
+        f"(before calibrating: {100 * calibration['ece_before']:.1f})",
+        fontsize=10,
+    )
+    axes.legend(loc="upper left", fontsize=8, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
 def mistake_caption(predicted: int, true: int, confidence: float) -> str:
     """A mistake in words: "said 7, was 8 (82%)" (the model's answer, the true digit, and how
     sure the model was of its answer)."""

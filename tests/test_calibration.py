@@ -92,3 +92,33 @@ def test_an_uncalibrated_model_refuses_nothing():
     set_calibration(model, Calibration(2.0, 0.1))
     assert calibration_of(model).temperature == 2.0
     assert math.isclose(float(model.reject_below), 0.1, rel_tol=1e-6)
+
+
+def test_the_dashboard_and_card_show_calibration_and_the_recorded_test_accuracy(tmp_path):
+    from digitnet.checkpoint import model_card, record_test_accuracy
+    from digitnet.dashboard import reliability_figure
+
+    model = build_model("mlp", hidden_sizes=(8,))
+    bins = [{"low": 0.8, "high": 0.9, "count": 10, "confidence": 0.85, "accuracy": 0.8}]
+    calibration = {
+        **Calibration(0.4, 0.5).to_dict(),
+        "ece_before": 0.1,
+        "ece": 0.01,
+        "reliability": bins,
+        "digits_refused": {"drawings": 0.004, "validation": 0.002},
+        "nondigits_refused": 0.85,
+        "nondigits_count": 1000,
+    }
+    config = TrainConfig.from_knobs(hidden_sizes=(8,))
+    save_checkpoint(tmp_path / "run", model, config, {"calibration": calibration})
+    metrics = {"count": 10_000, "accuracy": 0.991, "low": 0.989, "high": 0.993, "loss": 0.1}
+    record_test_accuracy(tmp_path / "run", {**metrics, "macro_f1": 0.99, "ece": 0.02, "refused": 3})
+    _, metadata = load_checkpoint(tmp_path / "run")
+    card = model_card(metadata)
+    assert card["test accuracy"].startswith("99.10% [98.90-99.30] on MNIST's 10,000 test digits")
+    assert (
+        "1.0 points" in card["calibration"] and "85% of held-out non-digits" in card["not a digit"]
+    )
+    figure = reliability_figure(metadata)
+    assert "1.0 points" in figure.axes[0].get_title()
+    assert reliability_figure({}) is None

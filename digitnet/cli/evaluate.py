@@ -30,6 +30,11 @@ def add_parser(commands) -> None:
         "for choosing a model",
     )
     evaluate.add_argument(
+        "--record",
+        action="store_true",
+        help="with --test: keep the test accuracy in the model's JSON, for its model card",
+    )
+    evaluate.add_argument(
         "--drawings",
         type=int,
         default=0,
@@ -51,7 +56,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from digitnet.calibration import calibration_of, reliability
-    from digitnet.checkpoint import load_checkpoint, model_files
+    from digitnet.checkpoint import load_checkpoint, model_files, record_test_accuracy
     from digitnet.data import fingerprint, load_mnist, load_training_sources
     from digitnet.drawing_data import Accuracy
     from digitnet.evaluate import evaluate, evaluate_drawings, format_per_class_table
@@ -100,6 +105,12 @@ def run(args: argparse.Namespace) -> int:
             f"canvas-like drawings (seed {args.drawing_seed}): "
             f"{100 * metrics['drawings']['accuracy']:.2f}% of {count} right"
         )
+    if args.record:
+        if not args.test:
+            raise DigitnetError("--record keeps the --test figures; add --test")
+        low, high = Accuracy(correct, metrics["count"]).interval
+        record_test_accuracy(args.model, {**metrics, "low": low, "high": high})
+        print(f"recorded in {args.model}'s metadata")
     if args.json_out:
         write_text_atomically(args.json_out, json.dumps(metrics, indent=1) + "\n")
         print(f"saved {args.json_out}")
