@@ -380,7 +380,11 @@ def gallery_items(
     )
     items, ids = [], []
     for row in rows:
-        picture = Image.open(BytesIO(row.png)) if row.png else Image.fromarray(255 - row.pixels)
+        picture = (
+            Image.open(BytesIO(row.png), formats=["PNG"])
+            if row.png
+            else Image.fromarray(255 - row.pixels)
+        )
         # Short enough to read under a thumbnail: the true label first, then the model's.
         said = ""
         if row.predicted is not None:
