@@ -811,3 +811,26 @@ def test_an_error_a_visitor_sees_names_no_server_path():
     assert hide_paths(line).startswith("drawings.sqlite: the drawings database is full")
     assert "/data" not in visitor_error(app.DigitnetError(line)).message
     assert hide_paths("shape (28, 28) of 0/1 values") == "shape (28, 28) of 0/1 values"
+
+
+def test_a_space_without_persistent_storage_says_so_in_the_log_and_on_the_page(
+    loaded, tmp_path, capsys
+):
+    from digitnet.storage import storage_of
+    from digitnet.ui.drawing_policy import open_app_store
+
+    space = {"SPACE_ID": "someone/digitnet", "DIGITNET_PERSISTENT_DIR": str(tmp_path / "none")}
+    storage = storage_of(tmp_path / "d.sqlite", space)
+    app.log_storage(storage)
+    err = capsys.readouterr().err
+    assert "d.sqlite (LOST at every restart)" in err and "no persistent storage" in err
+    models, warnings = loaded
+    demo = app.build_demo(
+        models, warnings, app_store=open_app_store(tmp_path / "d.sqlite"), environ=space
+    )
+    shown = [
+        block.value
+        for block in demo.blocks.values()
+        if isinstance(block, app.gr.Markdown) and "persistent storage" in str(block.value)
+    ]
+    assert len(shown) == 1 and str(tmp_path) not in shown[0]

@@ -2,8 +2,8 @@
 
 The knobs are generated from the configs' field metadata (help, range, choices), so a new
 config field appears here by itself. The work is :class:`digitnet.jobs.TrainingService`; this
-module wires it to Gradio: a streaming ``train`` endpoint, ``stop`` and ``runs``, and
-:func:`resolve_model`, through which the drawing handlers find a session's own runs.
+module wires it to Gradio: a streaming ``train`` endpoint, ``stop`` and ``runs``. A finished
+run joins the session's models (:class:`~digitnet.ui.session.ModelChoiceOutputs`).
 """
 
 from __future__ import annotations
