@@ -43,7 +43,7 @@ from digitnet.store import open_store  # noqa: E402
 from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
 from digitnet.ui import drawing_policy, drawings_tab, feedback, finetune_panel  # noqa: E402
 from digitnet.ui.drawing_policy import SavingPolicy  # noqa: E402
-from digitnet.ui.session import ModelLookup  # noqa: E402
+from digitnet.ui.session import ModelChoiceOutputs, ModelLookup  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 THREADS, SAVES_PER_THREAD = 20, 10
@@ -589,3 +589,29 @@ def test_each_model_answers_each_stored_drawing_once(tmp_path, drawing_files):
     assert first.equals(again) and grown["overall"][0].endswith("of 11")
     fresh = drawings_tab.accuracy_frame(store, {"MLP": models["MLP"]})  # no cache: the same
     assert fresh.equals(grown)
+
+
+def test_the_finetune_handlers_refuse_a_model_the_session_does_not_have(tmp_path):
+    import asyncio
+
+    models, _ = app.load_models()
+    service = TrainingService(tmp_path / "runs")
+    try:
+        opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+        handlers = finetune_panel.make_finetune_handlers(
+            opened.store, ModelLookup(models, service), service, ModelChoiceOutputs()
+        )
+        assert handlers.stop(Request("a")) == "Nothing to stop."
+        assert handlers.bases(Request("a")).choices == [("MLP", "MLP"), ("CNN", "CNN")]
+
+        async def first_update(base):
+            return await anext(handlers.finetune(base, 1, Request("a")))
+
+        with pytest.raises(gr.Error) as caught:
+            asyncio.run(first_update("tuned-9"))
+        assert_one_line(caught.value.message, "no model named 'tuned-9'", "MLP, CNN")
+        with pytest.raises(gr.Error) as caught:  # too few drawings: refused before queueing
+            asyncio.run(first_update("MLP"))
+        assert_one_line(caught.value.message, str(MIN_DRAWINGS))
+    finally:
+        service.close()

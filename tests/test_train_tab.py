@@ -407,3 +407,21 @@ def test_the_benchmark_script_runs(capsys):
     out = capsys.readouterr().out
     assert "machine:" in out and "| tiny and fast | 0 | 1 |" in out
     assert "Stop -> training loop ended" in out
+
+
+def test_the_train_handlers_are_plain_functions(tmp_path, small_train_csv):
+    """stop, runs and the presets, called directly: no server, no browser."""
+    from digitnet.jobs import TrainingService
+    from digitnet.ui.session import ModelChoiceOutputs
+
+    service = TrainingService(tmp_path, data_paths=[small_train_csv], drawings=10)
+    try:
+        knobs = ["hidden_sizes", "epochs"]
+        handlers = train_tab.make_train_handlers(service, knobs, ModelChoiceOutputs())
+        assert handlers.stop(Request("a")) == "Nothing is training for you."
+        assert handlers.list_runs(Request("a")).empty
+        note, hidden, epochs = handlers.apply_preset("tiny and fast")
+        assert hidden == "256" and "95%" in note.info
+        assert epochs == PRESETS["tiny and fast"]["epochs"]
+    finally:
+        service.close()
