@@ -125,6 +125,8 @@ class SavingPolicy:
                     f"per visitor; try again in {wait:.0f} s"
                 )
             recent.append(now)
+            if len(self._saves) > SESSIONS:  # the longest-known session first
+                self._saves.pop(next(iter(self._saves)))
 
     def gallery_session(self, session: str) -> str | None:
         """Whose drawings the gallery shows this session: None for everyone's."""
