@@ -28,19 +28,24 @@ import torch  # noqa: E402
 
 from digitnet.errors import DigitnetError  # noqa: E402
 from digitnet.jobs import TrainingService, service_from_environ  # noqa: E402
-from digitnet.ui import drawings_tab  # noqa: E402
+from digitnet.storage import RUNS_ENV, Storage, storage_of  # noqa: E402
 from digitnet.ui import models as ui_models  # noqa: E402
 from digitnet.ui.charts import PAGE_CSS  # noqa: E402
 from digitnet.ui.dashboard_tab import build_dashboard_tab  # noqa: E402
-from digitnet.ui.draw_tab import build_draw_tab, preprocess_pad_value  # noqa: E402
+from digitnet.ui.draw_tab import DrawSlots, build_draw_tab  # noqa: E402
+from digitnet.ui.drawing_policy import AppStore, SavingPolicy, open_app_store  # noqa: E402
+from digitnet.ui.drawings_tab import build_drawings_tab  # noqa: E402
+from digitnet.ui.feedback import build_feedback, make_feedback_handlers, wire_feedback  # noqa: E402
 from digitnet.ui.models import LoadedModel, export_for_browser  # noqa: E402
-from digitnet.ui.static_files import STATIC_DIR, page_css  # noqa: E402
-from digitnet.ui.train_tab import (  # noqa: E402
-    SessionModels,
-    build_train_tab,
-    resolve_model,
+from digitnet.ui.session import (  # noqa: E402
+    ModelChoiceOutputs,
+    ModelLookup,
+    hide_paths,
+    read_pad,
     session_of,
 )
+from digitnet.ui.static_files import STATIC_DIR, page_css  # noqa: E402
+from digitnet.ui.train_tab import build_train_tab  # noqa: E402
 from digitnet.ui.why import (  # noqa: E402
     EXPLAIN_CONCURRENCY,
     WhyPanel,
@@ -82,15 +87,20 @@ def build_demo(
     warnings: list[str] | None = None,
     web_dir: Path | None = None,
     training: TrainingService | None = None,
-    app_store: drawings_tab.AppStore | None = None,
+    app_store: AppStore | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> gr.Blocks:
     """Wire the page. ``models`` must hold at least one model; the first is the default.
 
     ``training`` serves the Train tab and fine-tunes (default: runs/app with the default
-    caps); ``app_store`` keeps drawings (default: ``$DIGITNET_DB``, else runs/drawings.sqlite).
+    caps); ``app_store`` keeps drawings (default: ``$DIGITNET_DB``, else the default of
+    ``digitnet.storage``); ``environ`` holds the operator's settings (default: os.environ).
     """
+    environ = os.environ if environ is None else environ
     training = training if training is not None else TrainingService()
-    app_store = app_store if app_store is not None else drawings_tab.open_app_store()
+    app_store = app_store if app_store is not None else open_app_store()
+    lookup = ModelLookup(models, training)
+    policy = SavingPolicy(environ)
     examples = example_files()
     browser_models, export_warnings = export_for_browser(models, web_dir or WEB_DIR)
     for warning in export_warnings:
@@ -98,84 +108,73 @@ def build_demo(
     # Served as they are, these files and no others: the pipeline the pad runs (its other JS
     # and CSS are inlined in the page), the exported models, the examples.
     gr.set_static_paths([STATIC_DIR / "pipeline.js", *browser_models.values(), *examples.values()])
+    notice = storage_of(app_store.path, environ).notice
     with gr.Blocks(title="digitnet: draw a digit") as demo:
         gr.Markdown(TITLE, elem_id="title")
-        for warning in [*(warnings or []), *([app_store.warning] if app_store.warning else [])]:
-            gr.Markdown(f"⚠️ {warning}")
-
-        # A session's own runs (Train tab) answer and show their dashboard in that session only.
-        def own_run(choice: str | None, request: gr.Request | None):
-            return resolve_model(training, choice, request)
-
-        def follow_choice(choice: str | None, request: gr.Request):
-            """The dashboard shows the model chosen for drawing, the session's runs included."""
-            runs = [run.name for run in training.runs(session_of(request))]
-            return gr.Radio(choices=[*models, *runs], value=choice)
-
-        def pick(choice: str | None, request: gr.Request | None) -> LoadedModel:
-            own = own_run(choice, request)
-            return own if own is not None else models.get(choice or "", next(iter(models.values())))
-
-        def why_for_pad(value, choice: str | None, request: gr.Request):
-            """The Why panel for the pad's drawing: its own event, never the answer's."""
-            _, preprocessed = preprocess_pad_value(value, examples)
-            loaded = pick(choice, request)
-            return why_outputs(loaded.name, loaded.model, preprocessed)
-
-        def look_inside_of(choice: str | None, request: gr.Request):
-            return look_inside_outputs(pick(choice, request).model)
-
+        for warning in [*(warnings or []), *([notice] if notice else [])]:
+            gr.Markdown(f"⚠️ {hide_paths(warning)}")
         # On a phone the four tab names take two lines rather than hide behind a menu.
         with gr.Tabs(overflow_behavior="wrap", elem_id="tabs"):
             with gr.Tab("Draw", id="draw", elem_id="draw-tab"):
-                draw = build_draw_tab(
-                    models,
-                    browser_models,
-                    examples,
-                    own_run,
-                    under_answer=lambda: drawings_tab.build_feedback(app_store, os.environ),
+                slots = DrawSlots(
+                    under_answer=lambda: build_feedback(app_store, policy),
                     beside_input=build_why_beside_input,
                     under_input=build_why_inside,
                 )
-                # The Why panel: its saliency beside the 28x28, what is inside right under it.
-                why = WhyPanel(*draw.beside_input, *draw.under_input)
+                draw = build_draw_tab(lookup, browser_models, examples, slots)
                 build_explain_api({name: m.model for name, m in models.items()}, draw.choice)
             with gr.Tab("How it was trained", id="dashboard", elem_id="dashboard-tab"):
-                dashboard = build_dashboard_tab(models, own_run)
+                dashboard = build_dashboard_tab(lookup)
                 look_inside = build_look_inside()
             with gr.Tab("Train", id="train", elem_id="train-tab"):
-                targets = SessionModels(draw.choice, list(models), draw.pad, browser_models)
+                targets = ModelChoiceOutputs(draw.choice, list(models), draw.pad, browser_models)
                 build_train_tab(training, demo, targets)
             with gr.Tab("Your drawings", id="drawings", elem_id="drawings-tab") as tab:
-                drawings_tab.build_drawings_tab(
-                    app_store, models, training, targets, tab, os.environ
-                )
-        drawings_tab.wire_feedback(
-            draw.under_answer, draw.pad, draw.choice, app_store, examples, pick
-        )
-        draw.choice.change(
-            follow_choice, draw.choice, dashboard.choice, api_visibility="private", queue=False
-        )
-        # On stroke end (the pad's change), as events of their own: the answer never waits.
-        why_event = dict(
-            fn=why_for_pad,
-            inputs=[draw.pad, draw.choice],
-            outputs=why.outputs,
-            api_visibility="private",
-            show_progress="hidden",
-            trigger_mode="always_last",
-            concurrency_limit=EXPLAIN_CONCURRENCY,
-            concurrency_id="why",
-        )
-        draw.pad.change(**why_event)
-        draw.choice.change(**why_event)
-        dashboard.choice.change(
-            look_inside_of, dashboard.choice, look_inside.outputs, api_visibility="private"
-        )
-        demo.load(look_inside_of, dashboard.choice, look_inside.outputs, api_visibility="private")
-        demo.load(dashboard.handler, dashboard.choice, dashboard.outputs, api_visibility="private")
+                build_drawings_tab(app_store, lookup, training, targets, policy, tab)
+        feedback = make_feedback_handlers(app_store, examples, lookup, policy)
+        wire_feedback(draw.under_answer, draw.pad, draw.choice, feedback)
+        why = WhyPanel(saliency=draw.beside_input, inside=draw.under_input)
+        _wire_panels(demo, lookup, examples, draw, why, dashboard, look_inside)
     demo.queue(default_concurrency_limit=4, max_size=256)
     return demo
+
+
+def _wire_panels(demo, lookup: ModelLookup, examples, draw, why, dashboard, look_inside) -> None:
+    """What follows the Draw tab's drawing and model: the Why panel, the dashboard's model
+    and its Look inside."""
+
+    def follow_choice(choice: str | None, request: gr.Request):
+        """The dashboard shows the model chosen for drawing, the session's runs included."""
+        runs = [run.name for run in lookup.service.runs(session_of(request))]
+        return gr.Radio(choices=[*lookup.models, *runs], value=choice)
+
+    def why_for_pad(value, choice: str | None, request: gr.Request):
+        """The Why panel for the pad's drawing: its own event, never the answer's."""
+        _, preprocessed = read_pad(value, examples)
+        loaded = lookup.find(choice, request)
+        return why_outputs(loaded.name, loaded.model, preprocessed)
+
+    def look_inside_of(choice: str | None, request: gr.Request):
+        return look_inside_outputs(lookup.find(choice, request).model)
+
+    private = dict(api_visibility="private")
+    draw.choice.change(follow_choice, draw.choice, dashboard.choice, queue=False, **private)
+    # On stroke end (the pad's change), as events of their own: the answer never waits.
+    why_event = dict(
+        fn=why_for_pad,
+        inputs=[draw.pad, draw.choice],
+        outputs=why.outputs,
+        show_progress="hidden",
+        trigger_mode="always_last",
+        concurrency_limit=EXPLAIN_CONCURRENCY,
+        concurrency_id="why",
+        **private,
+    )
+    draw.pad.change(**why_event)
+    draw.choice.change(**why_event)
+    dashboard.choice.change(look_inside_of, dashboard.choice, look_inside.outputs, **private)
+    demo.load(look_inside_of, dashboard.choice, look_inside.outputs, **private)
+    demo.load(dashboard.handler, dashboard.choice, dashboard.outputs, **private)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -191,7 +190,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--db",
         default=None,
         help="the drawings database (SQLite) that keeps confirmed and corrected drawings "
-        "(default: $DIGITNET_DB, else runs/drawings.sqlite)",
+        "(default: $DIGITNET_DB, else drawings.sqlite in a Space's persistent storage /data, "
+        "else runs/drawings.sqlite)",
     )
     parser.add_argument(
         "--host",
@@ -246,7 +246,7 @@ def serve_in_background(
     models: dict[str, LoadedModel],
     warnings: list[str] | None = None,
     training: TrainingService | None = None,
-    app_store: drawings_tab.AppStore | None = None,
+    app_store: AppStore | None = None,
 ) -> tuple[gr.Blocks, str]:
     """Serve on 127.0.0.1 and a free port without blocking (tests, the load script).
 
@@ -262,6 +262,13 @@ def serve_in_background(
     return demo, url
 
 
+def log_storage(storage: Storage) -> None:
+    """Where drawings and runs are kept and whether they survive a restart, for the operator."""
+    print(f"digitnet: {storage.log_line}", file=sys.stderr)
+    if storage.notice:
+        print(f"warning: {storage.notice}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)  # one small forward pass per request; parallelism is requests
@@ -275,14 +282,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    storage = storage_of(args.db, os.environ)
     try:
         settings = server_settings(args, os.environ)
-        training = service_from_environ(os.environ)  # the Train tab's folder and caps
+        # The Train tab's folder (under a Space's persistent storage when it has one) and caps.
+        training = service_from_environ({**os.environ, RUNS_ENV: str(storage.runs_dir)})
         training.start()  # its one-time warm-up now, not in the first visitor's run
+        SavingPolicy(os.environ)  # a bad operator setting stops the start, in one line
     except DigitnetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    app_store = drawings_tab.open_app_store(args.db)
+    app_store = open_app_store(storage.db_path)
+    log_storage(storage)
     if app_store.warning:
         print(f"warning: {app_store.warning}", file=sys.stderr)
     launch(build_demo(models, warnings, training=training, app_store=app_store), **settings)

@@ -36,6 +36,9 @@ MAX_WORKING_SIDE = 1024  # larger drawings are shrunk first: the 20x20 box needs
 # Image files: refuse decompression bombs before decoding a single pixel.
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_FILE_BYTES = 50 * 1024 * 1024
+# The formats an image file may be: Pillow would otherwise also open EPS (which runs
+# Ghostscript where it is installed) and dozens of formats nobody draws a digit in.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ def load_image_file(path: str | Path) -> Image.Image:
             f"use an image under {MAX_FILE_BYTES // 2**20} MB"
         )
     try:
-        with Image.open(path) as opened:
+        with Image.open(path, formats=IMAGE_FORMATS) as opened:
             width, height = opened.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise ImageError(
@@ -243,7 +246,7 @@ def load_image_file(path: str | Path) -> Image.Image:
         ) from None
     except (Image.UnidentifiedImageError, ValueError):
         raise ImageError(
-            f"{path.name}: not an image Pillow can read; use a PNG, JPEG, BMP, GIF or WebP file"
+            f"{path.name}: not an image of a kind read here; use a PNG, JPEG, WebP, BMP or GIF file"
         ) from None
     except (OSError, SyntaxError, EOFError) as error:
         raise ImageError(

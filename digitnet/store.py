@@ -31,261 +31,84 @@ the app can start with saving switched off.
 from __future__ import annotations
 
 import json
-import math
-import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from digitnet.data import IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, Digits
-from digitnet.errors import DigitnetError
-from digitnet.preprocess import Preprocessed, canvas_to_mnist
+from digitnet.data import IMAGE_SIZE, NUM_CLASSES, Digits
+from digitnet.preprocess import canvas_to_mnist
+from digitnet.storage import (
+    DB_ENV,
+    DEFAULT_DB_PATH,
+    MAX_MB_ENV,
+    check_location,
+    damaged_error,
+    resolve_db_path,
+    resolve_max_bytes,
+    sqlite_error,
+    sqlite_error_name,
+)
+from digitnet.store_schema import (
+    APPLICATION_ID,
+    COLUMNS,
+    IMPORT_SESSION,
+    INSERT_SQL,
+    MAX_DRAWING_BYTES,
+    MIGRATIONS,
+    PNG_SIGNATURE,
+    SCHEMA_VERSION,
+    SOURCE_API,
+    SOURCE_APP,
+    SOURCE_IMPORT,
+    SOURCE_SKLEARN,
+    SavedDrawing,
+    StoredDrawing,
+    StoreError,
+    StoreStats,
+    as_pixels,
+    check_label,
+    check_name,
+    check_probs,
+    drawing_png,
+    stored_drawing,
+    strokes_json,
+)
 
-DB_ENV = "DIGITNET_DB"  # the database's path when no path is given
-MAX_MB_ENV = "DIGITNET_DB_MAX_MB"  # the database's size cap in MiB when none is given
-DEFAULT_DB_PATH = Path("runs") / "drawings.sqlite"  # runs/ is git-ignored
-DEFAULT_MAX_DB_BYTES = 256 * 2**20  # ~100,000 drawings with their PNGs
-MAX_DRAWING_BYTES = 64 * 2**10  # per row: the PNG plus the strokes' JSON
-PNG_MAX_SIDE = 280  # a stored drawing PNG is shrunk to fit this (a few KB of grey)
+# Importers read the store's names from here; the schema and the paths have modules of their own.
+__all__ = [
+    "APPLICATION_ID",
+    "DB_ENV",
+    "DEFAULT_DB_PATH",
+    "IMPORT_SESSION",
+    "MAX_MB_ENV",
+    "SCHEMA_VERSION",
+    "SOURCE_API",
+    "SOURCE_APP",
+    "SOURCE_IMPORT",
+    "SOURCE_SKLEARN",
+    "DrawingStore",
+    "SavedDrawing",
+    "StoreError",
+    "StoreStats",
+    "StoredDrawing",
+    "as_pixels",
+    "check_label",
+    "drawing_png",
+    "open_store",
+    "utc_text",
+    "resolve_db_path",
+    "resolve_max_bytes",
+]
+
 BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's write lock
 DEFAULT_PAGE_SIZE = 60  # rows per page when listing
 MAX_PAGE_SIZE = 1000
-MAX_NAME_CHARS = 200  # session, model and source names
-
-SOURCE_APP = "app"  # confirmed or corrected in the app
-SOURCE_API = "api"  # sent to the save_drawing endpoint
-SOURCE_IMPORT = "import"  # a Kaggle train CSV
-SOURCE_SKLEARN = "sklearn-digits"  # scikit-learn's UCI digits
-IMPORT_SESSION = "import"  # the session of imported rows (no app session can delete them)
-
-SQLITE_HEADER = b"SQLite format 3\x00"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-APPLICATION_ID = 0x44474E54  # "DGNT" in the file header marks a digitnet drawings database
-
-# Migration i brings a database from schema version i to i + 1. Never edit a released one:
-# append a new one. Version 1 kept only the 28x28 input; version 2 keeps the drawing too.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE drawings (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            created_at TEXT NOT NULL,
-            session TEXT NOT NULL,
-            pixels BLOB NOT NULL CHECK (length(pixels) = 784),
-            model TEXT,
-            probs TEXT,
-            predicted INTEGER CHECK (predicted BETWEEN 0 AND 9),
-            label INTEGER CHECK (label BETWEEN 0 AND 9),
-            source TEXT NOT NULL
-        )""",
-        "CREATE INDEX drawings_label ON drawings (label)",
-    ),
-    (
-        "ALTER TABLE drawings ADD COLUMN strokes TEXT",
-        "ALTER TABLE drawings ADD COLUMN png BLOB",
-        "CREATE INDEX drawings_session ON drawings (session)",
-        "CREATE INDEX drawings_source ON drawings (source)",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-COLUMNS = (
-    "id",
-    "created_at",
-    "session",
-    "pixels",
-    "model",
-    "probs",
-    "predicted",
-    "label",
-    "source",
-    "strokes",
-    "png",
-)
-_INSERT = (
-    "INSERT INTO drawings (created_at, session, pixels, model, probs, predicted, label, "
-    "source, strokes, png) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-class StoreError(DigitnetError):
-    """A drawings database that cannot be opened or written, or a drawing that is refused."""
-
-
-@dataclass(frozen=True)
-class SavedDrawing:
-    """What ``save`` acknowledges: the new row's id and how many rows the store holds."""
-
-    id: int
-    count: int
-
-
-@dataclass(frozen=True)
-class StoredDrawing:
-    """One row, as read back."""
-
-    id: int
-    created_at: str  # ISO 8601, UTC
-    session: str
-    pixels: np.ndarray  # (28, 28) uint8, 255 = ink: the model's input
-    model: str | None
-    probs: tuple[float, ...] | None  # the model's ten probabilities, classes 0-9
-    predicted: int | None
-    label: int | None  # the true label
-    source: str
-    strokes: str | None  # JSON text, as the drawing pad sent it
-    png: bytes | None
-
-    @property
-    def is_correct(self) -> bool | None:
-        if self.predicted is None or self.label is None:
-            return None
-        return self.predicted == self.label
-
-
-@dataclass(frozen=True)
-class StoreStats:
-    path: str
-    count: int
-    per_digit: list[int]  # labelled rows of each class 0-9
-    per_source: dict[str, int]
-    size_bytes: int
-    max_bytes: int
-
-
-# ---------------------------------------------------------------------------
-# Checking values before anything is written
-
-
-def check_label(value: object, what: str = "label") -> int:
-    """A digit 0-9 from an int, a whole float or a one-digit string; else a StoreError."""
-    label = None
-    if isinstance(value, (bool, np.bool_)):
-        label = None  # True is an int to Python, but not a digit anyone chose
-    elif isinstance(value, (int, np.integer)):
-        label = int(value)
-    elif isinstance(value, (float, np.floating)):
-        label = int(value) if float(value).is_integer() else None
-    elif isinstance(value, str) and len(value.strip()) == 1 and value.strip() in "0123456789":
-        label = int(value.strip())
-    if label is None or not 0 <= label < NUM_CLASSES:
-        shown = repr(value)[:20]
-        raise StoreError(f"{what} {shown} is not a digit; choose a whole number from 0 to 9")
-    return label
-
-
-def as_pixels(image: np.ndarray) -> np.ndarray:
-    """The model's input as stored: (28, 28) uint8, 255 = ink.
-
-    Takes uint8 or integer 0-255 (as in a Kaggle CSV), floats in [0, 1] (as
-    ``canvas_to_mnist`` returns), or booleans. A blank input is refused.
-    """
-    array = np.asarray(image)
-    if array.shape not in ((IMAGE_SIZE, IMAGE_SIZE), (NUM_PIXELS,)):
-        raise StoreError(
-            f"the model input has shape {array.shape}; expected a 28x28 image "
-            f"(pass the drawing through canvas_to_mnist)"
-        )
-    array = array.reshape(IMAGE_SIZE, IMAGE_SIZE)
-    if array.dtype == np.bool_:
-        pixels = array.astype(np.uint8) * 255
-    elif np.issubdtype(array.dtype, np.integer):
-        if array.min() < 0 or array.max() > 255:
-            raise StoreError("the model input has values outside 0-255; expected uint8 pixels")
-        pixels = array.astype(np.uint8)
-    elif np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
-            raise StoreError(
-                "the model input has float values outside [0, 1]; expected canvas_to_mnist's image"
-            )
-        pixels = np.rint(array * 255.0).astype(np.uint8)
-    else:
-        raise StoreError(f"the model input has dtype {array.dtype}; expected uint8 or float")
-    if not pixels.any():
-        raise StoreError("the drawing is blank (no ink); draw a digit, then save it")
-    return pixels
-
-
-def _check_name(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_CHARS:
-        raise StoreError(
-            f"{what} {repr(value)[:40]} is not a name; give a non-empty text of at most "
-            f"{MAX_NAME_CHARS} characters"
-        )
-    if "\n" in value or "\r" in value:
-        raise StoreError(f"{what} {repr(value)[:40]} spans several lines; give one line")
-    return value
-
-
-def _check_probs(probs: Sequence[float] | np.ndarray) -> list[float]:
-    values = np.asarray(probs, dtype=np.float64).ravel()
-    if values.shape != (NUM_CLASSES,) or not np.isfinite(values).all():
-        raise StoreError(f"expected 10 probabilities (classes 0-9), got {values.size} values")
-    if values.min() < 0.0 or values.max() > 1.0 + 1e-6:
-        raise StoreError("probabilities must lie in [0, 1]; pass softmax outputs, not logits")
-    return [round(float(v), 6) for v in values.clip(0.0, 1.0)]
-
-
-def _strokes_json(strokes: object) -> str:
-    """The strokes as compact JSON text (a JSON string is checked, anything else encoded)."""
-    try:
-        if isinstance(strokes, str):
-            json.loads(strokes)
-            return strokes
-        return json.dumps(strokes, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise StoreError(f"the strokes are not valid JSON ({error}); send them as JSON") from None
-
-
-def drawing_png(image: Image.Image | np.ndarray | Preprocessed) -> bytes:
-    """A small grey PNG of a drawing for the gallery: dark ink on white, at most 280 px.
-
-    Given a :class:`Preprocessed` (or any image, which is preprocessed here), it draws
-    the ink map, so dark-mode and transparent canvases all look alike.
-    """
-    preprocessed = image if isinstance(image, Preprocessed) else canvas_to_mnist(image)
-    paper = np.rint(255.0 * (1.0 - preprocessed.ink)).astype(np.uint8)
-    picture = Image.fromarray(paper, mode="L")
-    picture.thumbnail((PNG_MAX_SIDE, PNG_MAX_SIDE), Image.Resampling.LANCZOS)
-    buffer = BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-# ---------------------------------------------------------------------------
-# Opening
-
-
-def resolve_db_path(path: str | Path | None = None) -> Path:
-    """The argument, else ``$DIGITNET_DB``, else ``runs/drawings.sqlite``."""
-    if path is not None and str(path).strip():
-        return Path(path).expanduser()
-    from_env = os.environ.get(DB_ENV, "").strip()
-    return Path(from_env).expanduser() if from_env else DEFAULT_DB_PATH
-
-
-def resolve_max_bytes(max_bytes: int | None = None) -> int:
-    """The argument, else ``$DIGITNET_DB_MAX_MB`` MiB, else 256 MiB."""
-    if max_bytes is not None:
-        if max_bytes < 64 * 2**10:
-            raise StoreError(f"a database cap of {max_bytes} bytes is too small; give 64 KiB+")
-        return int(max_bytes)
-    text = os.environ.get(MAX_MB_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_DB_BYTES
-    try:
-        megabytes = float(text)
-    except ValueError:
-        megabytes = -1.0
-    if not math.isfinite(megabytes) or megabytes < 0.0625:
-        raise StoreError(f"{MAX_MB_ENV}={text!r} is not a size; give megabytes, e.g. 256")
-    return int(megabytes * 2**20)
 
 
 def open_store(
@@ -302,71 +125,6 @@ def open_store(
     return DrawingStore(resolve_db_path(path), resolve_max_bytes(max_bytes), max_drawing_bytes)
 
 
-def _is_writable(path: Path) -> bool:
-    # The mode bits count too: root passes os.access whatever they say, but a file or
-    # folder someone marked read-only should not be written by an app run as root either.
-    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
-
-
-def _check_location(path: Path) -> None:
-    """Refuse, before SQLite touches it, what SQLite would fail on or silently change."""
-    if path.is_dir():
-        raise StoreError(f"{path}: is a folder; give a file path for the drawings database")
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise StoreError(
-            f"{folder}: cannot create the database's folder ({error.strerror or error}); "
-            f"choose another path with --db or {DB_ENV}"
-        ) from None
-    if path.exists():
-        if not path.is_file():
-            raise StoreError(f"{path}: is not a regular file; choose another --db or {DB_ENV}")
-        try:
-            with path.open("rb") as handle:
-                header = handle.read(len(SQLITE_HEADER))
-        except OSError as error:
-            raise StoreError(
-                f"{path}: cannot read the file ({error.strerror or error}); "
-                f"fix its permissions or choose another --db"
-            ) from None
-        if header and header != SQLITE_HEADER:
-            raise StoreError(
-                f"{path}: not an SQLite database (it starts with {header[:8]!r}); "
-                f"move it away or choose another --db or {DB_ENV}"
-            )
-        if not _is_writable(path):
-            raise StoreError(
-                f"{path}: the file is read-only; make it writable (chmod u+w) "
-                f"or choose another --db or {DB_ENV}"
-            )
-    if not _is_writable(folder):
-        raise StoreError(
-            f"{path}: its folder {folder} is read-only, and SQLite must write its journal "
-            f"beside the database; make the folder writable or choose another --db or {DB_ENV}"
-        )
-
-
-def _error_name(error: sqlite3.Error) -> str:
-    """SQLite's error code name (Python 3.11+), else guessed from the message."""
-    name = getattr(error, "sqlite_errorname", "") or ""
-    if name:
-        return name
-    message = str(error).lower()
-    for needle, guess in (
-        ("locked", "SQLITE_BUSY"),
-        ("full", "SQLITE_FULL"),
-        ("readonly", "SQLITE_READONLY"),
-        ("malformed", "SQLITE_CORRUPT"),
-        ("not a database", "SQLITE_NOTADB"),
-        ("unable to open", "SQLITE_CANTOPEN"),
-    ):
-        if needle in message:
-            return guess
-    return "SQLITE_ERROR"
-
-
 class DrawingStore:
     """A drawings database, safe to share between threads. Open it with :func:`open_store`."""
 
@@ -375,7 +133,7 @@ class DrawingStore:
         self.max_bytes = max_bytes
         self.max_drawing_bytes = max_drawing_bytes
         self._lock = threading.RLock()
-        _check_location(path)
+        check_location(path)
         try:
             # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
             self._connection = sqlite3.connect(
@@ -469,49 +227,13 @@ class DrawingStore:
                 f"it was changed by hand: move it away or choose another --db"
             )
 
-    # -- errors ------------------------------------------------------------
-
     def _damaged(self, detail: str) -> StoreError:
-        detail = " ".join(detail.split())[:100]
-        return StoreError(
-            f"{self.path}: the database is damaged ({detail}); move it aside to start a new "
-            f"one (sqlite3's .recover may rescue its rows), or choose another --db or {DB_ENV}"
-        )
+        return damaged_error(self.path, detail)
 
     def _error(self, error: sqlite3.Error, action: str) -> StoreError:
         """One line for an SQLite failure while trying to ``action`` (open / save / read)."""
-        name = _error_name(error)
-        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-            return self._damaged(str(error))
-        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-            return StoreError(
-                f"{self.path}: another program kept the database locked for over "
-                f"{BUSY_TIMEOUT_MS / 1000:g} s, so nothing was {_done(action)}; try again"
-            )
-        if name.startswith("SQLITE_FULL"):
-            used, cap = self._size_bytes(), self.max_bytes
-            if used + 16 * 2**10 >= cap:
-                return StoreError(
-                    f"{self.path}: the drawings database is full ({used / 2**20:.1f} MiB of its "
-                    f"{cap / 2**20:.1f} MiB cap), so nothing was {_done(action)}; export and "
-                    f"delete drawings, or raise the cap with {MAX_MB_ENV}"
-                )
-            return StoreError(
-                f"{self.path}: the disk is full, so nothing was {_done(action)}; free some space"
-            )
-        if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")):
-            return StoreError(
-                f"{self.path}: the database is read-only, so nothing was {_done(action)}; "
-                f"make it and its folder writable or choose another --db or {DB_ENV}"
-            )
-        if name.startswith("SQLITE_CANTOPEN"):
-            return StoreError(
-                f"{self.path}: SQLite cannot open the file ({error}); check the path and "
-                f"its permissions or choose another --db or {DB_ENV}"
-            )
-        return StoreError(
-            f"{self.path}: could not {action} ({name}: {error}); check the disk and the file"
-        )
+        used = self._size_bytes() if sqlite_error_name(error).startswith("SQLITE_FULL") else 0
+        return sqlite_error(self.path, error, action, used, self.max_bytes, BUSY_TIMEOUT_MS)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -554,18 +276,18 @@ class DrawingStore:
         png: bytes | None,
         created_at: str,
     ) -> tuple:
-        """A checked row for ``_INSERT``; raises StoreError before anything is written."""
+        """A checked row for ``INSERT_SQL``; raises StoreError before anything is written."""
         label = check_label(label)
-        _check_name(session, "session")
-        _check_name(source, "source")
+        check_name(session, "session")
+        check_name(source, "source")
         if model is not None:
-            _check_name(model, "model")
-        prob_list = None if probs is None else _check_probs(probs)
+            check_name(model, "model")
+        prob_list = None if probs is None else check_probs(probs)
         if predicted is not None:
             predicted = check_label(predicted, "predicted label")
         elif prob_list is not None:
             predicted = int(np.argmax(prob_list))
-        strokes_text = None if strokes is None else _strokes_json(strokes)
+        strokes_text = None if strokes is None else strokes_json(strokes)
         if png is not None:
             if not isinstance(png, (bytes, bytearray)) or not bytes(png).startswith(PNG_SIGNATURE):
                 raise StoreError("the drawing's image is not PNG data; pass drawing_png(image)")
@@ -623,7 +345,7 @@ class DrawingStore:
             created_at=_now(),
         )
         with self._guard("save"), self._transaction() as connection:
-            new_id = connection.execute(_INSERT, row).lastrowid
+            new_id = connection.execute(INSERT_SQL, row).lastrowid
             count = connection.execute("SELECT count(*) FROM drawings").fetchone()[0]
         return SavedDrawing(int(new_id), int(count))
 
@@ -700,12 +422,12 @@ class DrawingStore:
             except StoreError as error:
                 raise StoreError(f"drawing {index + 1} of {len(images)}: {error}") from None
         with self._guard("import"), self._transaction() as connection:
-            connection.executemany(_INSERT, rows)
+            connection.executemany(INSERT_SQL, rows)
         return len(rows)
 
     def delete(self, ids: int | Iterable[int], *, session: str) -> int:
         """Delete the given rows that belong to ``session``; returns how many were deleted."""
-        _check_name(session, "session")
+        check_name(session, "session")
         wanted = [int(ids)] if isinstance(ids, (int, np.integer)) else [int(i) for i in ids]
         deleted = 0
         with self._guard("delete"), self._transaction() as connection:
@@ -715,6 +437,41 @@ class DrawingStore:
                 deleted += connection.execute(
                     f"DELETE FROM drawings WHERE session = ? AND id IN ({marks})",
                     [session, *chunk],
+                ).rowcount
+        return deleted
+
+    def delete_matching(
+        self,
+        *,
+        ids: Iterable[int] | None = None,
+        session: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+    ) -> int:
+        """The operator's delete: every row with one of ``ids``, of ``session``, and saved at
+        or after ``since`` and before ``until`` (all that are given must hold); returns how
+        many rows went. At least one filter is required: nothing here deletes every row."""
+        clauses, params = [], []
+        if session is not None:
+            clauses.append("session = ?")
+            params.append(check_name(session, "session"))
+        for bound, operator in ((since, ">="), (until, "<")):
+            if bound is not None:
+                clauses.append(f"created_at {operator} ?")
+                params.append(utc_text(bound))
+        wanted = None if ids is None else sorted({int(i) for i in ids})
+        if not clauses and wanted is None:
+            raise StoreError("say which drawings to delete: by id, by session, or by time")
+        where = " AND ".join(clauses) or "1"
+        deleted = 0
+        with self._guard("delete"), self._transaction() as connection:
+            if wanted is None:
+                return connection.execute(f"DELETE FROM drawings WHERE {where}", params).rowcount
+            for start in range(0, len(wanted), 500):  # SQLite limits parameters per statement
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                deleted += connection.execute(
+                    f"DELETE FROM drawings WHERE {where} AND id IN ({marks})", [*params, *chunk]
                 ).rowcount
         return deleted
 
@@ -739,7 +496,7 @@ class DrawingStore:
         sql = f"SELECT {', '.join(COLUMNS)} FROM drawings{where} ORDER BY id DESC LIMIT ? OFFSET ?"
         with self._guard("read") as connection:
             rows = connection.execute(sql, [*params, int(limit), int(offset)]).fetchall()
-        return [_stored(row) for row in rows]
+        return [stored_drawing(row) for row in rows]
 
     def count(
         self,
@@ -843,12 +600,23 @@ class DrawingStore:
         self.close()
 
 
-def _done(action: str) -> str:
-    return {"save": "saved", "import": "imported", "delete": "deleted"}.get(action, "changed")
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def utc_text(moment: datetime | str) -> str:
+    """A time as the store writes ``created_at`` (ISO 8601, UTC, milliseconds), so that
+    comparing the texts compares the times. A time without a zone is taken as UTC."""
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment.strip())
+        except ValueError:
+            raise StoreError(
+                f"{moment[:40]!r} is not a time; give ISO 8601, e.g. 2025-05-01 or 2025-05-01T14:30"
+            ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _filters(
@@ -868,21 +636,3 @@ def _filters(
         clauses.append("source = ?")
         params.append(source)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
-def _stored(row: Sequence) -> StoredDrawing:
-    values: Mapping = dict(zip(COLUMNS, row))
-    probs = values["probs"]
-    return StoredDrawing(
-        id=int(values["id"]),
-        created_at=values["created_at"],
-        session=values["session"],
-        pixels=np.frombuffer(values["pixels"], dtype=np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE),
-        model=values["model"],
-        probs=None if probs is None else tuple(json.loads(probs)),
-        predicted=values["predicted"],
-        label=values["label"],
-        source=values["source"],
-        strokes=values["strokes"],
-        png=values["png"],
-    )

@@ -28,6 +28,7 @@ import app  # noqa: E402
 from digitnet.dashboard import DIGITS  # noqa: E402
 from digitnet.data import load_training_data  # noqa: E402
 from digitnet.drawings import DrawingStyle, render_drawing  # noqa: E402
+from digitnet.pad_value import parse_pad_value  # noqa: E402
 from digitnet.strokes import (  # noqa: E402
     MAX_POINTS,
     MAX_STROKES,
@@ -41,7 +42,7 @@ from digitnet.ui.draw_tab import (  # noqa: E402
     make_draw_handlers,
 )
 from digitnet.ui.models import LoadedModel, export_for_browser  # noqa: E402
-from digitnet.ui.pad import PROMPT, parse_pad_value  # noqa: E402
+from digitnet.ui.pad import PROMPT  # noqa: E402
 
 DIGITS_CSV = app.HERE / "assets" / "mnist-train-8k.csv.gz"
 EXAMPLES = sorted(app.EXAMPLES_DIR.glob("*.png"))
@@ -769,3 +770,67 @@ def test_a_files_url_changes_with_its_content_and_reads_it_once(tmp_path, monkey
     path.write_bytes(b"weights two, longer")
     second = static_files.file_url(path)
     assert second != first and second.split("?v=")[0] == first.split("?v=")[0]
+
+
+def test_every_api_input_and_output_has_a_name(server):
+    """A program reads the API by its names: none is Gradio's fallback value_N/parameter_N."""
+    import httpx
+
+    info = httpx.get(server + "gradio_api/info", timeout=60).json()
+    assert {"/predict", "/classify", "/train", "/finetune", "/save_drawing"} <= set(
+        info["named_endpoints"]
+    )
+    unnamed = [
+        f"{endpoint}: {item['label']}"
+        for endpoint, described in info["named_endpoints"].items()
+        for item in [*described["parameters"], *described["returns"]]
+        if re.fullmatch(r"(value|parameter)_\d+", str(item["label"]))
+    ]
+    assert unnamed == []
+
+
+def test_no_absolute_server_path_reaches_the_page(server):
+    """File URLs (the examples, the pipeline, the web models) and help texts name files
+    relative to the app's folder: the page never shows where the server keeps them."""
+    import httpx
+
+    for page in ("", "config"):
+        text = httpx.get(server + page, timeout=60).text
+        assert str(app.HERE) not in text and str(app.HERE).replace("/", "\\/") not in text
+        assert "gradio_api/file=/" not in text and "gradio_api/file=%2F" not in text
+    config = httpx.get(server + "config", timeout=60).text
+    example = re.search(r"gradio_api/file=(assets/examples/[^\"?\\]+)", config)
+    assert example is not None
+    assert httpx.get(server + "gradio_api/file=" + example.group(1)).status_code == 200
+
+
+def test_an_error_a_visitor_sees_names_no_server_path():
+    from digitnet.ui.session import hide_paths, visitor_error
+
+    line = "/data/app/drawings.sqlite: the drawings database is full (1.0 MiB of its cap)"
+    assert hide_paths(line).startswith("drawings.sqlite: the drawings database is full")
+    assert "/data" not in visitor_error(app.DigitnetError(line)).message
+    assert hide_paths("shape (28, 28) of 0/1 values") == "shape (28, 28) of 0/1 values"
+
+
+def test_a_space_without_persistent_storage_says_so_in_the_log_and_on_the_page(
+    loaded, tmp_path, capsys
+):
+    from digitnet.storage import storage_of
+    from digitnet.ui.drawing_policy import open_app_store
+
+    space = {"SPACE_ID": "someone/digitnet", "DIGITNET_PERSISTENT_DIR": str(tmp_path / "none")}
+    storage = storage_of(tmp_path / "d.sqlite", space)
+    app.log_storage(storage)
+    err = capsys.readouterr().err
+    assert "d.sqlite (LOST at every restart)" in err and "no persistent storage" in err
+    models, warnings = loaded
+    demo = app.build_demo(
+        models, warnings, app_store=open_app_store(tmp_path / "d.sqlite"), environ=space
+    )
+    shown = [
+        block.value
+        for block in demo.blocks.values()
+        if isinstance(block, app.gr.Markdown) and "persistent storage" in str(block.value)
+    ]
+    assert len(shown) == 1 and str(tmp_path) not in shown[0]

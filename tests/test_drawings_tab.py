@@ -1,4 +1,5 @@
-"""Issue 9's app side (digitnet/ui/drawings_tab.py): the saving switch, confirm or correct,
+"""Keeping drawings in the app (digitnet/ui/feedback.py, drawing_policy.py, drawings_tab.py and
+finetune_panel.py): the server-side saving switch and its policy, confirm or correct,
 the save_drawing and finetune endpoints through gradio_client against the app served
 in-process, bad database files at start, and 200 concurrent saves surviving a kill -9 of a
 ``python app.py`` subprocess.
@@ -35,12 +36,14 @@ from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.errors import DigitnetError  # noqa: E402
 from digitnet.finetune import MIN_DRAWINGS  # noqa: E402
 from digitnet.jobs import TrainingService  # noqa: E402
+from digitnet.pad_value import preprocess_pad_value  # noqa: E402
 from digitnet.predict import classify_preprocessed  # noqa: E402
 from digitnet.preprocess import canvas_to_mnist  # noqa: E402
 from digitnet.store import open_store  # noqa: E402
 from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
-from digitnet.ui import drawings_tab  # noqa: E402
-from digitnet.ui.draw_tab import preprocess_pad_value  # noqa: E402
+from digitnet.ui import drawing_policy, drawings_tab, feedback, finetune_panel  # noqa: E402
+from digitnet.ui.drawing_policy import SavingPolicy  # noqa: E402
+from digitnet.ui.session import ModelChoiceOutputs, ModelLookup  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 THREADS, SAVES_PER_THREAD = 20, 10
@@ -64,7 +67,7 @@ def serve(store_path: Path, runs: Path, data: Path):
     service = TrainingService(runs, data_paths=[data], drawings=20)
     models, warnings = app.load_models()
     demo, url = app.serve_in_background(
-        models, warnings, training=service, app_store=drawings_tab.open_app_store(store_path)
+        models, warnings, training=service, app_store=drawing_policy.open_app_store(store_path)
     )
     return demo, url, service
 
@@ -100,18 +103,105 @@ def client(served):
 # The switch and the handler
 
 
-def test_saving_is_on_locally_and_off_on_a_space():
-    assert drawings_tab.saving_default({}) is True
-    assert drawings_tab.saving_default({"HOME": "/root"}) is True
-    assert drawings_tab.saving_default({"SPACE_ID": "someone/digitnet"}) is False
+def saver_of(opened, models, policy: SavingPolicy | None = None, environ=None):
+    """The Right / No handlers of ``opened``, the way the app makes them."""
+    policy = policy if policy is not None else SavingPolicy(environ or {})
+    return feedback.make_feedback_handlers(opened, {}, ModelLookup(models), policy).saver
 
 
-def test_the_switch_shows_its_default_and_what_is_kept(tmp_path):
-    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
-    local = drawings_tab.saving_switch(opened, {})
-    space = drawings_tab.saving_switch(opened, {"SPACE_ID": "a/b"})
+class Request:
+    def __init__(self, session_hash: str):
+        self.session_hash = session_hash
+
+
+def test_saving_is_on_locally_and_off_on_a_space_and_the_operator_can_force_it_off():
+    assert SavingPolicy({}).default is True
+    assert SavingPolicy({"HOME": "/root"}).default is True
+    assert SavingPolicy({"SPACE_ID": "someone/digitnet"}).default is False
+    forced = SavingPolicy({"DIGITNET_SAVING": "off"})
+    forced.set_switch("a", True)  # a visitor cannot turn it back on
+    assert forced.default is False and forced.is_on("a") is False and forced.api is False
+
+
+def test_the_switch_is_each_session_s_own_state_on_the_server():
+    policy = SavingPolicy({"SPACE_ID": "a/b"})
+    assert not policy.is_on("a") and not policy.is_on("b")
+    policy.set_switch("a", True)
+    assert policy.is_on("a") and not policy.is_on("b")
+    policy.set_switch("a", False)
+    assert not policy.is_on("a")
+
+
+def test_the_switch_shows_its_default_and_what_is_kept_without_a_server_path(tmp_path):
+    opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+    local = feedback.saving_switch(opened, SavingPolicy({}))
+    space = feedback.saving_switch(opened, SavingPolicy({"SPACE_ID": "a/b"}))
     assert local.value is True and space.value is False
-    assert local.interactive is not False and "28×28" in local.info and "d.sqlite" in local.info
+    assert local.interactive is not False and "28×28" in local.info
+    assert "everyone" in local.info and "this page's session only" in space.info
+    for switch in (local, space):
+        assert str(tmp_path) not in switch.info and "d.sqlite" not in switch.info
+    forced = feedback.saving_switch(opened, SavingPolicy({"DIGITNET_SAVING": "off"}))
+    assert forced.value is False and forced.interactive is False
+
+
+def test_on_a_space_nothing_is_kept_until_that_visitor_turns_saving_on(tmp_path):
+    models, _ = app.load_models()
+    opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+    policy = SavingPolicy({"SPACE_ID": "a/b"})
+    handlers = feedback.make_feedback_handlers(opened, {}, ModelLookup(models), policy)
+    mine, stranger = Request("mine"), Request("stranger")
+    assert handlers.saver(None)(pad_value(7), "MLP", mine) == feedback.SWITCHED_OFF
+    handlers.set_switch(True, mine)
+    assert "Kept as a **7**" in handlers.saver(None)(pad_value(7), "MLP", mine)
+    assert handlers.saver(None)(pad_value(7, 180), "MLP", stranger) == feedback.SWITCHED_OFF
+    assert opened.store.count() == 1 and opened.store.count(session="mine") == 1
+
+
+def test_saves_are_rate_limited_per_session():
+    now = [0.0]
+    policy = SavingPolicy({"DIGITNET_SAVES_PER_MINUTE": "3"}, clock=lambda: now[0])
+    for _ in range(3):
+        policy.admit("a")
+    with pytest.raises(DigitnetError) as caught:
+        policy.admit("a")
+    assert_one_line(str(caught.value), "3 drawings a minute", "try again in 60 s")
+    policy.admit("b")  # another visitor is not held up
+    now[0] = 61.0
+    policy.admit("a")  # a minute later
+    with pytest.raises(DigitnetError):
+        SavingPolicy({"DIGITNET_SAVES_PER_MINUTE": "many"})
+
+
+def test_on_a_space_the_gallery_shows_each_visitor_their_own_unless_shared(tmp_path):
+    models, _ = app.load_models()
+    opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+    saver = saver_of(opened, models)
+    saver(3)(pad_value(7), "MLP", Request("mine"))
+    saver(4)(pad_value(7), "MLP", Request("other"))
+    for environ, shown in (
+        ({"SPACE_ID": "a/b"}, 1),
+        ({"SPACE_ID": "a/b", "DIGITNET_GALLERY": "everyone"}, 2),
+        ({}, 2),
+    ):
+        policy = SavingPolicy(environ)
+        handlers = drawings_tab.make_drawings_handlers(opened, ModelLookup(models), policy)
+        items, ids, counts, _, selected = handlers.show("all", "all", Request("mine"))
+        assert len(ids) == shown and selected is None
+        assert int(counts["all"][0]) == 2  # the counts are of every drawing
+    assert drawings_tab.gallery_items(opened.store, None, None, session="other")[1] == [ids[0]]
+
+
+def test_the_delete_handler_deletes_only_the_session_s_own(tmp_path):
+    models, _ = app.load_models()
+    opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+    saver_of(opened, models)(3)(pad_value(7), "MLP", Request("mine"))
+    (row,) = opened.store.list_drawings()
+    handlers = drawings_tab.make_drawings_handlers(opened, ModelLookup(models), SavingPolicy({}))
+    assert "first" in handlers.delete(None, Request("mine"))
+    assert "not one of this session's" in handlers.delete(row.id, Request("other"))
+    assert handlers.delete(row.id, Request("mine")) == f"Deleted drawing #{row.id}."
+    assert opened.store.count() == 0
 
 
 def pad_value(digit: int, size: float = 200) -> dict:
@@ -121,11 +211,11 @@ def pad_value(digit: int, size: float = 200) -> dict:
 
 def test_right_and_no_its_a_save_the_server_s_answer_and_the_label(tmp_path):
     models, _ = app.load_models()
-    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
-    saver = drawings_tab.make_saver(opened, {}, lambda choice, request: models[choice])
-    line = saver(None)(pad_value(7), "MLP", True)  # "Right"
+    opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+    saver = saver_of(opened, models)
+    line = saver(None)(pad_value(7), "MLP")  # "Right"
     assert "Kept as a **7**, MLP was right" in line
-    line = saver(1)(pad_value(7, size=180), "CNN", True)  # another drawing: "No, it's a 1"
+    line = saver(1)(pad_value(7, size=180), "CNN")  # another drawing: "No, it's a 1"
     assert "Kept as a **1**, CNN was wrong (it said 7)" in line
     right, wrong = sorted(opened.store.list_drawings(), key=lambda row: row.id)
     assert (right.label, right.predicted, right.model, right.source) == (7, 7, "MLP", "app")
@@ -141,24 +231,24 @@ def test_right_and_no_its_a_save_the_server_s_answer_and_the_label(tmp_path):
 
 def test_one_drawing_is_one_row_however_often_it_is_confirmed_or_corrected(tmp_path):
     models, _ = app.load_models()
-    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
-    saver = drawings_tab.make_saver(opened, {}, lambda choice, request: models[choice])
-    assert "Kept as a **7**" in saver(None)(pad_value(7), "MLP", True)
-    assert "Already kept as a **7**" in saver(None)(pad_value(7), "MLP", True)  # a double click
-    line = saver(1)(pad_value(7), "MLP", True)  # the person changes their mind
+    opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+    saver = saver_of(opened, models)
+    assert "Kept as a **7**" in saver(None)(pad_value(7), "MLP")
+    assert "Already kept as a **7**" in saver(None)(pad_value(7), "MLP")  # a double click
+    line = saver(1)(pad_value(7), "MLP")  # the person changes their mind
     assert "Changed from a 7 to a **1**, MLP was wrong (it said 7)" in line
     (row,) = opened.store.list_drawings()
     assert (row.label, row.predicted) == (1, 7)
-    assert "Kept as a **7**" in saver(None)(pad_value(7, size=180), "MLP", True)  # a new one
+    assert "Kept as a **7**" in saver(None)(pad_value(7, size=180), "MLP")  # a new one
     assert opened.store.count() == 2
 
 
 def test_the_gallery_caption_says_the_truth_then_the_model_s_answer(tmp_path):
     models, _ = app.load_models()
-    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
-    saver = drawings_tab.make_saver(opened, {}, lambda choice, request: models[choice])
-    saver(9)(pad_value(7), "MLP", True)
-    saver(None)(pad_value(7, size=180), "MLP", True)
+    opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+    saver = saver_of(opened, models)
+    saver(9)(pad_value(7), "MLP")
+    saver(None)(pad_value(7, size=180), "MLP")
     items, ids = drawings_tab.gallery_items(opened.store, None, None)
     assert [caption for _, caption in items] == [
         f"#{ids[0]}: 7 · MLP: 7 ✓",
@@ -168,54 +258,48 @@ def test_the_gallery_caption_says_the_truth_then_the_model_s_answer(tmp_path):
 
 def test_nothing_is_kept_when_off_blank_or_without_a_store(tmp_path):
     models, _ = app.load_models()
-    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
-    pick = lambda choice, request: models["MLP"]  # noqa: E731
-    saver = drawings_tab.make_saver(opened, {}, pick)
-    assert "switched off" in saver(None)(pad_value(3), "MLP", False)
-    assert saver(None)({"strokes": []}, "MLP", True) == drawings_tab.NOTHING_DRAWN
+    opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+    policy = SavingPolicy({})
+    saver = saver_of(opened, models, policy)
+    policy.set_switch("local", False)
+    assert saver(None)(pad_value(3), "MLP") == feedback.SWITCHED_OFF
+    policy.set_switch("local", True)
+    assert saver(None)({"strokes": []}, "MLP") == feedback.NOTHING_DRAWN
     assert opened.store.count() == 0
-    closed = drawings_tab.AppStore(tmp_path / "x.sqlite", None, "Saving drawings is off: x")
-    assert "could not be opened" in drawings_tab.make_saver(closed, {}, pick)(2)(
-        pad_value(3), "MLP", True
-    )
+    closed = drawing_policy.AppStore(tmp_path / "x.sqlite", None, "Saving drawings is off: x")
+    assert saver_of(closed, models)(2)(pad_value(3), "MLP") == feedback.NO_DATABASE
     with pytest.raises(gr.Error) as caught:  # not a pad value: one line, nothing written
-        saver(None)({"composite": "x"}, "MLP", True)
+        saver(None)({"composite": "x"}, "MLP")
     assert_one_line(str(caught.value), "unknown keys")
     assert opened.store.count() == 0
 
 
 def test_right_confirms_the_answer_the_page_showed_and_a_gone_model_is_refused(tmp_path):
     models, _ = app.load_models()
-    opened = drawings_tab.open_app_store(tmp_path / "d.sqlite")
-    saver = drawings_tab.make_saver(
-        opened, {}, lambda choice, request: models.get(choice, models["MLP"])
-    )
+    opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+    saver = saver_of(opened, models)
     # A near tie the page read as 1 where the server reads 7: "Right" keeps what was seen.
     value = {**pad_value(7), "browser": {"answers": {"MLP": [0.0] + [0.5] + [0.0] * 8}}}
-    assert "Kept as a **1**, MLP was right" in saver(None)(value, "MLP", True)
+    assert "Kept as a **1**, MLP was right" in saver(None)(value, "MLP")
     (row,) = opened.store.list_drawings()
     assert (row.label, row.predicted, row.is_correct) == (1, 1, True)
     with pytest.raises(gr.Error) as caught:  # a run of a server that has since restarted
-        saver(None)(pad_value(7), "run-3", True)
+        saver(None)(pad_value(7), "run-3")
     assert_one_line(str(caught.value), "run-3 is no longer here")
     assert opened.store.count() == 1
 
 
 def test_the_api_keeps_drawings_on_a_space_only_when_its_owner_says_so(tmp_path, drawing_files):
-    assert drawings_tab.api_saving({}) is True
-    assert drawings_tab.api_saving({"SPACE_ID": "a/b"}) is False
-    assert drawings_tab.api_saving({"SPACE_ID": "a/b", "DIGITNET_API_SAVING": "1"}) is True
+    assert SavingPolicy({}).api is True
+    assert SavingPolicy({"SPACE_ID": "a/b"}).api is False
+    assert SavingPolicy({"SPACE_ID": "a/b", "DIGITNET_API_SAVING": "1"}).api is True
     store = open_store(tmp_path / "d.sqlite")
     path, digit = drawing_files[0]
     with pytest.raises(DigitnetError) as caught:
-        drawings_tab.save_drawing_file(store, str(path), digit, "s", enabled=False)
+        SavingPolicy({"SPACE_ID": "a/b"}).save_api_file(store, str(path), digit, "s")
     assert_one_line(str(caught.value), "off on this server", "DIGITNET_API_SAVING=1")
     assert store.count() == 0
-    assert drawings_tab.save_drawing_file(store, str(path), digit, "s")["count"] == 1
-
-
-# ---------------------------------------------------------------------------
-# Through the API
+    assert SavingPolicy({}).save_api_file(store, str(path), digit, "s")["count"] == 1
 
 
 def test_save_drawing_round_trip(client, served, drawing_files):
@@ -292,7 +376,7 @@ def test_finetune_streams_then_reports_before_and_after_as_a_private_run(
         assert "fine-tuned from **MLP**" in table and "| held-out drawings |" in table
         # The curve: both figures before (epoch 0) and after the one epoch, so each is a line.
         points = {(row[0], row[1]) for row in curve["value"]["data"]}
-        assert points == {(e, s) for e in (0, 1) for s in drawings_tab.FINETUNE_COLOURS}
+        assert points == {(e, s) for e in (0, 1) for s in finetune_panel.FINETUNE_COLOURS}
         assert len(updates) >= 2 and "before:" in log and "epoch   1/1" in log
         assert summary["run"] == "tuned-1" and summary["state"] == "done"
         tuned = summary["finetune"]
@@ -369,10 +453,10 @@ def test_a_bad_database_warns_once_and_the_app_starts_with_saving_off(
     path = tmp_path / "drawings.sqlite"
     spoil(path)
     before = path.read_bytes()
-    opened = drawings_tab.open_app_store(path)
+    opened = drawing_policy.open_app_store(path)
     assert opened.store is None and not opened.saving
     assert_one_line(opened.warning, str(path), needle, "Saving drawings is off")
-    assert drawings_tab.saving_switch(opened, {}).value is False
+    assert feedback.saving_switch(opened, SavingPolicy({})).value is False
     models, warnings = app.load_models()
     demo, url = app.serve_in_background(models, warnings, app_store=opened)
     try:
@@ -505,3 +589,29 @@ def test_each_model_answers_each_stored_drawing_once(tmp_path, drawing_files):
     assert first.equals(again) and grown["overall"][0].endswith("of 11")
     fresh = drawings_tab.accuracy_frame(store, {"MLP": models["MLP"]})  # no cache: the same
     assert fresh.equals(grown)
+
+
+def test_the_finetune_handlers_refuse_a_model_the_session_does_not_have(tmp_path):
+    import asyncio
+
+    models, _ = app.load_models()
+    service = TrainingService(tmp_path / "runs")
+    try:
+        opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+        handlers = finetune_panel.make_finetune_handlers(
+            opened.store, ModelLookup(models, service), service, ModelChoiceOutputs()
+        )
+        assert handlers.stop(Request("a")) == "Nothing to stop."
+        assert handlers.bases(Request("a")).choices == [("MLP", "MLP"), ("CNN", "CNN")]
+
+        async def first_update(base):
+            return await anext(handlers.finetune(base, 1, Request("a")))
+
+        with pytest.raises(gr.Error) as caught:
+            asyncio.run(first_update("tuned-9"))
+        assert_one_line(caught.value.message, "no model named 'tuned-9'", "MLP, CNN")
+        with pytest.raises(gr.Error) as caught:  # too few drawings: refused before queueing
+            asyncio.run(first_update("MLP"))
+        assert_one_line(caught.value.message, str(MIN_DRAWINGS))
+    finally:
+        service.close()

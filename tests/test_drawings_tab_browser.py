@@ -25,7 +25,7 @@ import app  # noqa: E402
 from digitnet.drawing_data import import_sklearn_digits  # noqa: E402
 from digitnet.jobs import TrainingService  # noqa: E402
 from digitnet.store import open_store  # noqa: E402
-from digitnet.ui import drawings_tab  # noqa: E402
+from digitnet.ui import drawing_policy  # noqa: E402
 
 pytestmark = BROWSER_MARKS
 
@@ -35,7 +35,7 @@ def served(tmp_path_factory):
     path = tmp_path_factory.mktemp("store") / "drawings.sqlite"
     service = TrainingService(tmp_path_factory.mktemp("runs"))
     demo, url = app.serve_in_background(
-        *app.load_models(), training=service, app_store=drawings_tab.open_app_store(path)
+        *app.load_models(), training=service, app_store=drawing_policy.open_app_store(path)
     )
     yield url, path
     close_when_idle(demo)
@@ -114,7 +114,7 @@ def test_fine_tune_in_the_page_then_draw_against_the_result(tmp_path, browser):
         import_sklearn_digits(store)
     service = TrainingService(tmp_path / "runs")
     demo, url = app.serve_in_background(
-        *app.load_models(), training=service, app_store=drawings_tab.open_app_store(path)
+        *app.load_models(), training=service, app_store=drawing_policy.open_app_store(path)
     )
     page = open_app(browser, url)
     try:

@@ -357,6 +357,22 @@ def test_text_file_named_png(tmp_path):
     _load_error(path, "not an image")
 
 
+def test_only_png_jpeg_webp_bmp_and_gif_are_opened(tmp_path, monkeypatch):
+    """An EPS file (which Pillow would hand to Ghostscript) is one line, never opened."""
+    from PIL import EpsImagePlugin
+
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(1))
+    path = tmp_path / "digit.png"
+    path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n" + b"0 0 moveto\n" * 40)
+    _load_error(path, "not an image", "PNG, JPEG, WebP, BMP or GIF")
+    assert opened == []
+    for kind in ("PNG", "JPEG", "WEBP", "BMP", "GIF"):
+        image = tmp_path / f"seven.{kind.lower()}"
+        Image.new("L", (40, 40), 255).save(image, format=kind)
+        assert load_image_file(image).size == (40, 40)
+
+
 def test_truncated_png(tmp_path):
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, size=(200, 200), dtype=np.uint8)  # does not compress away

@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from digitnet import store as store_module
+from digitnet import store_schema
 from digitnet.data import load_kaggle_csv, load_training_data
 from digitnet.drawing_data import (
     UCI_DIGITS,
@@ -133,7 +134,8 @@ def test_a_new_store_is_wal_full_sync_versioned_and_marked_ours(tmp_path):
 
 
 def test_the_path_comes_from_the_argument_then_the_environment_then_runs(monkeypatch, tmp_path):
-    monkeypatch.delenv(DB_ENV, raising=False)
+    for name in (DB_ENV, "SPACE_ID", "DIGITNET_PERSISTENT_DIR"):
+        monkeypatch.delenv(name, raising=False)
     assert resolve_db_path() == DEFAULT_DB_PATH == Path("runs/drawings.sqlite")
     monkeypatch.setenv(DB_ENV, str(tmp_path / "env.sqlite"))
     assert resolve_db_path() == tmp_path / "env.sqlite"
@@ -145,7 +147,7 @@ def test_the_path_comes_from_the_argument_then_the_environment_then_runs(monkeyp
 
 def test_the_size_cap_comes_from_the_argument_then_the_environment(monkeypatch):
     monkeypatch.delenv(MAX_MB_ENV, raising=False)
-    assert resolve_max_bytes() == store_module.DEFAULT_MAX_DB_BYTES
+    assert resolve_max_bytes() == store_schema.DEFAULT_MAX_DB_BYTES
     assert resolve_max_bytes(2**20) == 2**20
     monkeypatch.setenv(MAX_MB_ENV, "1.5")
     assert resolve_max_bytes() == 3 * 2**19
@@ -181,7 +183,7 @@ def test_save_returns_the_id_and_count_and_keeps_every_field(store):
     np.testing.assert_array_equal(oldest.pixels, np.rint(image * 255).astype(np.uint8))
     assert oldest.strokes == "[[[1,2],[3,4]]]" and oldest.png == png
     assert oldest.created_at.endswith("+00:00")
-    assert Image.open(io.BytesIO(png)).size[0] <= store_module.PNG_MAX_SIDE
+    assert Image.open(io.BytesIO(png)).size[0] <= store_schema.PNG_MAX_SIDE
 
 
 def test_save_image_file_preprocesses_classifies_and_keeps_a_png(store, tmp_path):
@@ -631,3 +633,93 @@ def test_accuracy_on_drawings_overall_and_per_digit_with_intervals(store):
     assert [a.value for a in result.per_digit][1:6] == [0.0, None, 1.0, None, 0.0]
     assert result.per_digit[0].interval == (0.0, 1.0)
     assert result.overall.to_dict()["accuracy"] == 0.6
+
+
+# ---------------------------------------------------------------------------
+# The operator's delete (``drawings delete``), and where the database lives
+
+
+def _rows(store, sessions):
+    pixels = np.full((28, 28), 200, dtype=np.uint8)
+    return [store.save(pixels, 3, session=session).id for session in sessions]
+
+
+def test_the_operator_deletes_by_id_by_session_and_by_time(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    with open_store(tmp_path / "d.sqlite") as store:
+        first, second, third, fourth = _rows(store, ["a", "b", "b", "c"])
+        assert store.delete_matching(ids=[first, 999]) == 1
+        assert store.delete_matching(session="b") == 2
+        assert [row.id for row in store.list_drawings()] == [fourth]
+        # By time: nothing saved before an hour ago; the row saved just now since then.
+        hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+        assert store.delete_matching(until=hour_ago) == 0
+        assert store.delete_matching(ids=[fourth], session="a") == 0  # every filter must hold
+        assert store.delete_matching(since=hour_ago.isoformat()) == 1
+        assert store.count() == 0
+
+
+def test_the_operator_delete_refuses_to_delete_everything_or_a_bad_time(tmp_path):
+    with open_store(tmp_path / "d.sqlite") as store:
+        _rows(store, ["a"])
+        for kwargs in ({}, {"since": "yesterday"}, {"session": ""}):
+            with pytest.raises(StoreError) as refused:
+                store.delete_matching(**kwargs)
+            assert_one_line(str(refused.value))
+        assert store.count() == 1
+
+
+def test_a_naive_time_is_utc_and_times_compare_as_text():
+    from digitnet.store import utc_text
+
+    assert utc_text("2025-05-01") == "2025-05-01T00:00:00.000+00:00"
+    assert utc_text("2025-05-01T16:30+02:00") == "2025-05-01T14:30:00.000+00:00"
+
+
+def test_on_a_space_with_persistent_storage_drawings_and_runs_default_under_it(tmp_path):
+    from digitnet.storage import default_runs_dir, resolve_db_path, storage_of
+
+    data = tmp_path / "data"  # stands in for a Space's /data
+    data.mkdir()
+    space = {"SPACE_ID": "someone/digitnet", "DIGITNET_PERSISTENT_DIR": str(data)}
+    assert resolve_db_path(None, space) == data / "drawings.sqlite"
+    assert default_runs_dir(space) == data / "runs" / "app"
+    storage = storage_of(None, space)
+    assert storage.survives(storage.db_path) and storage.notice is None
+    assert "survives restarts" in storage.log_line and "LOST" not in storage.log_line
+    # The operator's own choices still win.
+    chosen = {**space, DB_ENV: str(tmp_path / "mine.sqlite"), "DIGITNET_RUNS_DIR": "elsewhere"}
+    assert resolve_db_path(None, chosen) == tmp_path / "mine.sqlite"
+    assert default_runs_dir(chosen) == Path("elsewhere")
+    assert not storage_of(None, chosen).survives(tmp_path / "mine.sqlite")
+
+
+def test_on_a_space_without_persistent_storage_the_operator_is_told(tmp_path):
+    from digitnet.storage import storage_of
+
+    space = {"SPACE_ID": "someone/digitnet", "DIGITNET_PERSISTENT_DIR": str(tmp_path / "absent")}
+    storage = storage_of(None, space)
+    assert storage.db_path == DEFAULT_DB_PATH
+    assert "LOST at every restart" in storage.log_line
+    assert "no persistent storage" in storage.notice
+    assert "/" not in storage.notice  # visitors see it too: no server path
+
+
+def test_a_read_only_persistent_folder_is_not_used(tmp_path):
+    from digitnet.storage import persistent_dir
+
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o555)
+    try:
+        assert persistent_dir({"SPACE_ID": "x", "DIGITNET_PERSISTENT_DIR": str(data)}) is None
+    finally:
+        data.chmod(0o755)
+
+
+def test_off_a_space_the_local_disk_survives_and_there_is_no_notice(tmp_path):
+    from digitnet.storage import storage_of
+
+    storage = storage_of(tmp_path / "d.sqlite", {})
+    assert storage.notice is None and "LOST" not in storage.log_line

@@ -41,6 +41,8 @@ from digitnet.train import EpochReport, StepReport, TrainConfig  # noqa: E402
 from digitnet.ui import train_tab  # noqa: E402
 from digitnet.ui.dashboard_tab import make_dashboard_handler  # noqa: E402
 from digitnet.ui.draw_tab import make_draw_handlers  # noqa: E402
+from digitnet.ui.live_job import status_markdown  # noqa: E402
+from digitnet.ui.session import ModelLookup  # noqa: E402
 
 WAIT_S = 180  # generous for a busy shared machine
 # A run that is still training when a test acts on it (~2.5 s an epoch here).
@@ -108,17 +110,17 @@ def test_each_curve_names_both_splits_from_its_first_update():
 
 
 def test_the_status_line_says_where_the_run_is():
-    assert "2 runs are ahead of yours" in train_tab.status_markdown(snapshot(QUEUED, position=2))
-    assert "1 run is ahead" in train_tab.status_markdown(snapshot(QUEUED, position=1))
-    line = train_tab.status_markdown(
+    assert "2 runs are ahead of yours" in status_markdown(snapshot(QUEUED, position=2))
+    assert "1 run is ahead" in status_markdown(snapshot(QUEUED, position=1))
+    line = status_markdown(
         snapshot(TRAINING, [step(1, 4, 1.0, 0.6), epoch_end(1, 0.9), step(2, 6, 0.5, 0.8)])
     )
     for part in ("epoch 2/2", "step 6/8", "last epoch 2.0 s", "validation 90.0%", "ETA 2 s"):
         assert part in line, line
     stopping = snapshot(TRAINING, [step(1, 4, 1.0, 0.6)], stop_reason="stopped by you")
-    assert "stopping (stopped by you)" in train_tab.status_markdown(stopping)
-    assert "measuring" in train_tab.status_markdown(snapshot(MEASURING, [step(1, 4, 1, 0.6)]))
-    assert "cancelled" in train_tab.status_markdown(snapshot(CANCELLED, stop_reason="gone"))
+    assert "stopping (stopped by you)" in status_markdown(stopping)
+    assert "measuring" in status_markdown(snapshot(MEASURING, [step(1, 4, 1, 0.6)]))
+    assert "cancelled" in status_markdown(snapshot(CANCELLED, stop_reason="gone"))
 
 
 def test_every_knob_is_generated_once_with_its_help():
@@ -150,20 +152,26 @@ class Request:
         self.session_hash = session_hash
 
 
-def test_resolve_model_finds_only_the_sessions_own_runs(tmp_path, small_train_csv):
+def test_the_model_lookup_finds_only_the_sessions_own_runs(tmp_path, small_train_csv):
     service = TrainingService(tmp_path, keep_runs=1, data_paths=[small_train_csv], drawings=10)
     try:
         tiny = {"hidden_sizes": "8", "epochs": 1, "augment": False}
         for _ in range(2):
             job = service.submit("a", tiny)
             wait_until(lambda job=job: job.finished, "a tiny run")
-        assert train_tab.resolve_model(service, "run-2", Request("a")).name == "run-2"
-        assert train_tab.resolve_model(service, "run-2", Request("b")) is None
-        assert train_tab.resolve_model(service, "MLP", Request("a")) is None
-        assert train_tab.resolve_model(service, None, None) is None
-        assert train_tab.resolve_model(None, "run-2", Request("a")) is None
+        models, _ = app.load_models()
+        lookup = ModelLookup(models, service)
+        assert lookup.own_run("run-2", Request("a")).name == "run-2"
+        assert lookup.find("run-2", Request("a")).name == "run-2"
+        assert lookup.own_run("run-2", Request("b")) is None
+        assert lookup.find("run-2", Request("b")).name == "MLP"  # not theirs: the default
+        assert lookup.own_run("MLP", Request("a")) is None
+        assert lookup.find("CNN", Request("a")).name == "CNN"
+        assert lookup.own_run(None, None) is None
+        assert ModelLookup(models).own_run("run-2", Request("a")) is None
+        assert list(lookup.session_models(Request("a"))) == ["MLP", "CNN", "run-2"]
         with pytest.raises(gr.Error) as caught:  # evicted: never silently another model
-            train_tab.resolve_model(service, "run-1", Request("a"))
+            lookup.own_run("run-1", Request("a"))
         assert_one_line(caught.value.message, "run-1 was removed", "keeps its last 1 runs")
     finally:
         service.close()
@@ -179,11 +187,9 @@ def test_the_drawing_handlers_use_the_sessions_own_run(tmp_path, small_train_csv
         service.close()
     models, _ = app.load_models()
 
-    def own_run(choice, request):
-        return train_tab.resolve_model(service, choice, request)
-
-    draw = make_draw_handlers(models, {}, own_run)
-    dashboard = make_dashboard_handler(models, own_run)
+    lookup = ModelLookup(models, service)
+    draw = make_draw_handlers(lookup, {})
+    dashboard = make_dashboard_handler(lookup)
     mine, stranger = Request("a"), Request("b")
 
     card = dashboard("run-1", mine)[0]
@@ -401,3 +407,21 @@ def test_the_benchmark_script_runs(capsys):
     out = capsys.readouterr().out
     assert "machine:" in out and "| tiny and fast | 0 | 1 |" in out
     assert "Stop -> training loop ended" in out
+
+
+def test_the_train_handlers_are_plain_functions(tmp_path, small_train_csv):
+    """stop, runs and the presets, called directly: no server, no browser."""
+    from digitnet.jobs import TrainingService
+    from digitnet.ui.session import ModelChoiceOutputs
+
+    service = TrainingService(tmp_path, data_paths=[small_train_csv], drawings=10)
+    try:
+        knobs = ["hidden_sizes", "epochs"]
+        handlers = train_tab.make_train_handlers(service, knobs, ModelChoiceOutputs())
+        assert handlers.stop(Request("a")) == "Nothing is training for you."
+        assert handlers.list_runs(Request("a")).empty
+        note, hidden, epochs = handlers.apply_preset("tiny and fast")
+        assert hidden == "256" and "95%" in note.info
+        assert epochs == PRESETS["tiny and fast"]["epochs"]
+    finally:
+        service.close()

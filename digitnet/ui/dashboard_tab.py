@@ -14,19 +14,14 @@ import gradio as gr
 
 from digitnet.checkpoint import model_card
 from digitnet.dashboard import (
-    DIGITS,
-    accuracy_axis_range,
     confusion_figure,
     curves_figure,
     mistake_gallery,
     model_card_markdown,
-    per_class_frame,
 )
 from digitnet.ui.models import LoadedModel
-
-# A chart or table narrower than this is unreadable: a row of them wraps on a phone instead.
-MIN_CHART_WIDTH = 320
-MISTAKES_HEIGHT = 360  # px: three rows of thumbnails and captions; more scroll
+from digitnet.ui.run_figures import confusion_and_mistakes, per_class_bars, per_class_plot
+from digitnet.ui.session import ModelLookup
 
 INTRO = """## How the model was trained
 The model learnt from labelled MNIST digits and was checked after every epoch (one pass over
@@ -37,18 +32,19 @@ real drawings), training accuracy sits *below* validation. The best epoch's weig
 ones you are drawing against."""
 
 
-def make_dashboard_handler(models: dict[str, LoadedModel], resolve=None) -> Callable:
-    """``resolve(choice, request)`` finds a session's own runs (see ``draw_tab.Resolver``)."""
-    default = next(iter(models))
+def make_dashboard_handler(models: ModelLookup | dict[str, LoadedModel]) -> Callable:
+    """The dashboard of a model choice, a session's own runs included (see ModelLookup)."""
+    lookup = models if isinstance(models, ModelLookup) else ModelLookup(models)
+    default = next(iter(lookup.models))
 
     def dashboard(choice: str | None, request: gr.Request | None = None):
         """Model card, curves, per-class accuracy, confusion matrix and mistakes of a model."""
-        own = resolve(choice, request) if resolve is not None else None
+        own = lookup.own_run(choice, request)
         return dashboard_of(own.metadata) if own is not None else shipped(choice)
 
     @functools.lru_cache(maxsize=8)  # shipped models only: a run is private to its session
     def shipped(choice: str | None):
-        return dashboard_of(models.get(choice or default, models[default]).metadata)
+        return dashboard_of(lookup.models.get(choice or default, lookup.models[default]).metadata)
 
     def dashboard_of(metadata: dict):
         return (
@@ -62,56 +58,6 @@ def make_dashboard_handler(models: dict[str, LoadedModel], resolve=None) -> Call
     return dashboard
 
 
-def per_class_plot(elem_id: str) -> gr.BarPlot:
-    """Validation accuracy per digit, filled by ``per_class_bars`` (here and the Train tab)."""
-    return gr.BarPlot(
-        x="digit",
-        y="accuracy",
-        sort=DIGITS,
-        y_lim=[0, 100],
-        x_title="digit",
-        y_title="accuracy (%)",
-        label="Validation accuracy per digit",
-        height=220,
-        min_width=MIN_CHART_WIDTH,
-        elem_id=elem_id,
-    )
-
-
-def per_class_bars(metadata: dict) -> gr.BarPlot:
-    """``per_class_plot``'s value for a model, on a y range that shows the differences."""
-    frame = per_class_frame(metadata)
-    return gr.BarPlot(value=frame, y_lim=accuracy_axis_range(frame["accuracy"]))
-
-
-def confusion_and_mistakes(confusion_id: str, mistakes_id: str) -> tuple[gr.Plot, gr.Gallery]:
-    """A row: the confusion matrix (``confusion_figure``) beside the most confident mistakes
-    (``mistake_gallery``), here and on the Train tab."""
-    with gr.Row(equal_height=False):
-        confusion = gr.Plot(
-            label="Confusion matrix",
-            min_width=MIN_CHART_WIDTH,
-            elem_id=confusion_id,
-            elem_classes=["label-above"],  # app.css: not over the figure's title
-        )
-        # Thumbnails at the images' own size (app.css), however few: two mistakes stretched
-        # to fill the row were huge and blurry. PNG keeps the pixels crisp; webp blurs them.
-        mistakes = gr.Gallery(
-            label="Most confident mistakes",
-            columns=5,
-            fit_columns=False,
-            height=MISTAKES_HEIGHT,
-            object_fit="contain",
-            format="png",
-            allow_preview=False,
-            buttons=[],
-            min_width=MIN_CHART_WIDTH,
-            elem_id=mistakes_id,
-            elem_classes=["mistakes"],
-        )
-    return confusion, mistakes
-
-
 @dataclass(frozen=True)
 class DashboardTab:
     choice: gr.Radio
@@ -119,10 +65,10 @@ class DashboardTab:
     handler: Callable
 
 
-def build_dashboard_tab(models: dict[str, LoadedModel], resolve=None) -> DashboardTab:
+def build_dashboard_tab(models: ModelLookup | dict[str, LoadedModel]) -> DashboardTab:
     """The tab's layout and events; call inside ``gr.Blocks``. ``models`` is not empty."""
-    handler = make_dashboard_handler(models, resolve)
-    names = list(models)
+    handler = make_dashboard_handler(models)
+    names = list(models.models if isinstance(models, ModelLookup) else models)
     gr.Markdown(INTRO)
     choice = gr.Radio(names, value=names[0], label="Model", elem_id="dashboard-choice")
     with gr.Row(equal_height=False):

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -21,18 +22,20 @@ import pandas as pd
 
 from digitnet.dashboard import DIGITS
 from digitnet.errors import DigitnetError
+from digitnet.pad_value import PadDrawing, parse_pad_value
 from digitnet.predict import (
     Prediction,
     classify_preprocessed,
     preprocess_image_file,
 )
-from digitnet.preprocess import Preprocessed, canvas_to_mnist, load_image_file
 from digitnet.ui.charts import bars_value, input_view, input_view_value, probability_bars
 from digitnet.ui.models import LoadedModel
-from digitnet.ui.pad import PROMPT, PadDrawing, digit_pad, drawing_ink, parse_pad_value
+from digitnet.ui.pad import PROMPT, digit_pad
+from digitnet.ui.session import ModelLookup, read_pad
+from digitnet.ui.static_files import served_path
 
 STEP_SCALE = 8  # small step images are enlarged by whole pixels so nothing is smoothed
-STEP_HEIGHT = 190  # px: a step's label above it, then the image (160 px as before)
+STEP_HEIGHT = 190  # px: a step's label above it, then a 160 px image
 LOG = logging.getLogger("digitnet.app")
 
 # Browser-only listeners: the pad's JS computes the outputs (see static/pad.js).
@@ -158,33 +161,14 @@ class DrawHandlers:
     parity: ParityLog
 
 
-def preprocess_pad_value(value, examples: dict[str, Path]) -> tuple[PadDrawing, Preprocessed]:
-    """A pad value (strokes, or an example's name) -> the drawing and its MNIST-style input.
-
-    Anything that is not a pad value is a one-line gr.Error saying what to send.
-    """
-    try:
-        drawing = parse_pad_value(value, frozenset(examples))
-        image = load_image_file(examples[drawing.example]) if drawing.example else None
-        return drawing, canvas_to_mnist(image if image is not None else drawing_ink(drawing))
-    except DigitnetError as error:
-        raise gr.Error(str(error)) from None
-
-
-# A session's own models beyond the shipped ones (runs trained in the app): choice and
-# request -> the model, or None when the choice names none of the session's.
-Resolver = Callable[[str | None, "gr.Request | None"], "LoadedModel | None"]
-
-
 def make_draw_handlers(
-    models: dict[str, LoadedModel], examples: dict[str, Path], resolve: Resolver | None = None
+    models: ModelLookup | dict[str, LoadedModel], examples: dict[str, Path]
 ) -> DrawHandlers:
-    default = next(iter(models))
+    """The tab's handlers; ``models`` finds a session's own runs too (see ModelLookup)."""
+    lookup = models if isinstance(models, ModelLookup) else ModelLookup(models)
+    models = lookup.models
+    pick = lookup.find
     parity = ParityLog()
-
-    def pick(choice: str | None, request: gr.Request | None = None) -> LoadedModel:
-        own = resolve(choice, request) if resolve is not None else None
-        return own if own is not None else models.get(choice or default, models[default])
 
     def predict(
         value,
@@ -200,7 +184,7 @@ def make_draw_handlers(
         loaded = pick(choice, request)
         # A session's own run answers beside the shipped models.
         pool = models if loaded.name in models else {loaded.name: loaded, **models}
-        drawing, preprocessed = preprocess_pad_value(value, examples)
+        drawing, preprocessed = read_pad(value, examples)
         # The chosen model first: comparison_text lists it first.
         order = [loaded.name] + [name for name in pool if name != loaded.name]
         answers = {name: classify_preprocessed(pool[name].model, preprocessed) for name in order}
@@ -276,6 +260,16 @@ def make_draw_handlers(
 
 
 # ---------------------------------------------------------------------------
+# Layout and wiring
+
+
+@dataclass(frozen=True)
+class DrawSlots:
+    """What other modules build into the tab, each called where it shows."""
+
+    under_answer: Callable[[], Any] | None = None  # under the answer: Right / No, it's a …
+    beside_input: Callable[[], Any] | None = None  # beside the 28×28 input: the Why panel
+    under_input: Callable[[], Any] | None = None  # right under that row: "Inside the model"
 
 
 @dataclass(frozen=True)
@@ -292,9 +286,9 @@ class DrawTab:
     comparison: gr.Markdown
     tally: gr.State
     handlers: DrawHandlers
-    under_answer: object = None  # what build_draw_tab's under_answer built
-    beside_input: object = None  # what build_draw_tab's beside_input built
-    under_input: object = None  # what build_draw_tab's under_input built
+    under_answer: Any = None  # what DrawSlots.under_answer built
+    beside_input: Any = None  # what DrawSlots.beside_input built
+    under_input: Any = None  # what DrawSlots.under_input built
 
     @property
     def answer_outputs(self) -> list:
@@ -311,91 +305,57 @@ class DrawTab:
 
 
 def build_draw_tab(
-    models: dict[str, LoadedModel],
+    models: ModelLookup | dict[str, LoadedModel],
     browser_models: dict[str, Path],
     examples: dict[str, Path],
-    resolve: Resolver | None = None,
-    under_answer: Callable[[], object] | None = None,
-    beside_input: Callable[[], object] | None = None,
-    under_input: Callable[[], object] | None = None,
+    slots: DrawSlots = DrawSlots(),
 ) -> DrawTab:
     """The tab's layout and events; call inside ``gr.Blocks``. ``models`` is not empty.
 
     The answer column puts what a person acts on first: the model choice, the answer, then
-    what ``under_answer`` builds (the "Right" / "No, it's a …" buttons), then the ten
-    probabilities, every model's bars and the server's check. What ``under_answer`` returns
-    is the tab's ``under_answer``.
-    ``beside_input`` builds columns beside the 28×28 input, under the pad and the answer
-    (the Why panel); ``under_input`` builds what goes right under that row (the Why panel's
-    "Inside the model"). What they return is the tab's ``beside_input`` and ``under_input``.
+    what ``slots.under_answer`` builds (the "Right" / "No, it's a …" buttons), then the ten
+    probabilities, every model's bars and the server's check. ``slots.beside_input`` builds
+    columns beside the 28×28 input, under the pad and the answer (the Why panel);
+    ``slots.under_input`` what goes right under that row (the Why panel's "Inside the model").
 
-    ``resolve`` finds a session's own models (runs trained in the app) by their choice name;
+    ``models`` finds a session's own runs (trained in the app) by their choice name too;
     the browser has no weights for those, so the pad answers them through the server.
     """
-    handlers = make_draw_handlers(models, examples, resolve)
-    names = list(models)
+    handlers = make_draw_handlers(models, examples)
+    names = list(models.models if isinstance(models, ModelLookup) else models)
     with gr.Row(equal_height=False, elem_id="draw-row"):
         with gr.Column(scale=1, min_width=300, elem_id="pad-column"):
-            pad = digit_pad(models=browser_models, examples=examples, default_choice=names[0])
+            pad = digit_pad(
+                models=browser_models,
+                examples=examples,
+                default_choice=names[0],
+                label="Drawing",
+            )
         # What a person acts on comes first, so the buttons stay on a laptop's first screen
         # however tall the ten probabilities grow once a digit is drawn.
         with gr.Column(scale=1, min_width=300, elem_id="answer-column"):
-            choice = gr.Radio(
-                names,
-                value=names[0],
-                label="Model",
-                elem_id="choice",
-            )
-            answer = gr.Markdown(PROMPT, elem_id="answer")
-            extra = under_answer() if under_answer is not None else None
+            choice = gr.Radio(names, value=names[0], label="Model", elem_id="choice")
+            answer = gr.Markdown(PROMPT, label="Answer", elem_id="answer")
+            extra = slots.under_answer() if slots.under_answer is not None else None
             label = gr.Label(
                 num_top_classes=10,
                 label="All ten probabilities",
                 elem_id="label",
                 show_label=False,
             )
-            bars = probability_bars(elem_id="bars")
-            comparison = gr.Markdown(elem_id="comparison")
+            bars = probability_bars(label="Every model's probabilities", elem_id="bars")
+            comparison = gr.Markdown(label="The server's check", elem_id="comparison")
     # The 28x28 the model sees, and beside it whatever explains it (the Why panel).
     with gr.Row(equal_height=False, elem_id="input-row"):
         with gr.Column(scale=1, min_width=130, elem_id="input28-column"):
-            view = input_view(caption="The 28×28 the model sees", elem_id="input28")
-        beside = beside_input() if beside_input is not None else None
-    below = under_input() if under_input is not None else None
+            view = input_view(
+                caption="The 28×28 the model sees", label="Model input", elem_id="input28"
+            )
+        beside = slots.beside_input() if slots.beside_input is not None else None
+    below = slots.under_input() if slots.under_input is not None else None
     gr.Markdown(HELP, elem_id="help")
     gr.Markdown(PIPELINE_HELP)
-    with gr.Row():
-        # png: the steps are enlarged by whole pixels, and webp would blur them.
-        step_kwargs = dict(
-            interactive=False,
-            height=STEP_HEIGHT,
-            format="png",
-            elem_classes=["pixelated", "label-above"],
-            buttons=[],
-        )
-        steps = [
-            gr.Image(label="1. your drawing (ink)", elem_id="step-ink", **step_kwargs),
-            gr.Image(label="2. cropped", elem_id="step-cropped", **step_kwargs),
-            gr.Image(label="3. scaled into 20×20", elem_id="step-boxed", **step_kwargs),
-            gr.Image(label="4. centred 28×28: the input", elem_id="step-input", **step_kwargs),
-        ]
-    example_gallery = None
-    if examples:
-        example_gallery = gr.Gallery(
-            [(str(path), path.stem) for path in examples.values()],
-            label="Or try an example (tricky on purpose)",
-            columns=5,
-            rows=1,
-            height=None,
-            object_fit="contain",
-            allow_preview=False,
-            elem_id="examples",
-        )
-    with gr.Accordion("Classify an image file", open=False):
-        upload = gr.File(label="An image of a digit", file_types=["image"], elem_id="upload")
-        upload_label = gr.Label(num_top_classes=10, label="Answer")
-    tally = gr.State(ParityTally())
-
+    steps = build_pipeline_steps()
     tab = DrawTab(
         pad,
         choice,
@@ -405,19 +365,64 @@ def build_draw_tab(
         view,
         steps,
         comparison,
-        tally,
+        gr.State(ParityTally()),
         handlers,
         under_answer=extra,
         beside_input=beside,
         under_input=below,
     )
-    live_outputs = [answer, label, bars, view]
-    pad_id = pad.elem_id
+    example_gallery = build_example_gallery(examples)
+    with gr.Accordion("Classify an image file", open=False):
+        upload = gr.File(label="An image of a digit", file_types=["image"], elem_id="upload")
+        upload_label = gr.Label(num_top_classes=10, label="Answer")
+    _wire(tab, example_gallery, upload, upload_label)
+    return tab
+
+
+def build_pipeline_steps() -> list[gr.Image]:
+    """The four images of the pipeline, left to right."""
+    with gr.Row():
+        # png: the steps are enlarged by whole pixels, and webp would blur them.
+        step_kwargs = dict(
+            interactive=False,
+            height=STEP_HEIGHT,
+            format="png",
+            elem_classes=["pixelated", "label-above"],
+            buttons=[],
+        )
+        return [
+            gr.Image(label="1. your drawing (ink)", elem_id="step-ink", **step_kwargs),
+            gr.Image(label="2. cropped", elem_id="step-cropped", **step_kwargs),
+            gr.Image(label="3. scaled into 20×20", elem_id="step-boxed", **step_kwargs),
+            gr.Image(label="4. centred 28×28: the input", elem_id="step-input", **step_kwargs),
+        ]
+
+
+def build_example_gallery(examples: dict[str, Path]) -> gr.Gallery | None:
+    """The example drawings to try, or None when there are none."""
+    if not examples:
+        return None
+    return gr.Gallery(
+        [(served_path(path), path.stem) for path in examples.values()],
+        label="Or try an example (tricky on purpose)",
+        columns=5,
+        rows=1,
+        height=None,
+        object_fit="contain",
+        allow_preview=False,
+        elem_id="examples",
+    )
+
+
+def _wire(
+    tab: DrawTab, example_gallery: gr.Gallery | None, upload: gr.File, upload_label: gr.Label
+) -> None:
+    handlers, pad, choice = tab.handlers, tab.pad, tab.choice
     pad.input(
         None,
         [choice],
-        live_outputs,
-        js=LIVE_OUTPUTS_JS.format(pad=pad_id),
+        [tab.answer, tab.label, tab.bars, tab.view],
+        js=LIVE_OUTPUTS_JS.format(pad=pad.elem_id),
         api_visibility="private",
         show_progress="hidden",
         queue=False,
@@ -425,7 +430,7 @@ def build_draw_tab(
     )
     pad.change(
         handlers.predict,
-        [pad, choice, tally],
+        [pad, choice, tab.tally],
         tab.answer_outputs,
         api_name="predict",
         show_progress="hidden",
@@ -433,11 +438,11 @@ def build_draw_tab(
         concurrency_limit=4,
     )
     choice.change(
-        None, [choice], None, js=SET_CHOICE_JS.format(pad=pad_id), api_visibility="private"
+        None, [choice], None, js=SET_CHOICE_JS.format(pad=pad.elem_id), api_visibility="private"
     )
     choice.change(
         handlers.recheck,
-        [pad, choice, tally],
+        [pad, choice, tab.tally],
         tab.answer_outputs,
         api_visibility="private",
         show_progress="hidden",
@@ -447,4 +452,3 @@ def build_draw_tab(
     upload.change(
         handlers.classify, [upload, choice], upload_label, api_name="classify", concurrency_limit=4
     )
-    return tab

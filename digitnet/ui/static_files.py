@@ -15,6 +15,17 @@ def read_static(name: str) -> str:
     return (STATIC_DIR / name).read_text(encoding="utf-8")
 
 
+def served_path(path: str | Path) -> str:
+    """How a page names a file Gradio serves: relative to the working folder (the app's
+    own folder, on a Space), so that no URL shows where the server keeps its files; an
+    absolute path only for a file outside it."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
 def file_url(path: str | Path) -> str:
     """A page-relative URL for a file Gradio may serve (see ``gr.set_static_paths``).
 
@@ -23,7 +34,7 @@ def file_url(path: str | Path) -> str:
     path = Path(path).resolve()
     stat = path.stat()
     version = content_version(path, stat.st_mtime_ns, stat.st_size)
-    return f"gradio_api/file={quote(str(path))}?v={version}"
+    return f"gradio_api/file={quote(served_path(path))}?v={version}"
 
 
 @functools.lru_cache(maxsize=256)

@@ -2,8 +2,8 @@
 
 The knobs are generated from the configs' field metadata (help, range, choices), so a new
 config field appears here by itself. The work is :class:`digitnet.jobs.TrainingService`; this
-module wires it to Gradio: a streaming ``train`` endpoint, ``stop`` and ``runs``, and
-:func:`resolve_model`, through which the drawing handlers find a session's own runs.
+module wires it to Gradio: a streaming ``train`` endpoint, ``stop`` and ``runs``. A finished
+run joins the session's models (:class:`~digitnet.ui.session.ModelChoiceOutputs`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import dataclasses
 import math
 import shutil
 import tempfile
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,16 +29,10 @@ from digitnet.dashboard import (
 from digitnet.errors import DigitnetError
 from digitnet.evaluate import format_per_class_table
 from digitnet.jobs import (
-    CANCELLED,
     DEFAULT_PRESET,
-    FAILED,
-    MEASURING,
     MIN_TRAIN_SIZE,
-    PREPARING,
     PRESETS,
-    QUEUED,
     RUN_COLUMNS,
-    Job,
     JobSnapshot,
     RunRecord,
     TrainingService,
@@ -47,22 +40,20 @@ from digitnet.jobs import (
     knob_help,
     knob_text,
 )
-from digitnet.ui.dashboard_tab import (
+from digitnet.ui.live_job import follow_job, status_markdown
+from digitnet.ui.run_figures import (
     MIN_CHART_WIDTH,
     confusion_and_mistakes,
     per_class_bars,
     per_class_plot,
 )
-from digitnet.ui.pad import pad_models
+from digitnet.ui.session import ModelChoiceOutputs, session_of
 
-UPDATE_SECONDS = 0.25  # a follower looks at its job this often: 4 redraws a second at most
-IDLE_REDRAW_SECONDS = 1.0  # and redraws a waiting job this often, so its clock moves
 SLIDER_SPAN = 200  # a bounded knob narrower than this is a slider; a wider one a number box
 TYPED_KNOBS = ("lr",)  # a learning rate spans decades, which a linear slider cannot pick
 TRAIN_SIZE = "train_size"
 SPLIT_COLOURS = {"train": "#1f77b4", "validation": "#ff7f0e"}  # as the dashboard's figures
 CURVE_MIN_WIDTH = 280  # px: the two live curves and their legends fit side by side, or stack
-LOCAL_SESSION = "local"  # a handler called directly, with no browser session
 # Knobs by group, in the order they show; augmentation knobs and any new field find their own.
 OPEN_GROUPS = {
     "Model": ("architecture", "hidden_sizes", "cnn_channels", "cnn_hidden", "dropout"),
@@ -89,88 +80,8 @@ PRESET_NOTES = {
 }
 
 
-def session_of(request: gr.Request | None) -> str:
-    """The browser session (or API client) a request comes from."""
-    return getattr(request, "session_hash", None) or LOCAL_SESSION
-
-
-def resolve_model(
-    service: TrainingService | None, choice: str | None, request: gr.Request | None
-) -> RunRecord | None:
-    """The session's own run called ``choice``, or None when ``choice`` names no run of its.
-
-    The drawing handlers look here before the shipped models. Another session's run is
-    never found. A run evicted from disk is a one-line error, not a silent other model.
-    """
-    if service is None or not choice:
-        return None
-    record = service.find_run(session_of(request), choice)
-    if record is not None and record.evicted:
-        raise gr.Error(
-            f"{choice} was removed to make room (this server keeps its last "
-            f"{service.keep_runs} runs); train it again"
-        )
-    return record
-
-
 # ---------------------------------------------------------------------------
 # What the tab shows, from a job's snapshot: plain functions, tested directly
-
-
-def status_markdown(snapshot: JobSnapshot) -> str:
-    """One line: where the run is, with the epoch, the epoch time and an ETA."""
-    name = f"**{snapshot.name}**"
-    if snapshot.state == QUEUED:
-        if snapshot.position == 0:
-            return f"⏳ {name} starts in a moment."
-        runs = "run is" if snapshot.position == 1 else "runs are"
-        return (
-            f"⏳ {name} waits its turn: {snapshot.position} {runs} ahead of yours "
-            f"(this server trains one at a time)."
-        )
-    if snapshot.state == PREPARING:
-        return f"⏳ {name}: loading the digits…"
-    if snapshot.state == CANCELLED:
-        return f"✖️ {name} was cancelled ({snapshot.stop_reason or 'stopped'})."
-    if snapshot.state == FAILED:
-        return f"❌ {name} failed: {snapshot.error}"
-    if snapshot.record is not None:
-        return done_markdown(snapshot.record)
-    step, epochs = snapshot.last_step, snapshot.epochs
-    parts = [name]
-    if step is not None:
-        parts.append(f"epoch {step.epoch}/{step.epochs}")
-        parts.append(f"step {step.step}/{step.total_steps}")
-    if epochs:
-        parts.append(f"last epoch {epochs[-1].seconds:.1f} s")
-        validated = [e for e in epochs if e.val_accuracy is not None]
-        if validated:
-            parts.append(f"validation {100 * validated[-1].val_accuracy:.1f}%")
-    if snapshot.state == MEASURING:
-        ended = f"stopped ({snapshot.stop_reason})" if snapshot.stop_reason else "trained"
-        return f"⏱️ {' · '.join(parts)} · {ended}; measuring it on canvas-like drawings and saving…"
-    if snapshot.stop_reason:
-        return f"🛑 {' · '.join(parts)} · stopping ({snapshot.stop_reason})…"
-    if step is not None:
-        parts.append(f"ETA {step.eta_seconds:.0f} s")
-    return "🏋️ " + " · ".join(parts)
-
-
-def done_markdown(record: RunRecord) -> str:
-    summary = record.summary()
-    drawings = summary["drawing_accuracy"]
-    stopped = (
-        f" Stopped ({summary['stop_reason']}) after epoch {summary['epochs']}; it keeps "
-        f"epoch {summary['best_epoch']}'s weights."
-        if summary["stopped"]
-        else ""
-    )
-    return (
-        f"✅ **{record.name}** is ready: validation **{100 * summary['val_accuracy']:.1f}%**"
-        + (f", canvas-like drawings **{100 * drawings:.1f}%**" if drawings is not None else "")
-        + f", trained in {summary['seconds']:.0f} s.{stopped} Pick **{record.name}** under "
-        f"*Model* on the *Draw* tab and draw against it."
-    )
 
 
 def curve_frames(snapshot: JobSnapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -211,56 +122,6 @@ def per_digit_markdown(metadata: dict) -> str:
     return "```\n" + format_per_class_table(validation) + "\n```"
 
 
-async def follow_job(service: TrainingService, job: Job) -> AsyncIterator[JobSnapshot]:
-    """A job's snapshots as it goes, one per change (and one every IDLE_REDRAW_SECONDS while
-    nothing changes, so a page that missed an update catches up), then its finished one.
-
-    Closing it early (the page closed, the client went away; use ``contextlib.aclosing``)
-    cancels the job. A failed job is a one-line gr.Error.
-    """
-    seen, shown_at = -1, 0.0
-    try:
-        while not (snapshot := job.snapshot()).finished:
-            if snapshot.version != seen or time.monotonic() - shown_at > IDLE_REDRAW_SECONDS:
-                seen, shown_at = snapshot.version, time.monotonic()
-                yield snapshot
-            await asyncio.sleep(UPDATE_SECONDS)
-    finally:
-        if not job.finished:
-            service.cancel(job, "the page was closed")
-    if snapshot.state == FAILED:
-        raise gr.Error(snapshot.error, print_exception=False)
-    yield snapshot
-
-
-@dataclass(frozen=True)
-class SessionModels:
-    """Where a session's finished runs (trained or fine-tuned) go: the Draw tab's model
-    choice, holding the ``shipped`` models, and its pad, holding their web files."""
-
-    choice: gr.Radio | None = None
-    shipped: Sequence[str] = ()
-    pad: gr.HTML | None = None
-    pad_browser_models: dict[str, Path] = dataclasses.field(default_factory=dict)
-
-    @property
-    def outputs(self) -> list[gr.Component]:
-        return [component for component in (self.choice, self.pad) if component is not None]
-
-    def updates(self, records: Sequence[RunRecord], new: RunRecord | None = None) -> list:
-        """The outputs' values once ``new`` has joined the session's ``records``."""
-        values = []
-        if self.choice is not None:
-            names = [*self.shipped, *(r.name for r in records if not r.evicted)]
-            values.append(gr.Radio(choices=names))
-        if self.pad is not None:
-            if new is not None and new.web_model is not None:
-                gr.set_static_paths([new.web_model])  # this one file, at an unguessable path
-            browser = {**self.pad_browser_models, **browser_runs(records)}
-            values.append(gr.HTML(models=pad_models(browser)))
-        return values
-
-
 def curve_plot(label: str, y_title: str, elem_id: str, **kwargs) -> gr.LinePlot:
     """A live curve of ``curve_frames`` rows: the value by epoch, train against validation.
 
@@ -278,15 +139,6 @@ def curve_plot(label: str, y_title: str, elem_id: str, **kwargs) -> gr.LinePlot:
         elem_id=elem_id,
         **kwargs,
     )
-
-
-def browser_runs(records: Sequence[RunRecord]) -> dict[str, Path]:
-    """The runs the browser can run, by name: their web models."""
-    return {
-        record.name: record.web_model
-        for record in records
-        if not record.evicted and record.web_model is not None and record.web_model.is_file()
-    }
 
 
 def servable(path: Path) -> Path:
@@ -381,11 +233,25 @@ class TrainTab:
     runs: gr.Dataframe
     download: gr.DownloadButton
 
+    @property
+    def train_outputs(self) -> list[gr.Component]:
+        """What ``train`` fills, in order, before the model choice and the pad."""
+        dashboard = [self.per_class, self.per_digit, self.confusion, self.mistakes]
+        return [
+            self.summary,
+            self.status,
+            self.loss,
+            self.accuracy,
+            *dashboard,
+            self.runs,
+            self.download,
+        ]
+
 
 def build_train_tab(
     service: TrainingService,
     demo: gr.Blocks,
-    targets: SessionModels | None = None,
+    targets: ModelChoiceOutputs | None = None,
 ) -> TrainTab:
     """Lay out the Train tab inside the current ``gr.Tab`` and wire its events.
 
@@ -419,7 +285,9 @@ def build_train_tab(
                     if group == "Training":
                         knobs[TRAIN_SIZE] = train_size_component(service.caps.max_train_size)
         with gr.Column(scale=2, min_width=320):
-            status = gr.Markdown("Press **Start** to train.", elem_id="train-status")
+            status = gr.Markdown(
+                "Press **Start** to train.", label="Status", elem_id="train-status"
+            )
             with gr.Row():  # side by side on a laptop, one above the other on a phone
                 loss = curve_plot(
                     "Loss (cross-entropy)", "loss", "train-loss", min_width=CURVE_MIN_WIDTH
@@ -440,7 +308,9 @@ def build_train_tab(
     with gr.Row(equal_height=False):
         per_class = per_class_plot(elem_id="train-per-class")
         with gr.Column(min_width=MIN_CHART_WIDTH):  # a Markdown's own min_width is ignored
-            per_digit = gr.Markdown(elem_id="train-per-digit")
+            per_digit = gr.Markdown(
+                label="Per-digit precision, recall and F1", elem_id="train-per-digit"
+            )
     confusion, mistakes = confusion_and_mistakes("train-confusion", "train-mistakes")
     gr.Markdown("### Your runs\nEvery run of this tab, to compare recipes side by side.")
     runs = gr.Dataframe(
@@ -448,6 +318,8 @@ def build_train_tab(
         headers=RUN_COLUMNS,
         interactive=False,
         wrap=True,
+        label="Your runs",
+        show_label=False,  # the heading above says it
         elem_id="train-runs",
     )
 
@@ -467,20 +339,26 @@ def build_train_tab(
         runs=runs,
         download=download,
     )
-    _wire(tab, service, demo, targets or SessionModels())
+    _wire(tab, service, demo, targets or ModelChoiceOutputs())
     return tab
 
 
-def _wire(
-    tab: TrainTab,
-    service: TrainingService,
-    demo: gr.Blocks,
-    targets: SessionModels,
-) -> None:
-    dashboard = [tab.per_class, tab.per_digit, tab.confusion, tab.mistakes]
-    outputs = [tab.summary, tab.status, tab.loss, tab.accuracy, *dashboard, tab.runs]
-    outputs += [tab.download, *targets.outputs]
-    knob_names = [name for name in tab.knobs if name != TRAIN_SIZE]
+@dataclass(frozen=True)
+class TrainHandlers:
+    """The tab's handlers, plain functions of the service (tested without a server)."""
+
+    train: Callable  # (request, **knob values) -> streams the outputs of ``train_outputs``
+    stop: Callable  # (request) -> the status line
+    list_runs: Callable  # (request) -> the session's runs as a table
+    apply_preset: Callable  # (preset name) -> the preset's note, then each knob's value
+    end_session: Callable  # (request) -> None: the page closed
+
+
+def make_train_handlers(
+    service: TrainingService, knob_names: Sequence[str], targets: ModelChoiceOutputs
+) -> TrainHandlers:
+    """``train`` fills the tab's :meth:`TrainTab.train_outputs`, then ``targets``' outputs."""
+    targets_skip = [gr.skip()] * len(targets.outputs)  # they change only when a run is done
 
     def progress(snapshot: JobSnapshot, first: bool) -> list:
         loss, accuracy = curve_frames(snapshot)
@@ -496,7 +374,7 @@ def _wire(
             values += [None, "", None, [], gr.skip(), gr.DownloadButton(visible=False)]
         else:
             values += [gr.skip()] * 6
-        return values + [gr.skip()] * (len(outputs) - len(values))
+        return values + targets_skip
 
     def finished(snapshot: JobSnapshot, session: str) -> list:
         record = snapshot.record
@@ -557,10 +435,21 @@ def _wire(
     def end_session(request: gr.Request) -> None:
         service.end_session(session_of(request))
 
+    return TrainHandlers(train, stop, list_runs, apply_preset, end_session)
+
+
+def _wire(
+    tab: TrainTab,
+    service: TrainingService,
+    demo: gr.Blocks,
+    targets: ModelChoiceOutputs,
+) -> None:
+    knob_names = [name for name in tab.knobs if name != TRAIN_SIZE]
+    handlers = make_train_handlers(service, knob_names, targets)
     tab.start.click(
-        train,
+        handlers.train,
         inputs_kwargs=tab.knobs,
-        outputs=outputs,
+        outputs=[*tab.train_outputs, *targets.outputs],
         api_name="train",
         # Raw values: the knobs are parsed and checked by digitnet.jobs, one message each,
         # where a slider's own check would say "Value 200 is greater than maximum value 100".
@@ -569,12 +458,12 @@ def _wire(
         trigger_mode="once",
         show_progress="minimal",
     )
-    tab.stop.click(stop, None, tab.status, api_name="stop", concurrency_limit=None)
+    tab.stop.click(handlers.stop, None, tab.status, api_name="stop", concurrency_limit=None)
     tab.preset.change(
-        apply_preset,
+        handlers.apply_preset,
         tab.preset,
         [tab.preset] + [tab.knobs[name] for name in knob_names],
         api_visibility="private",
     )
-    demo.load(list_runs, None, tab.runs, api_name="runs")
-    demo.unload(end_session)
+    demo.load(handlers.list_runs, None, tab.runs, api_name="runs")
+    demo.unload(handlers.end_session)

@@ -69,23 +69,38 @@ LOOK_INSIDE_OTHER = "### Look inside\nNo first-layer view for a {name}."
 
 
 @dataclass(frozen=True)
-class WhyPanel:
-    """The panel's components, in the order ``why_outputs`` fills them."""
+class WhySaliency:
+    """The panel's half beside the 28×28 input (:func:`build_why_beside_input`)."""
 
     overlay: gr.Image
     runner_up_text: gr.Markdown
     runner_up_overlay: gr.Image
-    inside_text: gr.Markdown
-    inside_image: gr.Image
+
+
+@dataclass(frozen=True)
+class WhyInside:
+    """The panel's half under the input row (:func:`build_why_inside`)."""
+
+    text: gr.Markdown
+    image: gr.Image
+
+
+@dataclass(frozen=True)
+class WhyPanel:
+    """The panel's two halves, which sit apart on the page but are filled together."""
+
+    saliency: WhySaliency
+    inside: WhyInside
 
     @property
     def outputs(self) -> list:
+        """In the order ``why_outputs`` fills them."""
         return [
-            self.overlay,
-            self.runner_up_text,
-            self.runner_up_overlay,
-            self.inside_text,
-            self.inside_image,
+            self.saliency.overlay,
+            self.saliency.runner_up_text,
+            self.saliency.runner_up_overlay,
+            self.inside.text,
+            self.inside.image,
         ]
 
 
@@ -105,10 +120,9 @@ def pixel_image(label: str, elem_id: str, height: int, **kwargs) -> gr.Image:
     )
 
 
-def build_why_beside_input() -> tuple[gr.Image, gr.Markdown, gr.Image]:
+def build_why_beside_input() -> WhySaliency:
     """The panel's saliency half, meant to sit beside the 28×28 input: the overlay for the
-    answer, the runner-up's overlay and its line. Returns (overlay, text, runner-up overlay).
-    """
+    answer, the runner-up's overlay and its line."""
     with gr.Column(scale=4, min_width=280, elem_id="why"):
         gr.Markdown(WHY_INTRO)
         with gr.Row():
@@ -122,15 +136,15 @@ def build_why_beside_input() -> tuple[gr.Image, gr.Markdown, gr.Image]:
                 min_width=140,
             )
         runner_up_text = gr.Markdown(WHY_PROMPT, elem_id="why_runner_up")
-    return overlay, runner_up_text, runner_up_overlay
+    return WhySaliency(overlay, runner_up_text, runner_up_overlay)
 
 
-def build_why_inside() -> tuple[gr.Markdown, gr.Image]:
+def build_why_inside() -> WhyInside:
     """The panel's second half: the most active first-layer units or the feature maps."""
     with gr.Column(elem_id="why-inside-column"):
         inside_text = gr.Markdown(elem_id="why_inside_text")
         inside_image = pixel_image("Inside the model", "why_inside", INSIDE_HEIGHT)
-    return inside_text, inside_image
+    return WhyInside(inside_text, inside_image)
 
 
 def runner_up_markdown(explanation: Explanation) -> str:
