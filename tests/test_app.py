@@ -339,10 +339,32 @@ def test_a_browser_that_did_not_answer_the_chosen_model_gets_the_servers_answer(
 
 def test_classify_recognises_drawings(handlers, drawing_files):
     for path, digit in drawing_files:
-        confidences = handlers.classify(str(path), "MLP")
-        assert list(confidences) == DIGITS
-        assert max(confidences, key=confidences.get) == str(digit), path.name
+        answer = handlers.classify(str(path), "MLP")
+        confidences = {c["label"]: c["confidence"] for c in answer["confidences"]}
+        assert sorted(confidences) == DIGITS
+        assert answer["label"] == max(confidences, key=confidences.get) == str(digit), path.name
         assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_classify_says_not_a_digit_and_still_lists_the_ten(loaded):
+    from digitnet.calibration import Calibration, calibration_of, set_calibration
+    from digitnet.predict import classify_preprocessed
+    from digitnet.preprocess import canvas_to_mnist
+    from digitnet.ui.draw_tab import answer_text, label_value
+
+    model = loaded[0]["MLP"].model
+    shipped = calibration_of(model)
+    scribble = np.zeros((200, 200), np.float32)
+    scribble[30:170:9, 20:180] = 1.0
+    preprocessed = canvas_to_mnist(scribble)
+    try:
+        set_calibration(model, Calibration(reject_below=1.0))  # refuses everything
+        refused = classify_preprocessed(model, preprocessed)
+    finally:
+        set_calibration(model, shipped)
+    answer = label_value(refused)
+    assert answer["label"] == "not a digit" and len(answer["confidences"]) == 10
+    assert "doesn't look like a digit" in answer_text(refused)
 
 
 # Each bad upload and a word its one-line message must contain.

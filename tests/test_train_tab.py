@@ -207,7 +207,8 @@ def test_the_drawing_handlers_use_the_sessions_own_run(tmp_path, small_train_csv
     assert "run-1" not in draw.predict(value, "run-1", None, request=stranger)[-2]
     run_model = service.find_run("a", "run-1").model
     probs = predict_probs(run_model, preprocess_image_file(str(path)).image[None])[0]
-    confidences = draw.classify(str(path), "run-1", mine)
+    answer = draw.classify(str(path), "run-1", mine)
+    confidences = {c["label"]: c["confidence"] for c in answer["confidences"]}
     assert [confidences[d] for d in DIGITS] == pytest.approx(probs.tolist(), abs=1e-6)
 
 

@@ -24,7 +24,9 @@ from digitnet.dashboard import DIGITS
 from digitnet.errors import DigitnetError
 from digitnet.pad_value import PadDrawing, parse_pad_value
 from digitnet.predict import (
+    NOT_A_LABEL,
     Prediction,
+    answer_sentence,
     classify_preprocessed,
     preprocess_image_file,
 )
@@ -57,16 +59,21 @@ models learnt from were made."""
 
 
 def answer_text(prediction: Prediction) -> str:
+    return answer_sentence(prediction, PROMPT)
+
+
+def label_value(prediction: Prediction) -> dict | None:
+    """The ``classify`` API's answer: the label (``not a digit`` when the model refuses the
+    drawing) and all ten digits' confidences, most likely first."""
     if prediction.is_blank:
-        return PROMPT
-    probs = prediction.probs
-    best, second = np.argsort(probs, kind="stable")[::-1][:2]
-    if prediction.is_unsure:
-        return (
-            f"Not sure: maybe **{best}** ({100 * probs[best]:.0f}%) "
-            f"or **{second}** ({100 * probs[second]:.0f}%)"
-        )
-    return f"It's a **{best}** ({100 * probs[best]:.1f}% sure)"
+        return None
+    order = np.argsort(prediction.probs, kind="stable")[::-1]
+    return {
+        "label": str(order[0]) if prediction.is_digit else NOT_A_LABEL,
+        "confidences": [
+            {"label": str(digit), "confidence": float(prediction.probs[digit])} for digit in order
+        ],
+    }
 
 
 def confidences(prediction: Prediction) -> dict[str, float] | None:
@@ -230,7 +237,7 @@ def make_draw_handlers(
             preprocessed = preprocess_image_file(path)
         except DigitnetError as error:
             raise gr.Error(str(error)) from None
-        return confidences(classify_preprocessed(pick(choice, request).model, preprocessed))
+        return label_value(classify_preprocessed(pick(choice, request).model, preprocessed))
 
     def pick_example(event: gr.SelectData) -> dict:
         names = list(examples)
@@ -374,7 +381,7 @@ def build_draw_tab(
     example_gallery = build_example_gallery(examples)
     with gr.Accordion("Classify an image file", open=False):
         upload = gr.File(label="An image of a digit", file_types=["image"], elem_id="upload")
-        upload_label = gr.Label(num_top_classes=10, label="Answer")
+        upload_label = gr.JSON(label="Answer")
     _wire(tab, example_gallery, upload, upload_label)
     return tab
 
@@ -415,7 +422,7 @@ def build_example_gallery(examples: dict[str, Path]) -> gr.Gallery | None:
 
 
 def _wire(
-    tab: DrawTab, example_gallery: gr.Gallery | None, upload: gr.File, upload_label: gr.Label
+    tab: DrawTab, example_gallery: gr.Gallery | None, upload: gr.File, upload_label: gr.JSON
 ) -> None:
     handlers, pad, choice = tab.handlers, tab.pad, tab.choice
     pad.input(
