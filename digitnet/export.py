@@ -17,6 +17,7 @@ exported operations in NumPy: the reference the browser is tested against, and t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -257,6 +258,18 @@ def export_web(model: nn.Module, metadata: dict | None, out_path: str | Path) ->
         out_path = out_path.with_name(out_path.name + WEB_SUFFIX)
     data = web_bytes(model, metadata)
     return write_atomically(out_path, lambda temp: temp.write_bytes(data))
+
+
+def write_web_file(data: bytes, folder: str | Path, prefix: str) -> Path:
+    """Write web model bytes as ``folder/prefix-<content hash>.safetensors``; return the path.
+
+    Named by its content, so browsers may cache it for good. A file already there under that
+    name and size is the same model and is left as it is.
+    """
+    path = Path(folder) / f"{prefix}-{hashlib.sha256(data).hexdigest()[:16]}{WEB_SUFFIX}"
+    if path.is_file() and path.stat().st_size == len(data):
+        return path
+    return write_atomically(path, lambda temp: temp.write_bytes(data))
 
 
 def load_web(path: str | Path) -> WebModel:

@@ -38,9 +38,11 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout
 from digitnet.data import SAMPLE_DATA  # noqa: E402
-from digitnet.jobs import PRESETS, TRAINING, Job, TrainingService  # noqa: E402
+from digitnet.jobs import TRAINING, Job  # noqa: E402
+from digitnet.knobs import PRESETS  # noqa: E402
 from digitnet.machine import describe_machine  # noqa: E402
 from digitnet.train import EpochReport  # noqa: E402
+from digitnet.training_service import TrainingService  # noqa: E402
 
 TARGETS = (0.95, 0.975)
 SECTIONS = ("presets", "stop", "drawing", "api")

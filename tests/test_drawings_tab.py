@@ -34,11 +34,11 @@ import app  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.errors import DigitnetError  # noqa: E402
 from digitnet.finetune import MIN_DRAWINGS  # noqa: E402
-from digitnet.jobs import TrainingService  # noqa: E402
 from digitnet.predict import classify_preprocessed  # noqa: E402
 from digitnet.preprocess import canvas_to_mnist  # noqa: E402
 from digitnet.store import open_store  # noqa: E402
 from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
+from digitnet.training_service import TrainingService  # noqa: E402
 from digitnet.ui import drawings_tab  # noqa: E402
 from digitnet.ui.draw_tab import preprocess_pad_value  # noqa: E402
 

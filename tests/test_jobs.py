@@ -19,23 +19,18 @@ from digitnet.data import Digits
 from digitnet.evaluate import evaluate_drawings
 from digitnet.export import load_web, run_web
 from digitnet.finetune import FinetuneConfig, split_drawings
-from digitnet.jobs import (
-    CANCELLED,
-    DONE,
-    PRESETS,
-    QUEUED,
-    TRAINING,
-    Caps,
-    FinetuneRequest,
-    TrainingRefused,
-    TrainingService,
-    parameter_count,
-    parse_knobs,
-    service_from_environ,
-)
+from digitnet.jobs import CANCELLED, DONE, QUEUED, TRAINING, FinetuneRequest
+from digitnet.knobs import PRESETS, parse_knobs
 from digitnet.model import ModelConfig, build_model, count_parameters
 from digitnet.runs import prepare_data
 from digitnet.train import EpochReport, StepReport, TrainConfig
+from digitnet.training_service import (
+    Caps,
+    TrainingRefused,
+    TrainingService,
+    parameter_count,
+    service_from_environ,
+)
 
 TINY = {"hidden_sizes": "16", "epochs": 2, "augment": False, "batch_size": 32}
 # Long enough that it is still training when a test acts on it: augmentation costs ~10 ms a

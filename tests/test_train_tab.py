@@ -28,16 +28,15 @@ from digitnet.jobs import (  # noqa: E402
     CANCELLED,
     DONE,
     MEASURING,
-    PRESETS,
     QUEUED,
     TRAINING,
     JobSnapshot,
-    TrainingService,
-    knob_fields,
 )
+from digitnet.knobs import PRESETS, knob_fields  # noqa: E402
 from digitnet.predict import predict_probs, preprocess_image_file  # noqa: E402
 from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
 from digitnet.train import EpochReport, StepReport, TrainConfig  # noqa: E402
+from digitnet.training_service import TrainingService  # noqa: E402
 from digitnet.ui import train_tab  # noqa: E402
 from digitnet.ui.dashboard_tab import make_dashboard_handler  # noqa: E402
 from digitnet.ui.draw_tab import make_draw_handlers  # noqa: E402

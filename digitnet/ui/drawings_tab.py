@@ -39,7 +39,7 @@ from digitnet.finetune import (
     drawings_from_store,
     trained_on_drawings,
 )
-from digitnet.jobs import FinetuneRequest, JobSnapshot, TrainingService
+from digitnet.jobs import FinetuneRequest, JobSnapshot
 from digitnet.predict import Prediction, classify_preprocessed, predict_probs
 from digitnet.preprocess import digits_to_inputs
 from digitnet.store import (
@@ -51,6 +51,7 @@ from digitnet.store import (
     open_store,
     resolve_db_path,
 )
+from digitnet.training_service import TrainingService
 from digitnet.ui.draw_tab import preprocess_pad_value
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import PadDrawing, parse_pad_value

@@ -31,22 +31,24 @@ from digitnet.errors import DigitnetError
 from digitnet.evaluate import format_per_class_table
 from digitnet.jobs import (
     CANCELLED,
-    DEFAULT_PRESET,
     FAILED,
     MEASURING,
-    MIN_TRAIN_SIZE,
     PREPARING,
-    PRESETS,
     QUEUED,
     RUN_COLUMNS,
     Job,
     JobSnapshot,
     RunRecord,
-    TrainingService,
+)
+from digitnet.knobs import (
+    DEFAULT_PRESET,
+    MIN_TRAIN_SIZE,
+    PRESETS,
     knob_fields,
     knob_help,
     knob_text,
 )
+from digitnet.training_service import TrainingService
 from digitnet.ui.dashboard_tab import (
     MIN_CHART_WIDTH,
     confusion_and_mistakes,
