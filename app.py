@@ -27,7 +27,8 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from digitnet.errors import DigitnetError  # noqa: E402
-from digitnet.training_service import TrainingService, service_from_environ  # noqa: E402
+from digitnet.service_settings import service_from_environ  # noqa: E402
+from digitnet.training_service import TrainingService  # noqa: E402
 from digitnet.ui import drawings_tab  # noqa: E402
 from digitnet.ui import models as ui_models  # noqa: E402
 from digitnet.ui.charts import PAGE_CSS  # noqa: E402

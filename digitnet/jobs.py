@@ -8,9 +8,11 @@ the table row a UI shows.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,24 +31,71 @@ DONE = "done"
 FAILED = "failed"
 CANCELLED = "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
+TIME_CAP = "the server's time cap"  # the stop reason of a run that reached it
 
 
-@dataclass
+@dataclass(eq=False)
+class StoredRun:
+    """A saved run: its files, and its model loaded back from them to draw against.
+
+    Identical requests share one; each session that has it holds a :class:`RunRecord` in
+    ``records``, and the files go when the last record does.
+    """
+
+    key: str  # what was trained (TrainingService.identity); unique for a fine-tune
+    model: nn.Module | None  # None once deleted: the weights left the disk and memory
+    metadata: dict
+    config: TrainConfig
+    checkpoint: Path  # the stem: .safetensors, .json and .zip beside it, alone in its folder
+    web_model: Path | None = None  # the browser's copy, None if not exportable
+    size_bytes: int = 0
+    reports: tuple[StepReport | EpochReport, ...] = ()  # its live curves, for those who join
+    records: list[RunRecord] = field(default_factory=list)  # the sessions' records of it
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def deleted(self) -> bool:
+        return self.model is None
+
+    @property
+    def folder(self) -> Path:
+        return self.checkpoint.parent
+
+
+@dataclass(eq=False)
 class RunRecord:
-    """A finished run: its model (for drawing against), metadata, and checkpoint on disk."""
+    """A session's finished run: its own name for a stored run (which it may share)."""
 
     name: str
     session: str
-    model: nn.Module | None  # None once evicted: the weights left the disk and memory
-    metadata: dict
-    config: TrainConfig
-    checkpoint: Path  # the stem: .safetensors, .json and .zip beside it
-    web_model: Path | None = None  # the browser's copy (export_web), None if not exportable
+    stored: StoredRun
+    removed: str | None = None  # why the run is gone ("oldest"...); None while it is kept
     created: float = field(default_factory=time.time)
 
     @property
     def evicted(self) -> bool:
-        return self.model is None
+        return self.removed is not None
+
+    @property
+    def model(self) -> nn.Module | None:
+        """The weights to draw against; None once the run is removed."""
+        return None if self.evicted else self.stored.model
+
+    @property
+    def metadata(self) -> dict:
+        return self.stored.metadata
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.stored.config
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.stored.checkpoint
+
+    @property
+    def web_model(self) -> Path | None:
+        return self.stored.web_model
 
     @property
     def download(self) -> Path:
@@ -105,7 +154,7 @@ class RunRecord:
             "note": "; ".join(
                 note
                 for note in (
-                    "removed (oldest)" if self.evicted else "",
+                    f"removed ({self.removed})" if self.evicted else "",
                     f"fine-tuned {summary['finetune']['base_model']}"
                     if "finetune" in summary
                     else "",
@@ -174,6 +223,8 @@ class JobSnapshot:
     train_size: int | None  # digits actually trained on, once known
     started: float | None  # time.monotonic() when training began
     measurements: tuple[FinetuneReport, ...] = ()  # a fine-tune's figures (epoch 0: before)
+    wait_seconds: float | None = None  # while queued: the estimated time until it starts
+    sessions: int = 1  # sessions following this training (identical requests share it)
 
     @property
     def finished(self) -> bool:
@@ -208,7 +259,10 @@ class JobSnapshot:
             "total_steps": step.total_steps if step else None,
             "val_accuracy": validated[-1].val_accuracy if validated else None,
             "seconds": round(step.seconds, 2) if step else 0.0,
+            "sessions": self.sessions,
         }
+        if self.wait_seconds is not None:
+            progress["wait_seconds"] = round(self.wait_seconds)
         if self.stop_reason:
             progress["stop_reason"] = self.stop_reason
         if self.error:
@@ -216,34 +270,43 @@ class JobSnapshot:
         return progress
 
 
-class Job:
-    """One visitor's training request, from the queue to a saved run."""
+class Training:
+    """The work behind one or more identical jobs: trained once, followed by each.
+
+    The service's worker moves it through the states and adds its reports; it goes on while
+    at least one job follows it.
+    """
 
     def __init__(
         self,
-        session: str,
-        name: str,
+        key: str,
         config: TrainConfig,
         train_size: int | None,
         finetune: FinetuneRequest | None = None,
+        *,
+        estimate: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.id = uuid.uuid4().hex[:12]
-        self.session = session
-        self.name = name
+        self.key = key
         self.config = config
         self.train_size = train_size
         self.finetune = finetune
+        self.estimate = estimate  # seconds the whole run is expected to take
+        self.clock = clock
+        self.jobs: list[Job] = []  # the jobs following it, first the one that asked first
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._discard = False  # a cancelled job is not saved
+        self._discard = False  # a cancelled training is not saved
         self._state = QUEUED
         self._version = 0
         self._position = 0
+        self._starts_at: float | None = None  # clock() when it is expected to start
+        self._picked_at: float | None = None  # clock() when the worker took it
         self._reports: list[StepReport | EpochReport] = []
         self._measurements: list[FinetuneReport] = []
         self._stop_reason: str | None = None
         self._error: str | None = None
-        self._record: RunRecord | None = None
         self._train_count: int | None = None
         self._started: float | None = None
         self._deadline: float | None = None
@@ -257,24 +320,12 @@ class Job:
         return self._state in FINISHED
 
     @property
-    def version(self) -> int:
-        return self._version
+    def discarded(self) -> bool:
+        return self._discard
 
-    def snapshot(self) -> JobSnapshot:
-        with self._lock:
-            return JobSnapshot(
-                name=self.name,
-                state=self._state,
-                version=self._version,
-                position=self._position,
-                reports=tuple(self._reports),
-                stop_reason=self._stop_reason,
-                error=self._error,
-                record=self._record,
-                train_size=self._train_count,
-                started=self._started,
-                measurements=tuple(self._measurements),
-            )
+    @property
+    def stop_reason(self) -> str | None:
+        return self._stop_reason
 
     def stop(self, reason: str = "stopped by you") -> None:
         """End training after the step in progress; the best weights so far are kept."""
@@ -285,37 +336,116 @@ class Job:
         self._stop.set()
 
     def cancel(self, reason: str = "cancelled") -> None:
-        """Stop and throw the run away (its visitor has gone)."""
+        """Stop and throw the run away (nobody follows it any more)."""
         self._discard = True
         self.stop(reason)
 
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
+    def start_clock(self, seconds: float) -> None:
+        """The run must end ``seconds`` from now (the server's time cap)."""
+        self._deadline = self.clock() + seconds
 
-    def _should_stop(self) -> bool:
+    def past_deadline(self) -> bool:
+        return self._deadline is not None and self.clock() > self._deadline
+
+    def should_stop(self) -> bool:
         """Polled by the training loop before every step."""
         if self._stop.is_set():
             return True
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            self.stop("the server's time cap")
+        if self.past_deadline():
+            self.stop(TIME_CAP)
             return True
         return False
 
-    def _update(self, **changes) -> None:
+    def update(self, **changes) -> None:
         with self._lock:
             for name, value in changes.items():
                 setattr(self, "_" + name, value)
             self._version += 1
 
-    def _add(self, report: StepReport | EpochReport) -> None:
+    def add(self, report: StepReport | EpochReport) -> None:
         with self._lock:
             self._reports.append(report)
             self._version += 1
 
-    def _measured(self, report: FinetuneReport) -> None:
+    def measured(self, report: FinetuneReport) -> None:
         with self._lock:
             self._measurements.append(report)
+            self._version += 1
+
+    def snapshot(self, name: str) -> JobSnapshot:
+        with self._lock:
+            waiting = self._state == QUEUED and self._starts_at is not None
+            return JobSnapshot(
+                name=name,
+                state=self._state,
+                version=self._version,
+                position=self._position,
+                reports=tuple(self._reports),
+                stop_reason=self._stop_reason,
+                error=self._error,
+                record=None,
+                train_size=self._train_count,
+                started=self._started,
+                measurements=tuple(self._measurements),
+                wait_seconds=max(0.0, self._starts_at - self.clock()) if waiting else None,
+                sessions=len(self.jobs),
+            )
+
+
+class Job:
+    """One visitor's request, from the queue to a saved run: their view of a :class:`Training`
+    (which identical requests of other visitors may share)."""
+
+    def __init__(self, session: str, name: str, training: Training):
+        self.session = session
+        self.name = name
+        self.training = training
+        self._lock = threading.Lock()
+        self._left: str | None = None  # why this job left its training (it is then cancelled)
+        self._record: RunRecord | None = None
+        self._version = 0
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.training.config
+
+    @property
+    def state(self) -> str:
+        if self._left is not None:
+            return CANCELLED
+        state = self.training.state
+        if state == DONE and self._record is None:
+            return CANCELLED  # its training was saved without it
+        return state
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def version(self) -> int:
+        return self.training._version + self._version
+
+    def snapshot(self) -> JobSnapshot:
+        snapshot = self.training.snapshot(self.name)
+        with self._lock:
+            return dataclasses.replace(
+                snapshot,
+                state=self.state,
+                version=snapshot.version + self._version,
+                stop_reason=self._left or snapshot.stop_reason,
+                record=self._record,
+            )
+
+    def leave(self, reason: str) -> None:
+        """This visitor no longer follows the training: the job ends, cancelled."""
+        with self._lock:
+            self._left = reason
+            self._version += 1
+
+    def done(self, record: RunRecord) -> None:
+        with self._lock:
+            self._record = record
             self._version += 1
 
 

@@ -1,9 +1,12 @@
-"""Training on a shared server: one run at a time, a first-come queue, runs private to a session.
+"""Training on a shared server: a first-come queue, one worker, runs that belong to sessions.
 
-A UI hands :meth:`TrainingService.submit` a visitor's knobs and session key; one worker thread
-trains the queued jobs in order (each a :class:`digitnet.train.TrainingRun`), then measures and
-saves each run as a checkpoint in ``runs_dir`` and keeps at most ``keep_runs`` of them on disk,
-the oldest removed first. A UI follows a :class:`~digitnet.jobs.Job` through its snapshots.
+A UI hands :meth:`TrainingService.submit` a visitor's knobs and session key. Admission
+(:mod:`digitnet.admission`) refuses what is over a cap before anything is built. A request
+identical to a run in progress joins it; one identical to a finished run gets it at once;
+anything else waits in the queue, one per session. One worker thread trains the queued runs
+in order (each a :class:`digitnet.train.TrainingRun`) under a time cap covering the whole
+run, then measures and saves each as a checkpoint in ``runs_dir``;
+:class:`digitnet.session_runs.SessionRuns` keeps them per session within the disk's caps.
 
 Nothing happens at import or construction: the worker starts with the first job.
 """
@@ -12,29 +15,31 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
+import json
 import logging
+import math
 import os
-import re
 import shutil
 import sys
 import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from digitnet.checkpoint import load_checkpoint, save_checkpoint
+from digitnet.admission import Caps, RunCost, TrainingRefused, run_cost
+from digitnet.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from digitnet.config import ConfigError
-from digitnet.data import DATA_ENV, SAMPLE_DATA, Digits, load_training_sources
+from digitnet.data import SAMPLE_DATA, Digits, load_training_sources
 from digitnet.errors import DigitnetError
 from digitnet.evaluate import drawing_accuracy, drawing_inputs
-from digitnet.export import web_bytes, write_web_file
+from digitnet.export import export_beside
 from digitnet.finetune import FinetuneReport, FinetuneRun, finetune_train_config
 from digitnet.jobs import (
     CANCELLED,
@@ -43,83 +48,41 @@ from digitnet.jobs import (
     MEASURING,
     PREPARING,
     QUEUED,
+    TIME_CAP,
     TRAINING,
     FinetuneRequest,
     Job,
     RunRecord,
+    StoredRun,
+    Training,
 )
 from digitnet.knobs import parse_knobs
-from digitnet.model import ModelConfig, build_model, count_parameters
 from digitnet.runs import PreparedData, prepare_data, run_metadata
+from digitnet.session_runs import SessionRuns
 from digitnet.train import TrainConfig, TrainingRun, resolve_device
+
+__all__ = ["Caps", "TrainingRefused", "TrainingService"]
 
 log = logging.getLogger(__name__)
 
 REPORTS_PER_EPOCH = 5  # step reports per epoch: a live curve moves inside long epochs
 DRAWINGS_MEASURED = 200  # canvas-like renders each run is measured on
 DRAWING_SPLITS_KEPT = 4  # splits (val_fraction, seed) whose rendered drawings are kept
-# The folders this service makes (a job id); eviction touches nothing else in runs_dir.
-RUN_FOLDER = re.compile(r"^[0-9a-f]{12}$")
-
-
-class TrainingRefused(DigitnetError):
-    """A run this server will not take: over a cap, a full queue, or one already going."""
-
-
-@dataclass(frozen=True)
-class Caps:
-    """What one visitor may ask of a shared server, so nobody can hold it. Stated to users."""
-
-    max_epochs: int = 100
-    max_train_size: int = 10_000  # digits trained on
-    max_seconds: float = 120.0  # training wall time; at the cap a run stops and keeps its best
-    max_parameters: int = 2_000_000  # memory: the default MLP has 669,706
-    max_batch_size: int = 512  # memory: a CNN's activations grow with the batch
-    max_queue: int = 10  # runs waiting at once
-
-    def describe(self) -> str:
-        """One sentence for the page and the README."""
-        return (
-            f"at most {self.max_epochs} epochs, {self.max_train_size:,} training digits, "
-            f"{self.max_seconds:g} s of training, {self.max_parameters:,} parameters and "
-            f"batches of {self.max_batch_size} per run; one run per visitor at a time, "
-            f"{self.max_queue} waiting at most"
-        )
-
-    def check(self, config: TrainConfig, train_size: int) -> None:
-        """Raise a one-line TrainingRefused for the first cap ``config`` goes over."""
-        if config.epochs > self.max_epochs:
-            raise TrainingRefused(
-                f"epochs: at most {self.max_epochs} on this server, got {config.epochs}"
-            )
-        if config.batch_size > self.max_batch_size:
-            raise TrainingRefused(
-                f"batch_size: at most {self.max_batch_size} on this server, got {config.batch_size}"
-            )
-        if train_size > self.max_train_size:
-            raise TrainingRefused(
-                f"train_size: at most {self.max_train_size:,} digits on this server, "
-                f"got {train_size:,}"
-            )
-        parameters = parameter_count(config.model)
-        if parameters > self.max_parameters:
-            raise TrainingRefused(
-                f"the model has {parameters:,} parameters, over this server's "
-                f"{self.max_parameters:,}; use fewer or smaller layers"
-            )
-
-
-def parameter_count(config: ModelConfig) -> int:
-    """Parameters of the model ``config`` builds, without allocating its weights."""
-    with torch.device("meta"):  # shapes only: a visitor's 10 GB model costs nothing to count
-        return count_parameters(build_model(config))
+# What a run's identity covers besides its config and data: bump it when the same config
+# and data would train or save a different run, so no stale run is handed out as identical.
+RUN_FORMAT_VERSION = 1
+# Multiply-adds a second one training thread does, for queue estimates until a run is
+# measured (the default MLP on this 2-core machine: about 2e10 without augmentation).
+FIRST_THROUGHPUT = 1e10
+RUN_OVERHEAD_S = 2.0  # loading, measuring and saving, for the same estimates
 
 
 class TrainingService:
-    """One trainer per server: a FIFO queue of jobs, one worker thread, private runs.
+    """One trainer per server: a FIFO queue, one worker thread, runs kept per session.
 
     ``session`` is any string that identifies a visitor (the app uses Gradio's session
-    hash); runs are listed and found only by their own session.
+    hash); runs are listed and found only by their own session. ``keep_runs`` is each
+    session's quota; ``max_stored_runs`` and ``max_disk_mb`` cap the disk across sessions.
 
     Drawing must stay responsive while a run trains:
     - ``torch_threads`` is set with ``torch.set_num_threads`` before each run. The setting is
@@ -134,130 +97,137 @@ class TrainingService:
         runs_dir: str | Path = "runs/app",
         *,
         caps: Caps | None = None,
-        keep_runs: int = 20,
+        keep_runs: int = 5,
+        max_stored_runs: int = 100,
+        max_disk_mb: float = 2000,
         data_paths: list[str | Path] | None = None,
         drawings: int = DRAWINGS_MEASURED,
         torch_threads: int | None = 1,
         nice: int = 10,
         device: str = "auto",
+        clock: Callable[[], float] = time.monotonic,
     ):
         if keep_runs < 1:
             raise ConfigError(f"keep_runs must be at least 1, got {keep_runs}")
         self.runs_dir = Path(runs_dir)
         self.caps = caps or Caps()
-        self.keep_runs = keep_runs
+        self.shelf = SessionRuns(
+            self.runs_dir,
+            keep_runs=keep_runs,
+            max_stored=max_stored_runs,
+            max_bytes=int(max_disk_mb * 1e6),
+            clock=clock,
+        )
         self.data_paths = list(data_paths or [SAMPLE_DATA])
         self.drawings = drawings
         self.torch_threads = torch_threads
         self.nice = nice
         self.device = device
+        self.clock = clock
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
-        self._queue: collections.deque[Job] = collections.deque()
-        self._current: Job | None = None
-        self._runs: dict[str, list[RunRecord]] = {}
+        self._queue: collections.deque[Training] = collections.deque()
+        self._current: Training | None = None
+        self._active: dict[str, Job] = {}  # each session's queued or running job
         self._counters: dict[tuple[str, str], int] = {}
         self._worker: threading.Thread | None = None
         self._closing = False
         self._data: tuple[Digits, list[dict]] | None = None
+        self._data_print = _files_fingerprint(self.data_paths)
+        self._throughput = FIRST_THROUGHPUT
         self._drawing_inputs: dict[tuple, np.ndarray] = {}  # by split: (N, 28, 28) float32
+
+    @property
+    def keep_runs(self) -> int:
+        """How many runs each session keeps."""
+        return self.shelf.keep_runs
 
     # -- what a UI calls -------------------------------------------------------
 
     def submit(self, session: str, values: Mapping[str, object]) -> Job:
-        """Queue a run of these raw knob values for ``session``; raise one line if refused."""
+        """Queue a run of these raw knob values for ``session``, or join or hand over an
+        identical one; raise one line if refused. Builds nothing: a refusal costs nothing."""
         config, train_size = parse_knobs(values)
+        train_count, val_count = self._split_sizes(config, train_size)
+        self.caps.check_shape(config, train_count if train_size is None else train_size)
+        cost = self.caps.check_work(run_cost(config, train_count, val_count, self.drawings))
         config = config.replace(device=self.device)
         resolve_device(config.device)  # an unavailable device is refused now, not in the worker
-        self.caps.check(config, train_size or 0)
-        return self._enqueue(session, "run", config, train_size)
+        key = self.identity(config, train_size)
+        return self._enqueue(session, "run", config, train_size, cost, key)
 
     def submit_finetune(self, session: str, request: FinetuneRequest) -> Job:
         """Queue a fine-tune of ``request.model`` on the drawings (mixed with MNIST) for
         ``session``, in the same queue as runs and under the same caps; its result is a run
         named ``tuned-N``."""
         config = finetune_train_config(request.metadata, request.settings)
-        config = config.replace(device=self.device)
-        resolve_device(config.device)
         # The MNIST half of the mix is the base's own training split, as any run's; the
         # drawings are what a visitor brings, so they are what the training-size cap counts.
-        self.caps.check(config, request.drawings.count)
-        return self._enqueue(session, "tuned", config, None, request)
+        self.caps.check_shape(config, request.drawings.count)
+        mnist_train, val_count = self._split_sizes(config, None)
+        trained_on = mnist_train + request.drawings.count
+        cost = self.caps.check_work(run_cost(config, trained_on, val_count, self.drawings))
+        config = config.replace(device=self.device)
+        resolve_device(config.device)
+        key = f"finetune-{uuid.uuid4().hex}"  # never identical: the drawings change
+        return self._enqueue(session, "tuned", config, None, cost, key, request)
 
-    def _enqueue(
-        self,
-        session: str,
-        kind: str,
-        config: TrainConfig,
-        train_size: int | None,
-        finetune: FinetuneRequest | None = None,
-    ) -> Job:
-        with self._lock:
-            if self._closing:
-                raise TrainingRefused("the server is shutting down; try again in a minute")
-            if self._active_job(session) is not None:
-                raise TrainingRefused(
-                    "you already have a run queued or training; wait for it or press Stop"
-                )
-            if len(self._queue) >= self.caps.max_queue:
-                raise TrainingRefused(
-                    f"{len(self._queue)} runs are already waiting (the most this server "
-                    f"queues); try again in a few minutes"
-                )
-            key = (session, kind)  # run-1, run-2... and tuned-1, tuned-2... apart
-            self._counters[key] = self._counters.get(key, 0) + 1
-            name = f"{kind}-{self._counters[key]}"
-            job = Job(session, name, config, train_size, finetune)
-            self._queue.append(job)
-            self._reposition()
-            self._start_worker()
-            self._wakeup.notify_all()
-        return job
+    def identity(self, config: TrainConfig, train_size: int | None) -> str:
+        """What makes two runs the same run: config, digits trained on, data, format."""
+        what = {
+            "config": config.to_dict(),
+            "train_size": self.caps.max_train_size if train_size is None else train_size,
+            "data": self._data_print,
+            "drawings": self.drawings,
+            "format": [RUN_FORMAT_VERSION, FORMAT_VERSION],
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
     def stop(self, session: str) -> str | None:
         """Stop the session's running job (its best weights are kept), or cancel its queued
         one; return that job's name, or None when there was nothing to stop (a run being
-        measured has already stopped training)."""
+        measured has already stopped training). A run other sessions share goes on for
+        them: this session leaves it."""
         with self._lock:
             job = self._active_job(session)
             if job is None or job.state == MEASURING:
                 return None
-            if job.state == QUEUED:
-                self._dequeue(job, "cancelled before it started")
+            training = job.training
+            if len(training.jobs) > 1:
+                self._leave(job, "stopped by you; it goes on for the others training it")
+            elif job.state == QUEUED:
+                self._dequeue(training, "cancelled before it started")
             elif job.state == PREPARING:
-                job.cancel("stopped before training began")
+                training.cancel("stopped before training began")
             else:
-                job.stop()
+                training.stop()
             return job.name
 
     def cancel(self, job: Job, reason: str) -> None:
-        """Take ``job`` off the queue, or stop it and throw its run away."""
+        """``job``'s visitor has gone: it leaves its training, which ends if nobody is left."""
         with self._lock:
-            if job in self._queue:
-                self._dequeue(job, reason)
-            elif not job.finished:
-                job.cancel(reason)
+            if not job.finished:
+                self._leave(job, reason)
 
     def end_session(self, session: str) -> None:
         """The visitor has gone: cancel their queued or running job and forget their runs.
 
-        Their checkpoints stay on disk until evicted; nothing can reach them any more.
+        Their runs stay on disk until the disk needs room; nothing can reach them any more.
         """
         with self._lock:
             job = self._active_job(session)
-            self._runs.pop(session, None)
         if job is not None:
             self.cancel(job, "the session ended")
+        self.shelf.end_session(session)
+        self.shelf.free_disk()  # its runs are the first to go if the disk is over its caps
 
     def runs(self, session: str) -> list[RunRecord]:
-        """The session's finished runs, oldest first (evicted ones included, marked)."""
-        with self._lock:
-            return list(self._runs.get(session, []))
+        """The session's finished runs, oldest first (removed ones included, marked)."""
+        return self.shelf.runs(session)
 
     def find_run(self, session: str, name: str | None) -> RunRecord | None:
         """The session's run called ``name``, or None."""
-        with self._lock:
-            return next((r for r in self._runs.get(session, []) if r.name == name), None)
+        return self.shelf.find(session, name)
 
     def active_job(self, session: str) -> Job | None:
         with self._lock:
@@ -272,8 +242,8 @@ class TrainingService:
         """Cancel every job and end the worker (tests; a server's shutdown)."""
         with self._lock:
             self._closing = True
-            for job in list(self._queue):
-                self._dequeue(job, "the server is shutting down")
+            for training in list(self._queue):
+                self._dequeue(training, "the server is shutting down")
             if self._current is not None:
                 self._current.cancel("the server is shutting down")
             self._wakeup.notify_all()
@@ -281,99 +251,209 @@ class TrainingService:
         if worker is not None:
             worker.join(timeout)
 
-    # -- the worker ------------------------------------------------------------
+    # -- the queue ---------------------------------------------------------------
+
+    def _split_sizes(self, config: TrainConfig, train_size: int | None) -> tuple[int, int]:
+        """Digits a run trains and validates on: exact once the data is loaded, an upper
+        estimate before. Left out, ``train_size`` is the server's most."""
+        wanted = self.caps.max_train_size if train_size is None else train_size
+        fraction = config.val_fraction
+        if self._data is None:
+            return wanted, math.ceil(wanted * fraction / (1 - fraction))
+        total = len(self._data[0].labels)
+        val_count = math.ceil(total * fraction)
+        return min(wanted, total - val_count), val_count
+
+    def _enqueue(
+        self,
+        session: str,
+        kind: str,
+        config: TrainConfig,
+        train_size: int | None,
+        cost: RunCost,
+        key: str,
+        finetune: FinetuneRequest | None = None,
+    ) -> Job:
+        with self._lock:
+            if self._closing:
+                raise TrainingRefused("the server is shutting down; try again in a minute")
+            if self._active_job(session) is not None:
+                raise TrainingRefused(
+                    "you already have a run queued or training; wait for it or press Stop"
+                )
+            training = self._training_of(key)
+            stored = self.shelf.stored(key) if training is None else None
+            if training is None and stored is None and len(self._queue) >= self.caps.max_queue:
+                raise TrainingRefused(
+                    f"{len(self._queue)} runs are already waiting (the most this server "
+                    f"queues); try again in a few minutes"
+                )
+            counter = (session, kind)  # run-1, run-2... and tuned-1, tuned-2... apart
+            self._counters[counter] = self._counters.get(counter, 0) + 1
+            name = f"{kind}-{self._counters[counter]}"
+            if stored is not None:
+                return self._handed_over(session, name, stored)
+            if training is None:
+                estimate = cost.total / self._throughput + RUN_OVERHEAD_S
+                training = Training(
+                    key, config, train_size, finetune, estimate=estimate, clock=self.clock
+                )
+                self._queue.append(training)
+            job = Job(session, name, training)
+            training.jobs.append(job)
+            self._active[session] = job
+            self._reposition()
+            self._start_worker()
+            self._wakeup.notify_all()
+        return job
+
+    def _training_of(self, key: str) -> Training | None:
+        """The queued or running training of ``key`` that a new job may join."""
+        for training in (self._current, *self._queue):
+            if (
+                training is not None
+                and training.key == key
+                and not training.finished
+                and not training.discarded
+                and training.state != MEASURING
+            ):
+                return training
+        return None
+
+    def _handed_over(self, session: str, name: str, stored: StoredRun) -> Job:
+        """A job that is done at once: ``session``'s own record of a run already trained."""
+        training = Training(stored.key, stored.config, None, clock=self.clock)
+        job = Job(session, name, training)
+        job.done(self.shelf.add(session, name, stored))
+        data = stored.metadata.get("data", {})
+        training.update(
+            state=DONE, reports=list(stored.reports), train_count=data.get("train_count")
+        )
+        return job
 
     def _active_job(self, session: str) -> Job | None:
-        current = self._current
-        # A finished job may be current for a moment more: it no longer holds its session.
-        if current is not None and current.session == session and not current.finished:
-            return current
-        return next((job for job in self._queue if job.session == session), None)
+        job = self._active.get(session)
+        if job is not None and job.finished:
+            del self._active[session]
+            return None
+        return job
 
-    def _dequeue(self, job: Job, reason: str) -> None:
-        self._queue.remove(job)
-        job._discard = True
-        job.stop(reason)
-        job._update(state=CANCELLED, position=0)
+    def _leave(self, job: Job, reason: str) -> None:
+        training = job.training
+        job.leave(reason)
+        if job in training.jobs:
+            training.jobs.remove(job)
+        if self._active.get(job.session) is job:
+            del self._active[job.session]
+        if not training.jobs and not training.finished:
+            if training in self._queue:
+                self._dequeue(training, reason)
+            else:
+                training.cancel(reason)
+        self._reposition()
+
+    def _dequeue(self, training: Training, reason: str) -> None:
+        self._queue.remove(training)
+        training.cancel(reason)
+        training.update(state=CANCELLED, position=0)
         self._reposition()
 
     def _reposition(self) -> None:
-        ahead = 1 if self._current is not None and not self._current.finished else 0
-        for index, job in enumerate(self._queue):
-            if job._position != ahead + index:
-                job._update(position=ahead + index)
+        """Each queued training's place and expected start, from the estimates ahead."""
+        now = self.clock()
+        current = self._current
+        ahead = 0 if current is None or current.finished else 1
+        wait = 0.0
+        if ahead:
+            wait = max(0.0, current.estimate - (now - (current._picked_at or now)))
+        for index, training in enumerate(self._queue):
+            if training._position != ahead + index or training._starts_at is None:
+                training.update(position=ahead + index, starts_at=now + wait)
+            wait += training.estimate
 
     def _start_worker(self) -> None:
         if self._worker is None or not self._worker.is_alive():
             self._worker = threading.Thread(target=self._work, name="digitnet-trainer", daemon=True)
             self._worker.start()
 
+    # -- the worker ------------------------------------------------------------
+
     def _work(self) -> None:
         _lower_priority(self.nice)
         _warm_up()
+        try:
+            self._digits()  # admission's sizes are exact from now on
+        except DigitnetError as error:
+            log.warning("could not load the training digits: %s", error)
         while True:
             with self._lock:
                 while not self._queue and not self._closing:
                     self._wakeup.wait()
                 if self._closing:
                     return
-                job = self._queue.popleft()
-                self._current = job
-                job._update(state=PREPARING, position=0)
+                training = self._queue.popleft()
+                self._current = training
+                training._picked_at = self.clock()
+                training.start_clock(self.caps.max_seconds)
+                training.update(state=PREPARING, position=0)
                 self._reposition()
-            try:
-                if job.finetune is not None:
-                    self._finetune(job)
-                else:
-                    self._train(job)
-            except DigitnetError as error:
-                job._update(state=FAILED, error=str(error))
-            except Exception as error:  # a bug: log it, tell the visitor, keep serving others
-                log.exception("training %s failed", job.name)
-                job._update(
-                    state=FAILED,
-                    error=f"training failed with an internal error ({type(error).__name__}); "
-                    f"the server's log has the details",
-                )
-            finally:
-                with self._lock:
-                    self._current = None
-                    self._reposition()
+            self._run(training)
 
-    def _train(self, job: Job) -> None:
-        if self.torch_threads is not None:
-            torch.set_num_threads(self.torch_threads)
-        data = self._prepare(job.config, job.train_size)
+    def _run(self, training: Training) -> None:
+        began = time.monotonic()
+        try:
+            if self.torch_threads is not None:
+                torch.set_num_threads(self.torch_threads)
+            if training.finetune is not None:
+                self._finetune(training)
+            else:
+                self._train(training)
+        except DigitnetError as error:
+            training.update(state=FAILED, error=str(error))
+        except Exception as error:  # a bug: log it, tell the visitor, keep serving others
+            log.exception("training %s failed", training.id)
+            training.update(
+                state=FAILED,
+                error=f"training failed with an internal error ({type(error).__name__}); "
+                f"the server's log has the details",
+            )
+        finally:
+            seconds = time.monotonic() - began
+            if training.state == DONE and seconds > RUN_OVERHEAD_S:
+                work = training.estimate - RUN_OVERHEAD_S
+                measured = work * self._throughput / max(seconds - RUN_OVERHEAD_S, 0.1)
+                self._throughput = 0.5 * self._throughput + 0.5 * measured
+            with self._lock:
+                self._current = None
+                self._reposition()
+
+    def _train(self, training: Training) -> None:
+        config = training.config
+        data = self._prepare(config, training.train_size)
         train_inputs, train_labels = data.train
-        steps_per_epoch = -(-len(train_labels) // job.config.batch_size)
+        steps_per_epoch = -(-len(train_labels) // config.batch_size)
         run = TrainingRun(
-            job.config,
+            config,
             train_inputs,
             train_labels,
             *data.val,
             report_every=max(1, steps_per_epoch // REPORTS_PER_EPOCH),
-            stop_when=job._should_stop,
+            stop_when=training.should_stop,
         )
-        job._deadline = time.monotonic() + self.caps.max_seconds
-        job._update(state=TRAINING, train_count=len(train_labels), started=time.monotonic())
+        training.update(state=TRAINING, train_count=len(train_labels), started=time.monotonic())
         for report in run:
-            job._add(report)
+            training.add(report)
         result = run.result
-        if job._discard:
-            job._update(state=CANCELLED)
+        if training.discarded:
+            training.update(state=CANCELLED)
             return
-        job._update(state=MEASURING)
-        metadata = run_metadata(
-            result, job.config, data, extra={"run": job.name, "stop_reason": job._stop_reason}
-        )
-        if self.drawings and len(data.val_index):
-            metadata["metrics"]["drawings"] = self._measure_drawings(result.model, job.config, data)
-        self._save_run(job, result.model, job.config, metadata)
+        training.update(state=MEASURING)
+        metadata = run_metadata(result, config, data, extra={"run": self._file_name(training)})
+        metadata = self._measured(training, metadata, result.model, config, data)
+        self._save_run(training, result.model, config, metadata)
 
-    def _finetune(self, job: Job) -> None:
-        if self.torch_threads is not None:
-            torch.set_num_threads(self.torch_threads)
-        request = job.finetune
+    def _finetune(self, training: Training) -> None:
+        request = training.finetune
         run = FinetuneRun(
             request.model,
             request.metadata,
@@ -382,80 +462,101 @@ class TrainingService:
             mnist=self._digits(),
             base_name=request.base_name,
             command=f"app: fine-tune {request.base_name} on the drawings",
-            stop_when=job._should_stop,
+            stop_when=training.should_stop,
         )
-        job._deadline = time.monotonic() + self.caps.max_seconds
         trained_on = len(run.training.labels)  # MNIST's training split plus repeated drawings
-        job._update(state=TRAINING, train_count=trained_on, started=time.monotonic())
+        training.update(state=TRAINING, train_count=trained_on, started=time.monotonic())
         for report in run:
             if isinstance(report, FinetuneReport):
-                job._measured(report)
+                training.measured(report)
                 if report.training is not None:
-                    job._add(report.training)  # validation here is MNIST's, as for any run
+                    training.add(report.training)  # validation here is MNIST's, as for any run
             else:
-                job._add(report)
-        if job._discard:
-            job._update(state=CANCELLED)
+                training.add(report)
+        if training.discarded:
+            training.update(state=CANCELLED)
             return
-        job._update(state=MEASURING)
+        training.update(state=MEASURING)
         result = run.result
-        metadata = {**result.metadata, "run": job.name, "stop_reason": job._stop_reason}
-        if self.drawings and len(run.mnist.val_index):
-            metadata["metrics"]["drawings"] = self._measure_drawings(
-                result.model, result.config, run.mnist
-            )
-        self._save_run(job, result.model, result.config, metadata)
+        metadata = {**result.metadata, "run": self._file_name(training)}
+        metadata = self._measured(training, metadata, result.model, result.config, run.mnist)
+        self._save_run(training, result.model, result.config, metadata)
 
-    def _save_run(self, job: Job, model: nn.Module, config: TrainConfig, metadata: dict) -> None:
-        """Save a trained model as the session's run: checkpoint, web model and zip."""
-        stem = self.runs_dir / job.id / job.name
+    def _measured(
+        self,
+        training: Training,
+        metadata: dict,
+        model: nn.Module,
+        config: TrainConfig,
+        data: PreparedData,
+    ) -> dict:
+        """``metadata`` with the drawings measured (unless past the time cap) and the reason
+        the run stopped early, if it did."""
+        if self.drawings and len(data.val_index) and not self._out_of_time(training, "drawing"):
+            metadata["metrics"]["drawings"] = self._measure_drawings(model, config, data)
+        metadata["stop_reason"] = training.stop_reason
+        return metadata
+
+    @staticmethod
+    def _file_name(training: Training) -> str:
+        """The run's files are named after the first job following it (run-1.safetensors)."""
+        jobs = list(training.jobs)
+        return jobs[0].name if jobs else "run"
+
+    @staticmethod
+    def _out_of_time(training: Training, what: str) -> bool:
+        """Past the time cap: the run is saved as it is, without ``what``."""
+        if not training.past_deadline():
+            return False
+        training.stop(TIME_CAP)
+        log.info("%s: past the time cap, saved without its %s", training.id, what)
+        return True
+
+    def _save_run(
+        self, training: Training, model: nn.Module, config: TrainConfig, metadata: dict
+    ) -> None:
+        """Save a trained model as every following session's run: checkpoint, web model, zip."""
+        stem = self.runs_dir / training.id / metadata["run"]
         weights, meta = save_checkpoint(stem, model, config, metadata)
         # Drawn against as it was saved: a strict reload proves the download works.
         model, saved_metadata = load_checkpoint(stem)
-        record = RunRecord(
-            job.name,
-            job.session,
+        web = None
+        if not self._out_of_time(training, "web model"):
+            web = export_beside(model, saved_metadata, stem)
+        with zipfile.ZipFile(stem.with_name(stem.name + ".zip"), "w") as archive:
+            archive.write(weights, weights.name)  # stored: weights don't shrink
+            archive.write(meta, meta.name)
+        stored = StoredRun(
+            training.key,
             model,
             saved_metadata,
             config,
             stem,
-            web_model=self._export_web(model, saved_metadata, stem),
+            web_model=web,
+            size_bytes=sum(path.stat().st_size for path in stem.parent.iterdir()),
+            reports=tuple(training._reports),
         )
-        with zipfile.ZipFile(record.download, "w") as archive:  # stored: weights don't shrink
-            archive.write(weights, weights.name)
-            archive.write(meta, meta.name)
         with self._lock:
-            if job._discard:  # the session ended while measuring
-                job._update(state=CANCELLED)
+            if training.discarded or not training.jobs:  # everyone left while measuring
+                training.update(state=CANCELLED)
                 shutil.rmtree(stem.parent, ignore_errors=True)
                 return
-            self._runs.setdefault(job.session, []).append(record)
-        self._evict()
-        job._update(state=DONE, record=record)
-
-    @staticmethod
-    def _export_web(model: nn.Module, metadata: dict, stem: Path) -> Path | None:
-        """The run as a web model beside its checkpoint, so the pad runs it in the browser.
-
-        A random part in its name keeps anyone from guessing its address from a run's name.
-        None where the model cannot be exported: the run then answers from the server.
-        """
-        try:
-            data = web_bytes(model, metadata)
-        except DigitnetError as error:
-            log.warning("%s answers from the server only: %s", stem.name, error)
-            return None
-        return write_web_file(data, stem.parent, f"{stem.name}-web-{uuid.uuid4().hex[:8]}")
+            for job in training.jobs:
+                job.done(self.shelf.add(job.session, job.name, stored))
+            training.update(state=DONE)
+        self.shelf.free_disk()
 
     def _prepare(self, config: TrainConfig, train_size: int | None) -> PreparedData:
-        """The digits (loaded once), split by the config; the first ``train_size`` train.
+        """The digits (loaded once), split by the config; the first ``train_size`` train
+        (left out: as many as the server allows).
 
         The validation digits depend only on the split, never on ``train_size``, so runs on
         500 and 7,200 digits are measured on the same digits and compare fairly.
         """
         digits, sources = self._digits(), self._data[1]
         data = prepare_data(config, digits=digits)
-        keep = data.train_index if train_size is None else data.train_index[:train_size]
+        wanted = self.caps.max_train_size if train_size is None else train_size
+        keep = data.train_index[:wanted]
         return dataclasses.replace(data, train_index=keep, sources=sources)
 
     def _digits(self) -> Digits:
@@ -477,67 +578,17 @@ class TrainingService:
             model, self._drawing_inputs[key], data.digits.labels[chosen], config.seed
         )
 
-    def _evict(self) -> None:
-        """Keep the newest ``keep_runs`` run folders; remove the rest and their models."""
-        if not self.runs_dir.is_dir():
-            return
-        folders = [
-            path
-            for path in self.runs_dir.iterdir()
-            if path.is_dir() and RUN_FOLDER.match(path.name)
-        ]
-        folders.sort(key=lambda path: path.stat().st_mtime)
-        doomed = folders[: max(0, len(folders) - self.keep_runs)]
-        if not doomed:
-            return
-        gone = {path.resolve() for path in doomed}
-        with self._lock:
-            for records in self._runs.values():
-                for record in records:
-                    if record.checkpoint.parent.resolve() in gone:
-                        record.model = None  # the weights go from memory with the files
-        for path in doomed:
-            shutil.rmtree(path, ignore_errors=True)
 
-
-# Environment variables a server reads for its training service, with what each sets.
-SETTINGS_ENV = {
-    "DIGITNET_RUNS_DIR": "the folder runs are saved in (default runs/app)",
-    "DIGITNET_KEEP_RUNS": "how many runs are kept on disk (default 20)",
-    "DIGITNET_MAX_EPOCHS": "the epochs cap (default 100)",
-    "DIGITNET_MAX_TRAIN_SIZE": "the training digits cap (default 10,000)",
-    "DIGITNET_MAX_TRAIN_SECONDS": "the training time cap in seconds (default 120)",
-}
-
-
-def service_from_environ(environ: Mapping[str, str]) -> TrainingService:
-    """A service set up by the variables in SETTINGS_ENV, trained on $DIGITNET_DATA or the
-    shipped sample. A bad value is a one-line ConfigError naming the variable."""
-
-    def read(name: str, default: float, kind: type = int) -> float:
-        text = environ.get(name, "").strip()
-        if not text:
-            return default
+def _files_fingerprint(paths: list[str | Path]) -> list[list]:
+    """The data files as a run's identity sees them: path, size and modification time."""
+    prints = []
+    for path in paths:
         try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or value <= 0:
-            raise ConfigError(f"{name}={text!r}: expected a positive number ({SETTINGS_ENV[name]})")
-        return value
-
-    defaults = Caps()
-    caps = Caps(
-        max_epochs=read("DIGITNET_MAX_EPOCHS", defaults.max_epochs),
-        max_train_size=read("DIGITNET_MAX_TRAIN_SIZE", defaults.max_train_size),
-        max_seconds=read("DIGITNET_MAX_TRAIN_SECONDS", defaults.max_seconds, float),
-    )
-    return TrainingService(
-        environ.get("DIGITNET_RUNS_DIR") or "runs/app",
-        caps=caps,
-        keep_runs=read("DIGITNET_KEEP_RUNS", 20),
-        data_paths=[environ.get(DATA_ENV) or SAMPLE_DATA],
-    )
+            info = os.stat(path)
+            prints.append([str(Path(path).resolve()), info.st_size, info.st_mtime_ns])
+        except OSError:
+            prints.append([str(path), None, None])  # loading will say what is wrong
+    return prints
 
 
 def _lower_priority(nice: int) -> None:

@@ -527,7 +527,7 @@ def _wire(
         """Train on the given knobs; stream progress; the first output is a JSON summary."""
         session = session_of(request)
         try:
-            job = service.submit(session, values)
+            job = await asyncio.to_thread(service.submit, session, values)
         except DigitnetError as error:
             raise gr.Error(str(error), print_exception=False) from None
         first = True
