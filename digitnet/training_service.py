@@ -543,8 +543,8 @@ class TrainingService:
                 return
             for job in training.jobs:
                 job.done(self.shelf.add(job.session, job.name, stored))
+            self.shelf.free_disk()  # before DONE: whoever sees the run done sees the disk settled
             training.update(state=DONE)
-        self.shelf.free_disk()
 
     def _prepare(self, config: TrainConfig, train_size: int | None) -> PreparedData:
         """The digits (loaded once), split by the config; the first ``train_size`` train
