@@ -293,6 +293,7 @@ class Training:
         self.train_size = train_size
         self.finetune = finetune
         self.estimate = estimate  # seconds the whole run is expected to take
+        self.work = 0.0  # its multiply-adds (digitnet.admission.run_cost)
         self.clock = clock
         self.jobs: list[Job] = []  # the jobs following it, first the one that asked first
         self._lock = threading.Lock()

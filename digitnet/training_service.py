@@ -295,9 +295,8 @@ class TrainingService:
                 return self._handed_over(session, name, stored)
             if training is None:
                 estimate = cost.total / self._throughput + RUN_OVERHEAD_S
-                training = Training(
-                    key, config, train_size, finetune, estimate=estimate, clock=self.clock
-                )
+                training = Training(key, config, train_size, finetune, clock=self.clock)
+                training.work, training.estimate = cost.total, estimate
                 self._queue.append(training)
             job = Job(session, name, training)
             training.jobs.append(job)
@@ -316,6 +315,7 @@ class TrainingService:
                 and not training.finished
                 and not training.discarded
                 and training.state != MEASURING
+                and training.stop_reason is None
             ):
                 return training
         return None
@@ -419,10 +419,9 @@ class TrainingService:
             )
         finally:
             seconds = time.monotonic() - began
-            if training.state == DONE and seconds > RUN_OVERHEAD_S:
-                work = training.estimate - RUN_OVERHEAD_S
-                measured = work * self._throughput / max(seconds - RUN_OVERHEAD_S, 0.1)
-                self._throughput = 0.5 * self._throughput + 0.5 * measured
+            if training.state == DONE and training.stop_reason is None:
+                measured = training.work / max(seconds - RUN_OVERHEAD_S, 0.5)
+                self._throughput = 0.5 * self._throughput + 0.5 * max(measured, 1e8)
             with self._lock:
                 self._current = None
                 self._reposition()
@@ -526,8 +525,11 @@ class TrainingService:
         with zipfile.ZipFile(stem.with_name(stem.name + ".zip"), "w") as archive:
             archive.write(weights, weights.name)  # stored: weights don't shrink
             archive.write(meta, meta.name)
+        key = training.key
+        if training.stop_reason not in (None, TIME_CAP):  # stopped early: not what others ask
+            key = f"{key}-stopped-{training.id}"
         stored = StoredRun(
-            training.key,
+            key,
             model,
             saved_metadata,
             config,

@@ -117,8 +117,9 @@ def bench_presets(service: TrainingService, quick: bool) -> None:
 def bench_stop(service: TrainingService, repeats: int, quick: bool) -> str:
     """Seconds from stop() to the training loop's end, with digitnet's recipe training."""
     latencies = []
-    for _ in range(repeats):
-        job = service.submit("bench", PRESETS["digitnet's recipe"])
+    for repeat in range(repeats):
+        # A seed of its own: an identical run would be handed over, already trained.
+        job = service.submit("bench", {**PRESETS["digitnet's recipe"], "seed": 1000 + repeat})
         while not (job.state == TRAINING and job.snapshot().last_step is not None):
             time.sleep(0.01)
         time.sleep(0.5 if quick else 2.0)

@@ -657,3 +657,15 @@ def test_one_sessions_run_survives_many_others(tmp_path, small_train_csv):
         assert all(service.find_run(f"learner-{s}", "run-1").model for s in range(1, 25, 2))
     finally:
         service.close()
+
+
+def test_a_run_stopped_early_is_not_handed_to_an_identical_request(service):
+    job = service.submit("a", LONG)
+    wait_for(lambda: training(job), "the run to train")
+    service.stop("a")
+    assert finish(job).record.summary()["stopped"] is True
+    again = service.submit("b", LONG)  # they asked for all 100 epochs: it trains anew
+    wait_for(lambda: training(again), "the new run to train")
+    assert again.training is not job.training
+    service.stop("b")
+    finish(again)
