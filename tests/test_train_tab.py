@@ -400,3 +400,16 @@ def test_the_benchmark_script_runs(capsys):
     out = capsys.readouterr().out
     assert "machine:" in out and "| tiny and fast | 0 | 1 |" in out
     assert "Stop -> training loop ended" in out
+
+
+def test_the_room_simulation_targets_only_this_machine(capsys):
+    from test_scripts import load_script
+
+    room = load_script("room_sim")
+    with pytest.raises(SystemExit):
+        room.parse_args(["--url", "http://example.com:7860"])
+    assert "only a server on this machine" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        room.parse_args(["--start", "--learners", "500"])
+    args = room.parse_args(["--url", "http://127.0.0.1:7860", "--phase", "same"])
+    assert args.phase == ["same"] and args.learners == 20
