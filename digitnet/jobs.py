@@ -1,9 +1,11 @@
-"""A training job's state as a UI follows it, and the run it ends in.
+"""A training's state as a UI follows it, and the runs it ends in.
 
-A :class:`Job` is one visitor's request from the queue to a saved run; the training service
-(:mod:`digitnet.training_service`) moves it through the states below, and a UI reads it
-through :meth:`Job.snapshot`. A :class:`RunRecord` is a finished run, with the summary and
-the table row a UI shows.
+A :class:`Training` is the work: trained once by the service's worker
+(:mod:`digitnet.training_service`), which moves it through the states below and adds its
+reports. A :class:`Job` is one visitor's request for it, with their own run name; identical
+requests of several visitors are jobs of one training. A UI reads a job through
+:meth:`Job.snapshot`. A :class:`StoredRun` is a saved run; each session that holds it has a
+:class:`RunRecord` of it, with the summary and the table row a UI shows.
 """
 
 from __future__ import annotations
