@@ -111,7 +111,7 @@ class TrainingService:
             raise ConfigError(f"keep_runs must be at least 1, got {keep_runs}")
         self.runs_dir = Path(runs_dir)
         self.caps = caps or Caps()
-        self.shelf = SessionRuns(
+        self.session_runs = SessionRuns(
             self.runs_dir,
             keep_runs=keep_runs,
             max_stored=max_stored_runs,
@@ -140,7 +140,7 @@ class TrainingService:
     @property
     def keep_runs(self) -> int:
         """How many runs each session keeps."""
-        return self.shelf.keep_runs
+        return self.session_runs.keep_runs
 
     # -- what a UI calls -------------------------------------------------------
 
@@ -218,16 +218,16 @@ class TrainingService:
             job = self._active_job(session)
         if job is not None:
             self.cancel(job, "the session ended")
-        self.shelf.end_session(session)
-        self.shelf.free_disk()  # its runs are the first to go if the disk is over its caps
+        self.session_runs.end_session(session)
+        self.session_runs.free_disk()  # its runs are the first to go if the disk is over its caps
 
     def runs(self, session: str) -> list[RunRecord]:
         """The session's finished runs, oldest first (removed ones included, marked)."""
-        return self.shelf.runs(session)
+        return self.session_runs.runs(session)
 
     def find_run(self, session: str, name: str | None) -> RunRecord | None:
         """The session's run called ``name``, or None."""
-        return self.shelf.find(session, name)
+        return self.session_runs.find(session, name)
 
     def active_job(self, session: str) -> Job | None:
         with self._lock:
@@ -282,7 +282,7 @@ class TrainingService:
                     "you already have a run queued or training; wait for it or press Stop"
                 )
             training = self._training_of(key)
-            stored = self.shelf.stored(key) if training is None else None
+            stored = self.session_runs.stored(key) if training is None else None
             if training is None and stored is None and len(self._queue) >= self.caps.max_queue:
                 raise TrainingRefused(
                     f"{len(self._queue)} runs are already waiting (the most this server "
@@ -324,7 +324,7 @@ class TrainingService:
         """A job that is done at once: ``session``'s own record of a run already trained."""
         training = Training(stored.key, stored.config, None, clock=self.clock)
         job = Job(session, name, training)
-        job.done(self.shelf.add(session, name, stored))
+        job.done(self.session_runs.add(session, name, stored))
         data = stored.metadata.get("data", {})
         training.update(
             state=DONE, reports=list(stored.reports), train_count=data.get("train_count")
@@ -544,8 +544,9 @@ class TrainingService:
                 shutil.rmtree(stem.parent, ignore_errors=True)
                 return
             for job in training.jobs:
-                job.done(self.shelf.add(job.session, job.name, stored))
-            self.shelf.free_disk()  # before DONE: whoever sees the run done sees the disk settled
+                job.done(self.session_runs.add(job.session, job.name, stored))
+            # Before DONE: whoever sees the run done sees the disk settled.
+            self.session_runs.free_disk()
             training.update(state=DONE)
 
     def _prepare(self, config: TrainConfig, train_size: int | None) -> PreparedData:

@@ -30,6 +30,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -171,25 +172,39 @@ def new_client(url: str):
 @dataclass
 class Outcome:
     who: str
-    seconds: float  # from the phase's start to the run (or the refusal)
+    sent: float  # time.monotonic() when /train was sent
     run: str | None = None
     refusal: str | None = None
     state: str | None = None
     answer_s: float = 0.0  # from sending /train to its answer
 
 
-def learn(url: str, who: str, knobs: dict, began: float, keep: list | None = None) -> Outcome:
-    """One learner: a session of their own sends /train and follows it to its run."""
-    client = new_client(url)
+def learn(
+    url: str, who: str, knobs: dict, gate: threading.Barrier | None = None, keep: list | None = None
+) -> Outcome:
+    """One learner: a session of their own sends /train and follows it to its run.
+
+    With a ``gate``, every learner's page is open (their session made) before any of them
+    presses Start: the time measured is the server's, not the clients' start-up.
+    """
+    try:
+        client = new_client(url)
+    except Exception as error:
+        if gate is not None:
+            gate.abort()  # the others go on without this one
+        return Outcome(who, time.monotonic(), refusal=f"could not connect: {first_line(error)}")
+    if gate is not None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            gate.wait(timeout=300)
     sent = time.monotonic()
     try:
         job = client.submit(**knobs, api_name="/train")
         for _ in job:  # the live updates, as the page draws them
             pass
         summary = job.result()[0]
-        outcome = Outcome(who, time.monotonic() - began, summary.get("run"), None, summary["state"])
+        outcome = Outcome(who, sent, summary.get("run"), None, summary["state"])
     except Exception as error:  # gradio_client's AppError carries the one-line refusal
-        outcome = Outcome(who, time.monotonic() - began, refusal=first_line(error))
+        outcome = Outcome(who, sent, refusal=first_line(error))
     outcome.answer_s = time.monotonic() - sent
     if keep is not None:
         keep.append(client)  # the session stays live
@@ -251,16 +266,17 @@ class Drawer:
 
 
 def crowd(url: str, requests: list[tuple[str, dict]], at_once: int, limit_s: float) -> list:
-    began = time.monotonic()
+    """Learners ``at_once`` at a time; when all are at once, they press Start together."""
+    gate = threading.Barrier(len(requests)) if at_once >= len(requests) else None
     with ThreadPoolExecutor(max_workers=at_once) as pool:
-        futures = [pool.submit(learn, url, who, knobs, began) for who, knobs in requests]
+        futures = [pool.submit(learn, url, who, knobs, gate) for who, knobs in requests]
+        deadline = time.monotonic() + limit_s
         outcomes = []
-        for future in futures:
-            remaining = max(1.0, limit_s - (time.monotonic() - began))
+        for (who, _), future in zip(requests, futures):
             try:
-                outcomes.append(future.result(timeout=remaining))
+                outcomes.append(future.result(timeout=max(1.0, deadline - time.monotonic())))
             except TimeoutError:
-                outcomes.append(Outcome("?", limit_s, refusal=f"no run within {limit_s:.0f} s"))
+                outcomes.append(Outcome(who, time.monotonic(), refusal="no answer in time"))
     return outcomes
 
 
@@ -270,10 +286,11 @@ def summarize(outcomes: list[Outcome]) -> list[str]:
     lines = [f"refused or not done: {len(refused)} of {len(outcomes)}"]
     lines += [f"  {o.who}: {o.refusal or o.state}" for o in refused[:5]]
     if done:
-        times = sorted(o.seconds for o in done)
+        start = min(o.sent for o in outcomes)
+        times = sorted(o.sent + o.answer_s - start for o in done)
         lines.append(
-            f"runs: first in {times[0]:.1f} s, median {np.median(times):.1f} s, "
-            f"last in {times[-1]:.1f} s"
+            f"runs, from the first Start: first in {times[0]:.1f} s, median "
+            f"{np.median(times):.1f} s, last in {times[-1]:.1f} s"
         )
     return lines
 
@@ -282,10 +299,11 @@ def phase_hostile(server: Server, args) -> list[str]:
     lines = []
     with Drawer(server.url) as drawer:
         time.sleep(2)  # predict from just before the requests arrive
+        gate = threading.Barrier(len(HOSTILE))  # both arrive together
         began = time.monotonic()
         with ThreadPoolExecutor(len(HOSTILE)) as pool:
             futures = {
-                name: pool.submit(learn, server.url, name, knobs, began)
+                name: pool.submit(learn, server.url, name, knobs, gate)
                 for name, knobs in HOSTILE.items()
             }
             for name, future in futures.items():
@@ -318,7 +336,7 @@ def phase_kept(server: Server, args) -> list[str]:
 
     knobs = {**TINY_AND_FAST, "epochs": 1}
     keep: list = []
-    first = learn(server.url, "first", {**knobs, "seed": 100}, time.monotonic(), keep)
+    first = learn(server.url, "first", {**knobs, "seed": 100}, keep=keep)
     if first.refusal or first.state != "done":
         return [f"the first learner got no run: {first.refusal or first.state}"]
     requests = [(f"other-{i}", {**knobs, "seed": 100 + i}) for i in range(1, args.others + 1)]
