@@ -34,6 +34,10 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
 TIME_CAP = "the server's time cap"  # the stop reason of a run that reached it
+# Redraws a second that all the pages following one training may cost together: each redraw
+# of the live curves costs the server ~15 ms of its event loop, and 20 pages redrawing 4 times
+# a second left the training thread (at a lower priority) a seventh of a core (room_sim.py).
+FOLLOWER_REDRAWS_PER_S = 16
 
 
 @dataclass(eq=False)
@@ -306,6 +310,7 @@ class Training:
         self._position = 0
         self._starts_at: float | None = None  # clock() when it is expected to start
         self._picked_at: float | None = None  # clock() when the worker took it
+        self._shown_at = 0.0  # time.monotonic() when a report last moved the version
         self._reports: list[StepReport | EpochReport] = []
         self._measurements: list[FinetuneReport] = []
         self._stop_reason: str | None = None
@@ -366,9 +371,15 @@ class Training:
             self._version += 1
 
     def add(self, report: StepReport | EpochReport) -> None:
+        """Add a report; a step report shows (moves the version) only as often as the jobs
+        following this training may redraw together, an epoch's end always."""
         with self._lock:
             self._reports.append(report)
-            self._version += 1
+            now = time.monotonic()
+            spacing = len(self.jobs) / FOLLOWER_REDRAWS_PER_S
+            if isinstance(report, EpochReport) or now - self._shown_at >= spacing:
+                self._version += 1
+                self._shown_at = now
 
     def measured(self, report: FinetuneReport) -> None:
         with self._lock:
