@@ -20,7 +20,16 @@ from digitnet.data import Digits
 from digitnet.evaluate import evaluate_drawings
 from digitnet.export import load_web, run_web
 from digitnet.finetune import FinetuneConfig, split_drawings
-from digitnet.jobs import CANCELLED, DONE, QUEUED, TIME_CAP, TRAINING, FinetuneRequest
+from digitnet.jobs import (
+    CANCELLED,
+    DONE,
+    QUEUED,
+    TIME_CAP,
+    TRAINING,
+    FinetuneRequest,
+    Job,
+    Training,
+)
 from digitnet.knobs import PRESETS, parse_knobs
 from digitnet.model import ModelConfig, build_model, count_parameters
 from digitnet.runs import prepare_data
@@ -669,3 +678,22 @@ def test_a_run_stopped_early_is_not_handed_to_an_identical_request(service):
     assert again.training is not job.training
     service.stop("b")
     finish(again)
+
+
+def test_many_followers_redraw_a_training_less_often(monkeypatch):
+    """Step reports move the version (a page's cue to redraw) at most 16 times a second
+    across all the jobs following one training; an epoch's end always does."""
+    clock = FakeClock()
+    monkeypatch.setattr("digitnet.jobs.time.monotonic", clock)
+    config, _ = parse_knobs(TINY)
+    alone, crowded = Training("a", config, None), Training("b", config, None)
+    crowded.jobs = [Job(f"s{i}", "run-1", crowded) for i in range(20)]
+    alone.jobs = [Job("s", "run-1", alone)]
+    for step in range(1, 4):  # a report every 0.1 s
+        clock.now += 0.1
+        for training in (alone, crowded):
+            training.add(StepReport(1, 2, step, 8, 1.0, 0.5, 1e-3, float(step)))
+    assert alone._version == 3  # one page: every report shows
+    assert crowded._version == 1  # twenty: the first, then nothing for 20/16 s
+    crowded.add(EpochReport(1, 2, 0.5, 0.8, 0.4, 0.9, 1e-3, 2.0, 4, True))
+    assert crowded._version == 2 and len(crowded.snapshot("run-1").reports) == 4
