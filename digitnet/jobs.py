@@ -11,6 +11,7 @@ requests of several visitors are jobs of one training. A UI reads a job through
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 import uuid
@@ -310,7 +311,7 @@ class Training:
         self._position = 0
         self._starts_at: float | None = None  # clock() when it is expected to start
         self._picked_at: float | None = None  # clock() when the worker took it
-        self._shown_at = 0.0  # time.monotonic() when a report last moved the version
+        self._shown_at = -math.inf  # time.monotonic() when a report last moved the version
         self._reports: list[StepReport | EpochReport] = []
         self._measurements: list[FinetuneReport] = []
         self._stop_reason: str | None = None
