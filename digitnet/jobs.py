@@ -22,8 +22,25 @@ from pathlib import Path
 from torch import nn
 
 from digitnet.finetune import DrawingSplit, FinetuneConfig, FinetuneReport
-from digitnet.knobs import SERVER_KNOBS, knob_text
+from digitnet.knobs import (
+    DEFAULT_PRESET,
+    MIN_TRAIN_SIZE,
+    PRESETS,
+    SERVER_KNOBS,
+    knob_fields,
+    knob_help,
+    knob_text,
+    parse_knobs,
+)
 from digitnet.train import EpochReport, StepReport, TrainConfig
+
+__all__ = [  # the knobs' names too: the Train tab's modules take them with the job states
+    "CANCELLED", "DONE", "FAILED", "FINISHED", "MEASURING", "PREPARING", "QUEUED", "TRAINING",
+    "TIME_CAP", "RUN_COLUMNS", "FinetuneRequest", "Job", "JobSnapshot", "RunRecord",
+    "StoredRun", "Training", "finetune_summary",
+    "DEFAULT_PRESET", "MIN_TRAIN_SIZE", "PRESETS", "knob_fields", "knob_help", "knob_text",
+    "parse_knobs",
+]  # fmt: skip
 
 # Job states, in the order a job goes through them (it may end early in FAILED or CANCELLED).
 QUEUED = "queued"
