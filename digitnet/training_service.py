@@ -314,7 +314,6 @@ class TrainingService:
                 and training.key == key
                 and not training.finished
                 and not training.discarded
-                and training.state != MEASURING
                 and training.stop_reason is None
             ):
                 return training
