@@ -27,8 +27,9 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from digitnet.errors import DigitnetError  # noqa: E402
-from digitnet.jobs import TrainingService, service_from_environ  # noqa: E402
+from digitnet.service_settings import service_from_environ  # noqa: E402
 from digitnet.storage import RUNS_ENV, Storage, storage_of  # noqa: E402
+from digitnet.training_service import TrainingService  # noqa: E402
 from digitnet.ui import models as ui_models  # noqa: E402
 from digitnet.ui.charts import PAGE_CSS  # noqa: E402
 from digitnet.ui.dashboard_tab import build_dashboard_tab  # noqa: E402

@@ -117,18 +117,31 @@ def format_per_class_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_drawings(
-    model: nn.Module, images: np.ndarray, labels: np.ndarray, seed: int = 0
-) -> dict:
-    """Accuracy on canvas-like renders of ``images`` through the app's preprocessing."""
+def drawing_inputs(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Canvas-like renders of ``images`` through the app's preprocessing: (N, 28, 28) float32.
+
+    They depend on the digits and the seed, never on a model, so a caller measuring many
+    models on the same digits may keep them (rendering 200 takes seconds).
+    """
     from digitnet.drawings import render_drawings
     from digitnet.preprocess import canvas_to_mnist
 
     drawings = render_drawings(images, seed=seed)
-    inputs = np.stack([canvas_to_mnist(drawing).image for drawing in drawings])
+    return np.stack([canvas_to_mnist(drawing).image for drawing in drawings])
+
+
+def drawing_accuracy(model: nn.Module, inputs: np.ndarray, labels: np.ndarray, seed: int) -> dict:
+    """``evaluate_drawings``' figure for renders already made by :func:`drawing_inputs`."""
     predicted = predict_probs(model, inputs).argmax(axis=1)
     return {
         "count": int(len(labels)),
         "seed": seed,
         "accuracy": float((predicted == np.asarray(labels)).mean()),
     }
+
+
+def evaluate_drawings(
+    model: nn.Module, images: np.ndarray, labels: np.ndarray, seed: int = 0
+) -> dict:
+    """Accuracy on canvas-like renders of ``images`` through the app's preprocessing."""
+    return drawing_accuracy(model, drawing_inputs(images, seed), labels, seed)

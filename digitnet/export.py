@@ -17,8 +17,11 @@ exported operations in NumPy: the reference the browser is tested against, and t
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,8 @@ from digitnet.data import IMAGE_SIZE, NUM_CLASSES
 from digitnet.errors import DigitnetError
 from digitnet.files import write_atomically
 from digitnet.model import MLP
+
+log = logging.getLogger(__name__)
 
 WEB_FORMAT = "digitnet-web"
 WEB_FORMAT_VERSION = 1
@@ -262,6 +267,33 @@ def export_web(model: nn.Module, metadata: dict | None, out_path: str | Path) ->
         out_path = out_path.with_name(out_path.name + WEB_SUFFIX)
     data = web_bytes(model, metadata)
     return write_atomically(out_path, lambda temp: temp.write_bytes(data))
+
+
+def write_web_file(data: bytes, folder: str | Path, prefix: str) -> Path:
+    """Write web model bytes as ``folder/prefix-<content hash>.safetensors``; return the path.
+
+    Named by its content, so browsers may cache it for good. A file already there under that
+    name and size is the same model and is left as it is.
+    """
+    path = Path(folder) / f"{prefix}-{hashlib.sha256(data).hexdigest()[:16]}{WEB_SUFFIX}"
+    if path.is_file() and path.stat().st_size == len(data):
+        return path
+    return write_atomically(path, lambda temp: temp.write_bytes(data))
+
+
+def export_beside(model: nn.Module, metadata: dict, stem: Path) -> Path | None:
+    """A checkpoint's web model beside it (``stem`` is the checkpoint's path without suffix).
+
+    A random part in its name keeps anyone from guessing its address from the checkpoint's.
+    None, with a warning in the log, where the model cannot be exported: it then answers
+    from the server.
+    """
+    try:
+        data = web_bytes(model, metadata)
+    except DigitnetError as error:
+        log.warning("%s answers from the server only: %s", stem.name, error)
+        return None
+    return write_web_file(data, stem.parent, f"{stem.name}-web-{uuid.uuid4().hex[:8]}")
 
 
 def load_web(path: str | Path) -> WebModel:

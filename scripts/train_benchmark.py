@@ -38,9 +38,11 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout
 from digitnet.data import SAMPLE_DATA  # noqa: E402
-from digitnet.jobs import PRESETS, TRAINING, Job, TrainingService  # noqa: E402
+from digitnet.jobs import TRAINING, Job  # noqa: E402
+from digitnet.knobs import PRESETS  # noqa: E402
 from digitnet.machine import describe_machine  # noqa: E402
 from digitnet.train import EpochReport  # noqa: E402
+from digitnet.training_service import TrainingService  # noqa: E402
 
 TARGETS = (0.95, 0.975)
 SECTIONS = ("presets", "stop", "drawing", "api")
@@ -115,8 +117,9 @@ def bench_presets(service: TrainingService, quick: bool) -> None:
 def bench_stop(service: TrainingService, repeats: int, quick: bool) -> str:
     """Seconds from stop() to the training loop's end, with digitnet's recipe training."""
     latencies = []
-    for _ in range(repeats):
-        job = service.submit("bench", PRESETS["digitnet's recipe"])
+    for repeat in range(repeats):
+        # A seed of its own: an identical run would be handed over, already trained.
+        job = service.submit("bench", {**PRESETS["digitnet's recipe"], "seed": 1000 + repeat})
         while not (job.state == TRAINING and job.snapshot().last_step is not None):
             time.sleep(0.01)
         time.sleep(0.5 if quick else 2.0)

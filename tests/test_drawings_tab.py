@@ -35,12 +35,12 @@ import app  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.errors import DigitnetError  # noqa: E402
 from digitnet.finetune import MIN_DRAWINGS  # noqa: E402
-from digitnet.jobs import TrainingService  # noqa: E402
 from digitnet.pad_value import preprocess_pad_value  # noqa: E402
 from digitnet.predict import classify_preprocessed  # noqa: E402
 from digitnet.preprocess import canvas_to_mnist  # noqa: E402
 from digitnet.store import open_store  # noqa: E402
 from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
+from digitnet.training_service import TrainingService  # noqa: E402
 from digitnet.ui import drawing_policy, drawings_tab, feedback, finetune_panel  # noqa: E402
 from digitnet.ui.drawing_policy import SavingPolicy  # noqa: E402
 from digitnet.ui.session import ModelChoiceOutputs, ModelLookup  # noqa: E402

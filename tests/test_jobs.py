@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import assert_one_line
 
+from digitnet.admission import Caps, TrainingRefused, model_cost, parameter_count
 from digitnet.checkpoint import load_checkpoint
 from digitnet.config import ConfigError
 from digitnet.data import Digits
@@ -22,20 +23,19 @@ from digitnet.finetune import FinetuneConfig, split_drawings
 from digitnet.jobs import (
     CANCELLED,
     DONE,
-    PRESETS,
     QUEUED,
+    TIME_CAP,
     TRAINING,
-    Caps,
     FinetuneRequest,
-    TrainingRefused,
-    TrainingService,
-    parameter_count,
-    parse_knobs,
-    service_from_environ,
+    Job,
+    Training,
 )
+from digitnet.knobs import PRESETS, parse_knobs
 from digitnet.model import ModelConfig, build_model, count_parameters
 from digitnet.runs import prepare_data
+from digitnet.service_settings import service_from_environ
 from digitnet.train import EpochReport, StepReport, TrainConfig
+from digitnet.training_service import TrainingService
 
 TINY = {"hidden_sizes": "16", "epochs": 2, "augment": False, "batch_size": 32}
 # Long enough that it is still training when a test acts on it: augmentation costs ~10 ms a
@@ -174,12 +174,12 @@ def test_one_run_at_a_time_in_order_with_queue_positions(tmp_path, small_train_c
     try:
         first = service.submit("a", LONG)
         wait_for(lambda: training(first), "the first run to train")
-        second = service.submit("b", TINY)
-        third = service.submit("c", TINY)
+        second = service.submit("b", {**TINY, "seed": 1})  # distinct: identical runs share
+        third = service.submit("c", {**TINY, "seed": 2})
         assert (second.snapshot().state, second.snapshot().position) == (QUEUED, 1)
         assert (third.snapshot().state, third.snapshot().position) == (QUEUED, 2)
         with pytest.raises(TrainingRefused) as caught:  # the queue holds two
-            service.submit("d", TINY)
+            service.submit("d", {**TINY, "seed": 3})
         assert_one_line(str(caught.value), "2 runs are already waiting")
         with pytest.raises(TrainingRefused) as caught:  # one run per visitor at a time
             service.submit("b", TINY)
@@ -266,7 +266,7 @@ def test_an_ended_session_cancels_its_runs_and_forgets_them(service):
     assert [r.name for r in service.runs("a")] == ["run-1"]
     running = service.submit("a", LONG)
     wait_for(lambda: training(running), "the run to train")
-    queued = service.submit("b", TINY)
+    queued = service.submit("b", {**TINY, "seed": 1})
     service.end_session("b")
     assert queued.snapshot().state == CANCELLED
     service.end_session("a")
@@ -298,7 +298,7 @@ def test_the_oldest_runs_are_evicted_from_disk_and_memory(tmp_path, small_train_
     (runs_dir / "notes").mkdir(parents=True)  # not a run folder: never touched
     service = TrainingService(runs_dir, keep_runs=2, data_paths=[small_train_csv], drawings=20)
     try:
-        records = [finish(service.submit("a", TINY)).record for _ in range(3)]
+        records = [finish(service.submit("a", {**TINY, "seed": s})).record for s in range(3)]
         oldest, *kept = records
         assert not oldest.checkpoint.parent.exists()
         assert oldest.evicted and oldest.model is None
@@ -368,12 +368,12 @@ def test_settings_come_from_the_environment(tmp_path):
 # Fine-tunes: the same queue, caps and private runs as training
 
 
-def finetune_request(service, mnist) -> FinetuneRequest:
+def finetune_request(service, mnist, epochs: int = 2) -> FinetuneRequest:
     """A tiny run of this service as the base, and 40 mirrored digits as the drawings."""
     base = finish(service.submit("a", TINY)).record
     picked = mnist.subset(np.arange(6000, 6040))
     drawings = Digits(np.ascontiguousarray(picked.images[:, :, ::-1]), picked.labels, "mirrored")
-    settings = FinetuneConfig(epochs=2, augment=False, held_out_fraction=0.5)
+    settings = FinetuneConfig(epochs=epochs, augment=False, held_out_fraction=0.5)
     split = split_drawings(drawings, np.arange(40), settings)
     return FinetuneRequest(base.name, base.model, base.metadata, split, settings)
 
@@ -403,7 +403,7 @@ def test_a_finetune_is_a_private_run_with_before_and_after(service, mnist):
 
 
 def test_a_finetune_waits_its_turn_and_stops_like_a_run(service, mnist):
-    request = finetune_request(service, mnist)
+    request = finetune_request(service, mnist, epochs=50)  # still training when Stop comes
     first = service.submit("b", LONG)
     wait_for(lambda: training(first), "the first run to train")
     tune = service.submit_finetune("a", request)
@@ -416,3 +416,284 @@ def test_a_finetune_waits_its_turn_and_stops_like_a_run(service, mnist):
     assert service.stop("a") == "tuned-1"
     snapshot = finish(tune)
     assert snapshot.state == DONE and snapshot.record.summary()["stopped"] is True
+
+
+# ---------------------------------------------------------------------------
+# Admission: hostile and careless requests cost nothing
+
+
+HOSTILE = [
+    ({"hidden_sizes": ", ".join(["1"] * 100_000)}, "hidden_sizes: at most 8 layers"),
+    (
+        {
+            "architecture": "cnn",
+            "cnn_channels": "460, 1",
+            "val_fraction": 0.99,
+            "train_size": 10,
+            "batch_size": 10,
+            "epochs": 1,
+        },
+        "cnn_channels: at most 128 channels",
+    ),
+    ({"architecture": "cnn", "cnn_channels": "128, 128"}, "multiply-adds, over this server's"),
+    ({"architecture": "cnn", "epochs": 30}, "this run needs about"),
+    ({"val_fraction": 0.9}, "val_fraction: from 0.05 to 0.5 on this server, got 0.9"),
+    ({"batch_size": 1}, "batch_size: at least 8 on this server"),
+    ({"hidden_sizes": "8192"}, "hidden_sizes must be in [1, 4096]"),
+    (
+        {"architecture": "cnn", "cnn_channels": "128, 96", "batch_size": 512, "epochs": 1}
+        | {"train_size": 500},
+        "one step or validation pass of this run needs about",
+    ),
+]
+
+
+@pytest.mark.parametrize("values, needle", HOSTILE, ids=[str(v)[:40] for v, _ in HOSTILE])
+def test_hostile_requests_are_refused_at_once_without_building_anything(
+    service, monkeypatch, values, needle
+):
+    def no_building(*args, **kwargs):
+        raise AssertionError("admission built a model")
+
+    monkeypatch.setattr("digitnet.model.build_model", no_building)
+    began = time.perf_counter()
+    with pytest.raises((TrainingRefused, ConfigError)) as caught:
+        service.submit("a", values)
+    assert time.perf_counter() - began < 0.5
+    assert_one_line(str(caught.value), needle)
+    assert service.active_job("a") is None and service._worker is None  # nothing started
+
+
+def test_the_cost_is_counted_from_the_config():
+    """Parameters and multiply-adds by arithmetic, checked against the built models."""
+    for config in [
+        ModelConfig(),
+        ModelConfig(hidden_sizes=(3, 9, 2)),
+        ModelConfig(architecture="cnn"),
+        ModelConfig(architecture="cnn", cnn_channels=(5, 7), cnn_hidden=13),
+    ]:
+        model = build_model(config)
+        macs = []
+
+        def count(module, inputs, output, macs=macs):
+            if isinstance(module, torch.nn.Linear):
+                macs.append(module.in_features * module.out_features)
+            elif isinstance(module, torch.nn.Conv2d):
+                kernel = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+                macs.append(output[0].numel() * kernel)
+
+        for module in model.modules():
+            module.register_forward_hook(count)
+        model.eval()(torch.zeros(1, 1, 28, 28))
+        assert model_cost(config).forward_macs == sum(macs), config
+        assert model_cost(config).parameters == count_parameters(model), config
+
+
+def test_train_size_left_out_is_the_servers_most(tmp_path, small_train_csv):
+    service = TrainingService(
+        tmp_path / "runs", caps=Caps(max_train_size=100), data_paths=[small_train_csv]
+    )
+    try:
+        snapshot = finish(service.submit("a", {**TINY, "train_size": None}))
+        assert snapshot.summary()["train_size"] == 100
+    finally:
+        service.close()
+
+
+class FakeClock:
+    """The service's clock, moved on by the test."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_time_cap_covers_the_whole_run(tmp_path, small_train_csv):
+    """Past the cap the run stops, skips the drawings and the web export, and is saved with
+    its best epoch."""
+    clock = FakeClock()
+    service = TrainingService(
+        tmp_path / "runs",
+        caps=Caps(max_seconds=60),
+        data_paths=[small_train_csv],
+        drawings=20,
+        clock=clock,
+    )
+    try:
+        job = service.submit("a", LONG)
+        wait_for(lambda: training(job), "the run to train")
+        clock.now = 61.0
+        snapshot = finish(job)
+        assert snapshot.state == DONE
+        summary = snapshot.summary()
+        assert summary["stopped"] is True and summary["stop_reason"] == "the server's time cap"
+        metadata = snapshot.record.metadata
+        assert "drawings" not in metadata["metrics"]
+        assert snapshot.record.web_model is None  # answers from the server
+        history = metadata["history"]
+        best = max(history, key=lambda e: (e["val_accuracy"], -e["val_loss"]))
+        assert metadata["best_epoch"] == best["epoch"]
+        assert load_checkpoint(snapshot.record.checkpoint)[1]["stop_reason"] == TIME_CAP
+    finally:
+        service.close()
+
+
+# ---------------------------------------------------------------------------
+# Identical runs train once
+
+
+def folders(service) -> list:
+    return sorted(path.name for path in service.runs_dir.iterdir() if path.is_dir())
+
+
+def test_an_identical_request_joins_the_run_in_progress(service):
+    first = service.submit("a", LONG)
+    wait_for(lambda: training(first), "the run to train")
+    joined = service.submit("b", LONG)
+    assert joined.training is first.training
+    assert joined.snapshot().state == TRAINING and joined.snapshot().reports  # live curves
+    assert first.snapshot().sessions == 2
+    service.stop("a")  # shared: a leaves it, and it goes on for b
+    assert first.snapshot().state == CANCELLED and joined.snapshot().state == TRAINING
+    service.stop("b")  # now b's alone: it stops and keeps its best
+    mine = finish(joined)
+    assert mine.state == DONE and mine.summary()["stop_reason"] == "stopped by you"
+    assert mine.record.name == "run-1" and mine.summary()["run"] == "run-1"
+    assert service.runs("a") == []  # a left before it ended
+
+
+def test_an_identical_request_gets_the_finished_run_at_once(service):
+    done = finish(service.submit("a", TINY))
+    began = time.perf_counter()
+    copy = service.submit("b", TINY)
+    assert copy.finished and time.perf_counter() - began < 0.5
+    snapshot = copy.snapshot()
+    assert snapshot.state == DONE and snapshot.record.name == "run-1"
+    assert snapshot.record.checkpoint == done.record.checkpoint  # the same files
+    assert snapshot.reports == done.reports  # the curves too
+    assert snapshot.summary()["val_accuracy"] == done.summary()["val_accuracy"]
+    assert len(folders(service)) == 1
+    # Another seed is another run.
+    assert finish(service.submit("b", {**TINY, "seed": 5})).record.checkpoint.parent != (
+        done.record.checkpoint.parent
+    )
+
+
+def test_shared_files_go_with_their_last_record(tmp_path, small_train_csv):
+    service = TrainingService(
+        tmp_path / "runs", keep_runs=1, data_paths=[small_train_csv], drawings=20
+    )
+    try:
+        shared = finish(service.submit("a", TINY)).record
+        finish(service.submit("b", TINY))
+        finish(service.submit("a", {**TINY, "seed": 1}))  # a's quota of 1: its run-1 goes
+        assert service.runs("a")[0].evicted and service.runs("a")[0].removed == "oldest"
+        assert shared.checkpoint.parent.is_dir()  # b still holds it
+        assert service.find_run("b", "run-1").model is not None
+        finish(service.submit("b", {**TINY, "seed": 2}))  # and now b lets go of it too
+        assert not shared.checkpoint.parent.exists()
+        assert len(folders(service)) == 2
+    finally:
+        service.close()
+
+
+# ---------------------------------------------------------------------------
+# Fair sharing, quotas and the disk
+
+
+def test_queued_runs_see_their_place_and_an_estimated_wait(service):
+    first = service.submit("a", LONG)
+    wait_for(lambda: training(first), "the run to train")
+    second = service.submit("b", {**TINY, "seed": 1})
+    third = service.submit("c", {**TINY, "seed": 2})
+    two, three = second.snapshot(), third.snapshot()
+    assert (two.position, three.position) == (1, 2)
+    assert 0 <= two.wait_seconds < three.wait_seconds
+    assert three.summary()["wait_seconds"] >= 0 and three.summary()["position"] == 2
+    service.stop("a")
+    assert finish(third).state == DONE
+
+
+def test_the_queue_holds_a_workshop():
+    assert Caps().max_queue >= 30
+
+
+def test_the_disk_cap_takes_ended_sessions_runs_first_and_keeps_each_live_newest(
+    tmp_path, small_train_csv
+):
+    service = TrainingService(
+        tmp_path / "runs", max_stored_runs=3, data_paths=[small_train_csv], drawings=20
+    )
+    try:
+        first = finish(service.submit("first", {**TINY, "seed": 0})).record
+        gone = finish(service.submit("gone", {**TINY, "seed": 1})).record
+        service.end_session("gone")
+        older = finish(service.submit("other", {**TINY, "seed": 2})).record
+        # A 4th run: the ended session's run goes first, though it is not the oldest.
+        finish(service.submit("other", {**TINY, "seed": 3}))
+        assert not gone.checkpoint.parent.exists()
+        assert first.checkpoint.parent.is_dir() and older.checkpoint.parent.is_dir()
+        # A 5th: nothing of an ended session is left; the least recently used live run
+        # goes, never a live session's newest (first's only run is its newest).
+        service.find_run("first", "run-1")  # used: it would be the newest anyway
+        finish(service.submit("other", {**TINY, "seed": 4}))
+        assert not older.checkpoint.parent.exists()
+        assert service.runs("other")[0].table_row()["note"] == "removed (to free disk space)"
+        assert first.checkpoint.parent.is_dir() and service.find_run("first", "run-1").model
+        assert len(folders(service)) == 3
+    finally:
+        service.close()
+
+
+def test_one_sessions_run_survives_many_others(tmp_path, small_train_csv):
+    """Runs kept: one learner trains, 24 others each train one (half of them then leave);
+    the first is still there, and only the leavers' runs made room."""
+    service = TrainingService(
+        tmp_path / "runs", max_stored_runs=10, data_paths=[small_train_csv], drawings=0
+    )
+    quick = {**TINY, "epochs": 1, "train_size": 50}
+    try:
+        finish(service.submit("first", quick))
+        for seed in range(1, 25):
+            finish(service.submit(f"learner-{seed}", {**quick, "seed": seed}))
+            if seed % 2 == 0:
+                service.end_session(f"learner-{seed}")
+        assert service.find_run("first", "run-1").model is not None
+        # Over the cap of 10, every live session still has its newest run: 1 + 12 of them.
+        assert len(folders(service)) == 13
+        assert all(service.find_run(f"learner-{s}", "run-1").model for s in range(1, 25, 2))
+    finally:
+        service.close()
+
+
+def test_a_run_stopped_early_is_not_handed_to_an_identical_request(service):
+    job = service.submit("a", LONG)
+    wait_for(lambda: training(job), "the run to train")
+    service.stop("a")
+    assert finish(job).record.summary()["stopped"] is True
+    again = service.submit("b", LONG)  # they asked for all 100 epochs: it trains anew
+    wait_for(lambda: training(again), "the new run to train")
+    assert again.training is not job.training
+    service.stop("b")
+    finish(again)
+
+
+def test_many_followers_redraw_a_training_less_often(monkeypatch):
+    """Step reports move the version (a page's cue to redraw) at most 16 times a second
+    across all the jobs following one training; an epoch's end always does."""
+    clock = FakeClock()
+    monkeypatch.setattr("digitnet.jobs.time.monotonic", clock)
+    config, _ = parse_knobs(TINY)
+    alone, crowded = Training("a", config, None), Training("b", config, None)
+    crowded.jobs = [Job(f"s{i}", "run-1", crowded) for i in range(20)]
+    alone.jobs = [Job("s", "run-1", alone)]
+    for step in range(1, 4):  # a report every 0.1 s
+        clock.now += 0.1
+        for training in (alone, crowded):
+            training.add(StepReport(1, 2, step, 8, 1.0, 0.5, 1e-3, float(step)))
+    assert alone._version == 3  # one page: every report shows
+    assert crowded._version == 1  # twenty: the first, then nothing for 20/16 s
+    crowded.add(EpochReport(1, 2, 0.5, 0.8, 0.4, 0.9, 1e-3, 2.0, 4, True))
+    assert crowded._version == 2 and len(crowded.snapshot("run-1").reports) == 4

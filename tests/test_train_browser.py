@@ -29,7 +29,7 @@ from test_app_browser import (  # noqa: E402
 pytestmark = BROWSER_MARKS
 
 import app  # noqa: E402
-from digitnet.jobs import TrainingService  # noqa: E402
+from digitnet.training_service import TrainingService  # noqa: E402
 from digitnet.ui.train_tab import SPLIT_COLOURS  # noqa: E402
 
 RUN_TIMEOUT_S = 180  # a run on a busy shared machine; it ends far sooner

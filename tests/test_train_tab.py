@@ -28,16 +28,15 @@ from digitnet.jobs import (  # noqa: E402
     CANCELLED,
     DONE,
     MEASURING,
-    PRESETS,
     QUEUED,
     TRAINING,
     JobSnapshot,
-    TrainingService,
-    knob_fields,
 )
+from digitnet.knobs import PRESETS, knob_fields  # noqa: E402
 from digitnet.predict import predict_probs, preprocess_image_file  # noqa: E402
 from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
 from digitnet.train import EpochReport, StepReport, TrainConfig  # noqa: E402
+from digitnet.training_service import TrainingService  # noqa: E402
 from digitnet.ui import train_tab  # noqa: E402
 from digitnet.ui.dashboard_tab import make_dashboard_handler  # noqa: E402
 from digitnet.ui.draw_tab import make_draw_handlers  # noqa: E402
@@ -412,7 +411,7 @@ def test_the_benchmark_script_runs(capsys):
 
 def test_the_train_handlers_are_plain_functions(tmp_path, small_train_csv):
     """stop, runs and the presets, called directly: no server, no browser."""
-    from digitnet.jobs import TrainingService
+    from digitnet.training_service import TrainingService
     from digitnet.ui.session import ModelChoiceOutputs
 
     service = TrainingService(tmp_path, data_paths=[small_train_csv], drawings=10)
@@ -426,3 +425,21 @@ def test_the_train_handlers_are_plain_functions(tmp_path, small_train_csv):
         assert epochs == PRESETS["tiny and fast"]["epochs"]
     finally:
         service.close()
+
+
+def test_the_room_simulation_targets_only_this_machine(capsys, monkeypatch):
+    import importlib.util
+    import sys
+
+    path = Path(app.__file__).parent / "scripts" / "room_sim.py"
+    spec = importlib.util.spec_from_file_location("room_sim", path)
+    room = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "room_sim", room)  # its dataclasses look themselves up
+    spec.loader.exec_module(room)
+    with pytest.raises(SystemExit):
+        room.parse_args(["--url", "http://example.com:7860"])
+    assert "only a server on this machine" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        room.parse_args(["--start", "--learners", "500"])
+    args = room.parse_args(["--url", "http://127.0.0.1:7860", "--phase", "same"])
+    assert args.phase == ["same"] and args.learners == 20

@@ -25,10 +25,10 @@ from digitnet.data import Digits
 from digitnet.drawing_data import Accuracy, accuracy_of
 from digitnet.errors import DigitnetError
 from digitnet.finetune import trained_on_drawings
-from digitnet.jobs import TrainingService
 from digitnet.predict import predict_probs
 from digitnet.preprocess import digits_to_inputs
 from digitnet.store import DrawingStore
+from digitnet.training_service import TrainingService
 from digitnet.ui.drawing_policy import VISITOR_STORE_WARNING, AppStore, SavingPolicy
 from digitnet.ui.feedback import DIGIT_LABELS, SAVE_CONCURRENCY, SAVE_QUEUE
 from digitnet.ui.finetune_panel import (

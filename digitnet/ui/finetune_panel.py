@@ -24,8 +24,9 @@ from digitnet.finetune import (
     drawings_from_store,
     trained_on_drawings,
 )
-from digitnet.jobs import FinetuneRequest, JobSnapshot, TrainingService
+from digitnet.jobs import FinetuneRequest, JobSnapshot
 from digitnet.store import DrawingStore, StoreError
+from digitnet.training_service import TrainingService
 from digitnet.ui.live_job import follow_job, status_markdown
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.session import ModelChoiceOutputs, ModelLookup, session_of, visitor_error

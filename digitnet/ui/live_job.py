@@ -19,8 +19,8 @@ from digitnet.jobs import (
     Job,
     JobSnapshot,
     RunRecord,
-    TrainingService,
 )
+from digitnet.training_service import TrainingService
 
 UPDATE_SECONDS = 0.25  # a follower looks at its job this often: 4 redraws a second at most
 IDLE_REDRAW_SECONDS = 1.0  # and redraws a waiting job this often, so its clock moves

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 from dataclasses import dataclass
@@ -12,8 +11,7 @@ from torch import nn
 
 from digitnet.checkpoint import SHIPPED_MODELS, load_checkpoint
 from digitnet.errors import DigitnetError
-from digitnet.export import WEB_SUFFIX, web_bytes
-from digitnet.files import write_atomically
+from digitnet.export import web_bytes, write_web_file
 
 SHIPPED = {name.upper(): name for name in SHIPPED_MODELS}  # model choice -> --model name
 
@@ -64,15 +62,11 @@ def export_for_browser(
             warnings.append(f"{name} answers from the server only: {error}")
             continue
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
-        file_name = f"{slug}-{hashlib.sha256(data).hexdigest()[:16]}{WEB_SUFFIX}"
         for where in (folder, Path(tempfile.gettempdir()) / "digitnet-web"):
-            path = where / file_name
             try:
-                if not (path.is_file() and path.stat().st_size == len(data)):
-                    write_atomically(path, lambda temp, data=data: temp.write_bytes(data))
+                files[name] = write_web_file(data, where, slug)
             except (OSError, DigitnetError):
                 continue
-            files[name] = path
             break
         else:
             warnings.append(f"{name} answers from the server only: {folder} is not writable")

@@ -17,9 +17,10 @@ from pathlib import Path
 import gradio as gr
 
 from digitnet.errors import DigitnetError
-from digitnet.jobs import RunRecord, TrainingService
+from digitnet.jobs import RunRecord
 from digitnet.pad_value import PadDrawing, preprocess_pad_value
 from digitnet.preprocess import Preprocessed
+from digitnet.training_service import TrainingService
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import pad_models
 

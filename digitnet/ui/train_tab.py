@@ -1,8 +1,9 @@
 """The Train tab: train the MLP or the CNN live, watch its curves, then draw against it.
 
 The knobs are generated from the configs' field metadata (help, range, choices), so a new
-config field appears here by itself. The work is :class:`digitnet.jobs.TrainingService`; this
-module wires it to Gradio: a streaming ``train`` endpoint, ``stop`` and ``runs``. A finished
+config field appears here by itself. The work is
+:class:`digitnet.training_service.TrainingService`; this module wires it to Gradio: a
+streaming ``train`` endpoint, ``stop`` and ``runs``. A finished
 run joins the session's models (:class:`~digitnet.ui.session.ModelChoiceOutputs`).
 """
 
@@ -29,17 +30,19 @@ from digitnet.dashboard import (
 from digitnet.errors import DigitnetError
 from digitnet.evaluate import format_per_class_table
 from digitnet.jobs import (
-    DEFAULT_PRESET,
-    MIN_TRAIN_SIZE,
-    PRESETS,
     RUN_COLUMNS,
     JobSnapshot,
     RunRecord,
-    TrainingService,
+)
+from digitnet.knobs import (
+    DEFAULT_PRESET,
+    MIN_TRAIN_SIZE,
+    PRESETS,
     knob_fields,
     knob_help,
     knob_text,
 )
+from digitnet.training_service import TrainingService
 from digitnet.ui.live_job import follow_job, status_markdown
 from digitnet.ui.run_figures import (
     MIN_CHART_WIDTH,
@@ -403,7 +406,7 @@ def make_train_handlers(
         """Train on the given knobs; stream progress; the first output is a JSON summary."""
         session = session_of(request)
         try:
-            job = service.submit(session, values)
+            job = await asyncio.to_thread(service.submit, session, values)
         except DigitnetError as error:
             raise gr.Error(str(error), print_exception=False) from None
         first = True
