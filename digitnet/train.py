@@ -364,8 +364,11 @@ class TrainingRun:
             draw(report)
         result = run.result     # best weights so far, history, seconds
 
-    ``train_inputs`` are (N, 28, 28) float32 in [0, 1]. ``init`` (a model or a state dict of
-    the config's model) starts from given weights instead of random ones: fine-tuning.
+    ``train_inputs`` are (N, 28, 28) float32 in [0, 1]. ``nondigits`` (M, 28, 28), when the
+    config's ``nondigit_fraction`` is above 0, are the non-digits mixed into the batches
+    (default: a bank drawn by :func:`digitnet.nondigits.make_nondigits` from the run's seed).
+    ``init`` (a model or a state dict of the config's model) starts from given weights
+    instead of random ones: fine-tuning.
     :meth:`stop` may be called from any thread; the run ends within one step, validates
     what it has, and keeps the best weights seen.
     """
@@ -382,6 +385,7 @@ class TrainingRun:
         report_every: int = REPORT_EVERY,
         progress: bool = False,
         stop_when: Callable[[], bool] | None = None,
+        nondigits: np.ndarray | None = None,
     ):
         if len(train_labels) == 0:
             raise DataError("no training digits; use more data or a smaller validation fraction")
@@ -408,10 +412,13 @@ class TrainingRun:
         self.labels = torch.as_tensor(train_labels, dtype=torch.int64).to(self.device)
         self.nondigits = None  # (M, 1, 28, 28): drawings the model learns to give no answer
         if config.nondigit_fraction > 0:
-            bank = min(MAX_NONDIGIT_BANK, math.ceil(config.nondigit_fraction * len(self.labels)))
-            made = make_nondigits(bank, seed=config.seed).inputs
-            self.nondigits = torch.as_tensor(made).reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
-            self.nondigits = self.nondigits.to(self.device)
+            if nondigits is None:
+                bank = min(
+                    MAX_NONDIGIT_BANK, math.ceil(config.nondigit_fraction * len(self.labels))
+                )
+                nondigits = make_nondigits(bank, seed=config.seed).inputs
+            self.nondigits = torch.as_tensor(nondigits, dtype=torch.float32)
+            self.nondigits = self.nondigits.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE).to(self.device)
         self._loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.val_inputs, self.val_labels = val_inputs, val_labels
         self.has_val = val_inputs is not None and val_labels is not None and len(val_labels) > 0

