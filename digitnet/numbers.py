@@ -68,6 +68,7 @@ SPECK_SHARE = 0.2  # a mark smaller than this share of the tallest one's height 
 PARTITION_WIDTH = 0.3
 PART_HEIGHT = 0.6
 CUT_WIDTH = 1.2
+UNSURE_WIDTH = 0.8  # left whole though this wide: perhaps digits drawn without lifting the pen
 CUT_MARGIN = 0.3
 MAX_CUT_DEPTH = 3  # column cuts in a row: at most 8 digits from one piece
 MIN_CUT_HEIGHT = 5.0  # pad units: a flatter piece (a dash) is never cut
@@ -183,7 +184,7 @@ class DigitPart:
     strokes: list[np.ndarray]  # (N, 2) float64 points in pad units
     box: Box  # its ink as on the screen: the points' box grown by BRUSH_RADIUS, on the pad
     stroke_indices: tuple[int, ...]  # the drawing's strokes it holds (all or part of)
-    touching: bool = False  # split from a digit it touched: the split may be wrong
+    unsure: bool = False  # split from touching ink, or too wide for one digit: may be wrong
 
 
 def _stroke_box(stroke: np.ndarray) -> Box:
@@ -379,11 +380,13 @@ def _cut_column(pieces: list[_Piece], box: Box) -> int | None:
 
 
 def _split_touching(pieces: list[_Piece], depth: int = 0) -> list[tuple[list[_Piece], bool]]:
-    """A piece of ink -> the digits in it, left to right, each with whether it was split."""
+    """A piece of ink -> the digits in it, left to right, each with whether it is unsure: split
+    from touching ink, or left whole though wider than one digit usually is."""
     box = _union_all([_stroke_box(piece.points) for piece in pieces])
     width, height = box[2] - box[0], box[3] - box[1]
     if height < MIN_CUT_HEIGHT or width <= PARTITION_WIDTH * height:
         return [(pieces, False)]
+    too_wide = width > UNSURE_WIDTH * height
     sides = _partition(pieces, height)
     if sides is None and width > CUT_WIDTH * height and depth < MAX_CUT_DEPTH:
         column = _cut_column(pieces, box)
@@ -399,7 +402,7 @@ def _split_touching(pieces: list[_Piece], depth: int = 0) -> list[tuple[list[_Pi
             )
             depth += 1
     if sides is None:
-        return [(pieces, False)]
+        return [(pieces, too_wide)]
     found = _split_touching(sides[0], depth) + _split_touching(sides[1], depth)
     return [(side, True) for side, _ in found]
 
@@ -424,14 +427,14 @@ def split_digits(strokes: list[np.ndarray] | list) -> list[DigitPart]:
     parts = []
     for mark in marks:
         pieces = [_Piece(strokes[index], index) for index in mark.members]
-        for side, touching in _split_touching(pieces):
+        for side, unsure in _split_touching(pieces):
             points = [piece.points for piece in side]
             parts.append(
                 DigitPart(
                     points,
                     _ink_box(_strokes_box(points)),
                     tuple(sorted({piece.index for piece in side})),
-                    touching,
+                    unsure,
                 )
             )
     if len(parts) > MAX_DIGITS:
@@ -471,7 +474,7 @@ class DigitReading:
     label: str
     prediction: Prediction  # probabilities and the 28x28 input
     box: Box  # pad units (image pixels for an image)
-    touching: bool = False
+    unsure: bool = False  # its ink touched another digit's, or is too wide for one digit
 
     @property
     def confidence(self) -> float:
@@ -509,7 +512,7 @@ class Reading:
 
 
 def read_inputs(
-    model: nn.Module, inputs: list[Preprocessed], boxes: list[Box], touching: list[bool]
+    model: nn.Module, inputs: list[Preprocessed], boxes: list[Box], unsure: list[bool]
 ) -> Reading:
     """Digits already through ``canvas_to_mnist`` -> the reading; blank ones are left out."""
     kept = [k for k, preprocessed in enumerate(inputs) if not preprocessed.is_blank]
@@ -521,7 +524,7 @@ def read_inputs(
     for k, p in zip(kept, probs):
         prediction = Prediction(p, inputs[k], reject_below)
         label = str(prediction.label) if prediction.is_digit else "?"
-        digits.append(DigitReading(label, prediction, boxes[k], touching[k]))
+        digits.append(DigitReading(label, prediction, boxes[k], unsure[k]))
     return Reading(digits)
 
 
@@ -532,7 +535,7 @@ def read_strokes(model: nn.Module, strokes: list[np.ndarray] | list) -> Reading:
         model,
         [part_input(part) for part in parts],
         [part.box for part in parts],
-        [part.touching for part in parts],
+        [part.unsure for part in parts],
     )
 
 
@@ -562,15 +565,17 @@ def read_image(model: nn.Module, image: str | Path | Image.Image | np.ndarray) -
         for k, (rows, cols) in enumerate(ndimage.find_objects(labels))
     ]
     marks = _left_to_right(_merge_specks(_merge_overlapping(marks), drop_far=DUST))
-    inputs, boxes = [], []
+    inputs, boxes, unsure = [], [], []
     for mark in marks:
         digit_ink = np.where(np.isin(labels, mark.members), ink, 0.0).astype(np.float32)
-        for box, part in _cut_image_digit(digit_ink, mark.box):
+        parts = _cut_image_digit(digit_ink, mark.box)
+        for box, part in parts:
             inputs.append(canvas_to_mnist(part))
             boxes.append(box)
+            unsure.append(len(parts) > 1)
     if len(inputs) > MAX_DIGITS:
         raise _too_many(len(inputs))
-    return read_inputs(model, inputs, boxes, [len(inputs) > len(marks)] * len(inputs))
+    return read_inputs(model, inputs, boxes, unsure)
 
 
 def _cut_image_digit(ink: np.ndarray, box: Box, depth: int = 0) -> list[tuple[Box, np.ndarray]]:
@@ -647,7 +652,7 @@ class GeneratedNumber:
 
     text: str
     strokes: list[list[tuple[float, float]]]  # in the order drawn
-    touching: bool  # two of its digits' centre lines touch
+    touching: bool  # two of its digits' centre lines touch (or they are joined)
 
 
 def _template_strokes(digit: int, style: PenStyle, two_strokes: bool):
@@ -686,6 +691,7 @@ def random_number(
     touching: float = 0.15,
     two_strokes: float = 0.5,
     last_in_middle: float = 0.15,
+    joined: float = 0.0,
 ) -> GeneratedNumber:
     """A number of ``digits`` digits (2-4 when None) drawn side by side on the pad.
 
@@ -693,7 +699,8 @@ def random_number(
     that many do not fit), with varied size (+-10%), slant, baseline (+-8% of the height)
     and gaps (narrow to wide). With probability ``touching`` two neighbours' centre lines
     touch; ``two_strokes``, a 5 is drawn in two strokes (a 4 always is); ``last_in_middle``,
-    a middle digit is drawn last.
+    a middle digit is drawn last; ``joined``, two neighbours are drawn without lifting the
+    pen (the last stroke of one and the first of the next are one stroke).
     """
     count = int(digits if digits is not None else rng.integers(2, 5))
     values = [int(rng.integers(1 if count > 1 else 0, 10))] + [
@@ -740,12 +747,17 @@ def random_number(
             moved = _touch(placed[-1], moved)
         placed.append(moved)
         left = _span(moved)[1] + gaps[k]
+    if count > 1 and rng.random() < joined:
+        at = int(rng.integers(0, count - 1))
+        placed[at] = placed[at][:-1] + [placed[at][-1] + placed[at + 1][0]]
+        placed[at + 1] = placed[at + 1][1:]
     order = list(range(count))
     if count >= 3 and rng.random() < last_in_middle:
         order.remove(moved_index := int(rng.integers(1, count - 1)))
         order.append(moved_index)
     strokes = [stroke for k in order for stroke in placed[k]]
-    return GeneratedNumber("".join(map(str, values)), strokes, touch_at >= 0)
+    touching = touch_at >= 0 or any(not digit for digit in placed)
+    return GeneratedNumber("".join(map(str, values)), strokes, touching)
 
 
 def _touch(previous, strokes):
