@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout
 from digitnet.checkpoint import load_checkpoint  # noqa: E402
 from digitnet.machine import describe_machine  # noqa: E402
-from digitnet.numbers import random_number, read_strokes  # noqa: E402
+from digitnet.number_strokes import random_number  # noqa: E402
+from digitnet.numbers import read_strokes  # noqa: E402
 from digitnet.predict import classify_preprocessed  # noqa: E402
 from digitnet.preprocess import canvas_to_mnist  # noqa: E402
 from digitnet.strokes import digit_strokes, pen_style_between, rasterize_strokes  # noqa: E402

@@ -16,11 +16,11 @@ from digitnet.calibration import Calibration, set_calibration
 from digitnet.checkpoint import load_checkpoint
 from digitnet.cli import main
 from digitnet.errors import DigitnetError
+from digitnet.number_strokes import random_number
 from digitnet.numbers import (
     MAX_DIGITS,
     DigitPart,
     part_input,
-    random_number,
     read_image,
     read_strokes,
     split_digits,

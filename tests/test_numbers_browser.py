@@ -22,7 +22,8 @@ from digitnet import numbers, strokes
 from digitnet.checkpoint import load_checkpoint
 from digitnet.errors import DigitnetError
 from digitnet.export import web_bytes
-from digitnet.numbers import part_input, random_number, read_strokes, split_digits
+from digitnet.number_strokes import random_number
+from digitnet.numbers import part_input, read_strokes, split_digits
 from digitnet.strokes import PenStyle, digit_strokes, pen_style_between
 from digitnet.ui.static_files import STATIC_DIR
 
