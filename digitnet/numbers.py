@@ -7,8 +7,12 @@ A drawing is split the way a person reads a number, by its strokes:
    digit (a 4 or a 5 drawn in two strokes, a 7's bar);
 3. a speck (far smaller than the tallest digit) belongs to the digit nearest it;
 4. the digits are ordered left to right by their middles, whatever order they were drawn in;
-5. a digit too wide for its height is two touching digits: split between its strokes where
-   they part cleanly, or else (one stroke through both) at the column of least ink.
+5. touching digits (ink whose strokes touch) are split between their strokes where two
+   sides part cleanly, each a digit's height; ink too wide for one digit with no such
+   parting (one stroke through two digits) is cut at the column of least ink. Either way
+   the digits are flagged ``unsure``.
+
+A dot is a speck of the digit nearest it, so a decimal point is not read.
 
 Each digit's model input is its strokes alone, drawn with a brush scaled to its size
 (``digitnet.strokes.digit_brush_radius``), through ``canvas_to_mnist``. The split and the
@@ -57,11 +61,12 @@ OVERLAP_SHARE = 0.5  # spans overlapping by half the narrower one's width are on
 NARROW_FLOOR = 0.3  # (a width counted as at least this share of the height)
 NEAR_ROWS = 0.5  # ...when no further apart vertically than half the taller one's height
 SPECK_SHARE = 0.2  # a mark smaller than this share of the tallest one's height is a speck
-# Touching digits: a piece wider than PARTITION_WIDTH x its height is split between its
-# strokes where two sides part cleanly (``_partition``), each side at least PART_HEIGHT of
-# it tall (a 4's stem, a 5's bar or a 9's loop never splits off). Wider than CUT_WIDTH x its
-# height (one digit, even slanted, is ~0.3-0.8), it is cut at the column of least ink, no
-# nearer its ends than CUT_MARGIN x its height.
+# Touching digits: a piece of ink wider than PARTITION_WIDTH x its height (narrower is one
+# digit, or a pair of 1s) is split between its strokes where two sides part cleanly
+# (``_partition``), each side at least PART_HEIGHT of it tall (a 4's stem, a 5's bar or a
+# 9's loop never splits off). Wider than CUT_WIDTH x its height (one digit, even slanted, is
+# ~0.3-0.8) with no such parting, it is cut at the column of least ink, no nearer its ends
+# than CUT_MARGIN x its height. Measured on generated numbers (scripts/numbers_benchmark.py).
 PARTITION_WIDTH = 0.3
 PART_HEIGHT = 0.6
 CUT_WIDTH = 1.2
