@@ -301,3 +301,19 @@ def test_predict_numbers_refuses_inputs_as_well(tmp_path, capsys):
     code = main(["predict", "x.png", "--numbers", str(tmp_path), "--out", str(tmp_path / "o.csv")])
     assert code != 0
     assert_one_line(capsys.readouterr().err.strip(), "--numbers")
+
+
+def test_the_benchmark_runs_and_names_the_machine(capsys):
+    """scripts/numbers_benchmark.py itself, on a few drawings."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location(
+        "numbers_benchmark", REPO / "scripts" / "numbers_benchmark.py"
+    )
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    assert benchmark.main(["--numbers", "4", "--small", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("machine: ") and "numbers: " in out and "median" in out
