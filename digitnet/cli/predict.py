@@ -17,10 +17,16 @@ def add_parser(commands) -> None:
         help="label a test CSV or image files",
         description="A test CSV gives a Kaggle submission "
         "(ImageId,Label); image files or folders give "
-        "file,label,confidence.",
+        "file,label,confidence; --numbers FOLDER reads each image as a number of several "
+        "digits: file,text,confidence.",
     )
     predict.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="test CSV, image file, or folder of images"
+        "inputs", nargs="*", metavar="INPUT", help="test CSV, image file, or folder of images"
+    )
+    predict.add_argument(
+        "--numbers",
+        metavar="FOLDER",
+        help="read each image in FOLDER (or one image) as a number of up to 12 digits",
     )
     add_model_option(predict, "the model to ask")
     predict.add_argument("--out", required=True, metavar="FILE", help="CSV to write")
@@ -36,11 +42,18 @@ def run(args: argparse.Namespace) -> int:
     from digitnet.checkpoint import load_checkpoint, model_files
     from digitnet.files import refuse_overwriting_inputs
 
-    refuse_overwriting_inputs(args.out, [*args.inputs, *model_files(args.model)])
+    if bool(args.numbers) == bool(args.inputs):
+        raise DigitnetError(
+            "give a test CSV, image files or folders, or --numbers FOLDER (one of them)"
+        )
+    numbers = [args.numbers] if args.numbers else []
+    refuse_overwriting_inputs(args.out, [*args.inputs, *numbers, *model_files(args.model)])
     csv_inputs = [p for p in args.inputs if Path(p).suffix.lower() == ".csv"]
     if csv_inputs and len(args.inputs) > 1:
         raise DigitnetError("give one test CSV, or image files and folders, not both")
     model, _ = load_checkpoint(args.model)
+    if args.numbers:
+        return _predict_numbers(model, args.numbers, args.out, skip_bad=args.skip_bad)
     if csv_inputs:
         return _predict_submission(model, csv_inputs[0], args.out)
     return _predict_images(model, args.inputs, args.out, skip_bad=args.skip_bad)
@@ -70,4 +83,20 @@ def _predict_images(model, inputs: list[str], out: str, *, skip_bad: bool) -> in
     write_image_predictions(rows, out)
     skipped = f", {len(problems)} skipped" if problems else ""
     print(f"wrote {out}: {len(rows)} predictions{skipped}")
+    return 0
+
+
+def _predict_numbers(model, folder: str, out: str, *, skip_bad: bool) -> int:
+    """file,text,confidence for images of numbers of several digits."""
+    from digitnet.numbers import read_image_files, write_number_predictions
+    from digitnet.predict import list_image_files
+
+    rows, problems = read_image_files(model, list_image_files(folder), skip_bad=skip_bad)
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if not rows:
+        raise DigitnetError("no image could be read; nothing was written")
+    write_number_predictions(rows, out)
+    skipped = f", {len(problems)} skipped" if problems else ""
+    print(f"wrote {out}: {len(rows)} numbers{skipped}")
     return 0

@@ -580,6 +580,438 @@
     serveModelInWorker();
   }
 
+
+  /* ---------------------------------------------------------------- numbers: strokes -> digits
+   * digitnet/numbers.py's split_digits, strokes_to_input and part_input, step by step in the
+   * same float64 arithmetic, so both sides find the same digits in the same places and draw
+   * the same 28x28 inputs (tests/test_numbers_browser.py checks it). */
+
+  // digitnet/strokes.py's and digitnet/numbers.py's constants; the tests check they match.
+  const NUMBER_CONSTANTS = Object.freeze({
+    PAD_SIZE: 280,
+    BRUSH_RADIUS: 10.0,
+    BRUSH_PER_EXTENT: 10.0 / (0.3 * 280),
+    MIN_BRUSH_RADIUS: 1.0,
+    MAX_DIGITS: 12,
+    MAX_MARKS: 48,
+    JOIN_DISTANCE: 3.0,
+    OVERLAP_SHARE: 0.5,
+    NARROW_FLOOR: 0.3,
+    NEAR_ROWS: 0.5,
+    SPECK_SHARE: 0.2,
+    PARTITION_WIDTH: 0.3,
+    PART_HEIGHT: 0.6,
+    CUT_WIDTH: 1.2,
+    UNSURE_WIDTH: 0.8,
+    CUT_MARGIN: 0.3,
+    MAX_CUT_DEPTH: 3,
+    MIN_CUT_HEIGHT: 5.0,
+    CUT_INK: 0.5,
+  });
+  const N = NUMBER_CONSTANTS;
+
+  /** strokes.ink_extent: the longer side of the strokes' box, each stroke's box cut to the pad. */
+  function inkExtent(strokes, size = N.PAD_SIZE) {
+    let x0 = Infinity;
+    let y0 = Infinity;
+    let x1 = -Infinity;
+    let y1 = -Infinity;
+    for (const stroke of strokes) {
+      const box = strokeBox(stroke);
+      const sx0 = Math.max(box[0], 0);
+      const sy0 = Math.max(box[1], 0);
+      const sx1 = Math.min(box[2], size);
+      const sy1 = Math.min(box[3], size);
+      if (sx0 <= sx1 && sy0 <= sy1) {
+        x0 = Math.min(x0, sx0);
+        y0 = Math.min(y0, sy0);
+        x1 = Math.max(x1, sx1);
+        y1 = Math.max(y1, sy1);
+      }
+    }
+    return x0 <= x1 ? Math.max(x1 - x0, y1 - y0) : 0;
+  }
+
+  /** strokes.digit_brush_radius: the brush for one digit's model input, scaled to its size. */
+  function digitBrushRadius(strokes, size = N.PAD_SIZE) {
+    return Math.min(N.BRUSH_RADIUS, Math.max(N.MIN_BRUSH_RADIUS, N.BRUSH_PER_EXTENT * inkExtent(strokes, size)));
+  }
+
+  /** numbers.strokes_to_input: one digit's strokes -> {image, blank}, with its own brush. */
+  function strokesToMnist(strokes) {
+    const ink = rasterizeStrokes(strokes, N.PAD_SIZE, digitBrushRadius(strokes));
+    return inkToMnist(ink, N.PAD_SIZE);
+  }
+
+  /** numbers.part_input: one digit of splitDigits -> {image, blank}. */
+  function partToMnist(part) {
+    return strokesToMnist(part.strokes);
+  }
+
+  function strokeBox(stroke) {
+    let x0 = Infinity;
+    let y0 = Infinity;
+    let x1 = -Infinity;
+    let y1 = -Infinity;
+    for (const [x, y] of stroke) {
+      if (x < x0) x0 = x;
+      if (y < y0) y0 = y;
+      if (x > x1) x1 = x;
+      if (y > y1) y1 = y;
+    }
+    return [x0, y0, x1, y1];
+  }
+
+  function unionBox(a, b) {
+    return [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])];
+  }
+
+  function unionAll(boxes) {
+    let box = boxes[0];
+    for (let i = 1; i < boxes.length; i++) box = unionBox(box, boxes[i]);
+    return box;
+  }
+
+  function segmentsOf(stroke) {
+    if (stroke.length === 1) return [[stroke[0][0], stroke[0][1], stroke[0][0], stroke[0][1]]];
+    const segments = [];
+    for (let i = 1; i < stroke.length; i++) {
+      segments.push([stroke[i - 1][0], stroke[i - 1][1], stroke[i][0], stroke[i][1]]);
+    }
+    return segments;
+  }
+
+  function pointsNearSegments(points, segments, limit) {
+    const limit2 = limit * limit;
+    for (const [ax, ay, bx, by] of segments) {
+      const dx = bx - ax;
+      const dy = by - ay;
+      const length2 = dx * dx + dy * dy;
+      for (const [px, py] of points) {
+        let t = 0;
+        if (length2 > 0) {
+          t = ((px - ax) * dx + (py - ay) * dy) / length2;
+          t = t < 0 ? 0 : t > 1 ? 1 : t;
+        }
+        const gx = px - (ax + t * dx);
+        const gy = py - (ay + t * dy);
+        if (gx * gx + gy * gy <= limit2) return true;
+      }
+    }
+    return false;
+  }
+
+  function segmentsCross(first, second) {
+    for (const [ax, ay, bx, by] of first) {
+      for (const [cx, cy, dx, dy] of second) {
+        const o1 = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
+        const o2 = (bx - ax) * (dy - ay) - (by - ay) * (dx - ax);
+        const o3 = (dx - cx) * (ay - cy) - (dy - cy) * (ax - cx);
+        const o4 = (dx - cx) * (by - cy) - (dy - cy) * (bx - cx);
+        if (o1 * o2 < 0 && o3 * o4 < 0) return true;
+      }
+    }
+    return false;
+  }
+
+  /** numbers.strokes_touch: whether two strokes' centre lines come within `limit`. */
+  function strokesTouch(first, second, limit = N.JOIN_DISTANCE) {
+    const a = strokeBox(first);
+    const b = strokeBox(second);
+    if (a[0] - limit > b[2] || b[0] - limit > a[2] || a[1] - limit > b[3] || b[1] - limit > a[3]) {
+      return false;
+    }
+    const firstSegments = segmentsOf(first);
+    const secondSegments = segmentsOf(second);
+    return (
+      pointsNearSegments(first, secondSegments, limit) ||
+      pointsNearSegments(second, firstSegments, limit) ||
+      segmentsCross(firstSegments, secondSegments)
+    );
+  }
+
+  function onThePad(stroke) {
+    const reach = N.BRUSH_RADIUS + 1.0;
+    const [x0, y0, x1, y1] = strokeBox(stroke);
+    return x1 >= -reach && y1 >= -reach && x0 <= N.PAD_SIZE + reach && y0 <= N.PAD_SIZE + reach;
+  }
+
+  /* Marks: ink that is (so far) one digit, {box, members} with members sorted. */
+
+  function mergedMarks(a, b) {
+    return { box: unionBox(a.box, b.box), members: a.members.concat(b.members).sort((p, q) => p - q) };
+  }
+
+  function overlapShare(a, b) {
+    const overlap = Math.min(a[2], b[2]) - Math.max(a[0], b[0]);
+    const narrower = Math.max(Math.min(a[2] - a[0], b[2] - b[0]), N.NARROW_FLOOR * Math.min(a[3] - a[1], b[3] - b[1]));
+    if (narrower > 0) return overlap / narrower;
+    return overlap >= 0 ? Infinity : -Infinity;
+  }
+
+  function overlappingMarks(a, b) {
+    const gap = Math.max(a.box[1], b.box[1]) - Math.min(a.box[3], b.box[3]);
+    const tallest = Math.max(a.box[3] - a.box[1], b.box[3] - b.box[1]);
+    return overlapShare(a.box, b.box) >= N.OVERLAP_SHARE && gap <= N.NEAR_ROWS * tallest;
+  }
+
+  function piecesOfInk(strokes, indices) {
+    const parent = new Map(indices.map((index) => [index, index]));
+    const root = (index) => {
+      while (parent.get(index) !== index) index = parent.get(index);
+      return index;
+    };
+    for (let p = 0; p < indices.length; p++) {
+      for (let q = p + 1; q < indices.length; q++) {
+        const i = indices[p];
+        const j = indices[q];
+        const ri = root(i);
+        const rj = root(j);
+        if (ri !== rj && strokesTouch(strokes[i], strokes[j])) parent.set(Math.max(ri, rj), Math.min(ri, rj));
+      }
+    }
+    const groups = new Map();
+    for (const index of indices) {
+      const r = root(index);
+      if (!groups.has(r)) groups.set(r, []);
+      groups.get(r).push(index);
+    }
+    return Array.from(groups.values())
+      .sort((a, b) => a[0] - b[0])
+      .map((members) => ({ box: unionAll(members.map((i) => strokeBox(strokes[i]))), members }));
+  }
+
+  function mergeOverlapping(marks) {
+    marks = marks.slice();
+    let merged = true;
+    while (merged) {
+      merged = false;
+      for (let i = 0; i < marks.length && !merged; i++) {
+        for (let j = i + 1; j < marks.length; j++) {
+          if (overlappingMarks(marks[i], marks[j])) {
+            marks[i] = mergedMarks(marks[i], marks[j]);
+            marks.splice(j, 1);
+            merged = true;
+            break;
+          }
+        }
+      }
+    }
+    return marks;
+  }
+
+  function mergeSpecks(marks) {
+    let tallest = 0;
+    for (const mark of marks) tallest = Math.max(tallest, mark.box[3] - mark.box[1]);
+    const size = (m) => Math.max(m.box[2] - m.box[0], m.box[3] - m.box[1]);
+    const specks = marks.map((m) => size(m) < N.SPECK_SHARE * tallest);
+    const kept = marks.filter((_, k) => !specks[k]);
+    marks.forEach((mark, k) => {
+      if (!specks[k]) return;
+      let nearest = 0;
+      let nearestGap = Infinity;
+      kept.forEach((other, n) => {
+        const gap = Math.max(0, Math.max(mark.box[0], other.box[0]) - Math.min(mark.box[2], other.box[2]));
+        if (gap < nearestGap) {
+          nearest = n;
+          nearestGap = gap;
+        }
+      });
+      kept[nearest] = mergedMarks(kept[nearest], mark);
+    });
+    return kept;
+  }
+
+  function leftToRight(marks) {
+    const middle = (m) => (m.box[0] + m.box[2]) / 2;
+    return marks.slice().sort((a, b) => middle(a) - middle(b) || a.members[0] - b.members[0]);
+  }
+
+  function tooMany(count) {
+    return new Error(`${count} digits is too many for one number; draw at most ${N.MAX_DIGITS} digits`);
+  }
+
+  /** numbers._clip_stroke: the parts of a stroke on one side of x = cut (on it: both). */
+  function clipStroke(stroke, cut, left) {
+    const pieces = [];
+    let current = [];
+    let previous = null;
+    for (const [x, y] of stroke) {
+      const inside = left ? x <= cut : x >= cut;
+      if (previous !== null) {
+        const [px, py, wasInside] = previous;
+        if (wasInside !== inside) {
+          const t = (cut - px) / (x - px);
+          const crossing = [cut, py + t * (y - py)];
+          if (wasInside) {
+            current.push(crossing);
+            pieces.push(current);
+            current = [];
+          } else {
+            current = [crossing];
+          }
+        }
+      }
+      if (inside) current.push([x, y]);
+      previous = [x, y, inside];
+    }
+    if (current.length) pieces.push(current);
+    return pieces;
+  }
+
+  /** numbers._partition: split between strokes where touching digits part cleanly, or null. */
+  function partition(pieces, height) {
+    if (pieces.length < 2) return null;
+    const boxes = pieces.map((piece) => strokeBox(piece.points));
+    const middle = (k) => (boxes[k][0] + boxes[k][2]) / 2;
+    const order = pieces.map((_, k) => k).sort((a, b) => middle(a) - middle(b) || a - b);
+    let best = null;
+    let bestShare = N.OVERLAP_SHARE;
+    for (let split = 1; split < order.length; split++) {
+      const left = unionAll(order.slice(0, split).map((k) => boxes[k]));
+      const right = unionAll(order.slice(split).map((k) => boxes[k]));
+      if (
+        !(
+          left[0] < right[0] &&
+          left[2] < right[2] &&
+          left[3] - left[1] >= N.PART_HEIGHT * height &&
+          right[3] - right[1] >= N.PART_HEIGHT * height
+        )
+      ) {
+        continue;
+      }
+      const share = overlapShare(left, right);
+      if (share < bestShare) {
+        best = split;
+        bestShare = share;
+      }
+    }
+    if (best === null) return null;
+    return [order.slice(0, best).map((k) => pieces[k]), order.slice(best).map((k) => pieces[k])];
+  }
+
+  /** numbers._cut_column: the column of least ink away from the ends, or null. */
+  function cutColumn(pieces, box) {
+    const [x0, , x1] = box;
+    const height = box[3] - box[1];
+    const first = Math.max(0, Math.ceil(x0 + N.CUT_MARGIN * height));
+    const last = Math.min(N.PAD_SIZE - 1, Math.floor(x1 - N.CUT_MARGIN * height));
+    if (first > last) return null;
+    const strokes = pieces.map((piece) => piece.points);
+    const size = N.PAD_SIZE;
+    const ink = rasterizeStrokes(strokes, size, digitBrushRadius(strokes));
+    const middle = (x0 + x1) / 2;
+    let best = null;
+    let bestCount = Infinity;
+    let bestDistance = Infinity;
+    for (let column = first; column <= last; column++) {
+      let count = 0;
+      for (let row = 0; row < size; row++) if (ink[row * size + column] > N.CUT_INK) count += 1;
+      const distance = Math.abs(column + 0.5 - middle);
+      if (count < bestCount || (count === bestCount && distance < bestDistance)) {
+        best = column;
+        bestCount = count;
+        bestDistance = distance;
+      }
+    }
+    return best;
+  }
+
+  /** numbers._split_touching: a piece of ink -> [{pieces, unsure}], left to right. */
+  function splitTouching(pieces, depth = 0) {
+    const box = unionAll(pieces.map((piece) => strokeBox(piece.points)));
+    const width = box[2] - box[0];
+    const height = box[3] - box[1];
+    if (height < N.MIN_CUT_HEIGHT || width <= N.PARTITION_WIDTH * height) return [{ pieces, unsure: false }];
+    const tooWide = width > N.UNSURE_WIDTH * height;
+    let sides = partition(pieces, height);
+    if (sides === null && width > N.CUT_WIDTH * height && depth < N.MAX_CUT_DEPTH) {
+      const column = cutColumn(pieces, box);
+      if (column !== null) {
+        const cut = column + 0.5;
+        sides = [true, false].map((left) =>
+          pieces.flatMap((piece) => clipStroke(piece.points, cut, left).map((points) => ({ points, index: piece.index })))
+        );
+        depth += 1;
+      }
+    }
+    if (sides === null) return [{ pieces, unsure: tooWide }];
+    return splitTouching(sides[0], depth)
+      .concat(splitTouching(sides[1], depth))
+      .map((found) => ({ pieces: found.pieces, unsure: true }));
+  }
+
+  /**
+   * numbers.split_digits: the pad's strokes ([[x, y], ...] in pad units) -> its digits, left
+   * to right: [{strokes, box: [x0, y0, x1, y1], strokeIndices, unsure}]. Throws an Error
+   * (one line, as the server's) beyond MAX_DIGITS digits or MAX_MARKS separate marks.
+   */
+  function splitDigits(strokes) {
+    const indices = [];
+    strokes.forEach((stroke, index) => {
+      if (stroke.length && onThePad(stroke)) indices.push(index);
+    });
+    let marks = piecesOfInk(strokes, indices);
+    if (marks.length > N.MAX_MARKS) {
+      throw new Error(
+        `${marks.length} separate marks is too many for one number; draw at most ${N.MAX_DIGITS} digits`
+      );
+    }
+    marks = leftToRight(mergeSpecks(mergeOverlapping(marks)));
+    if (marks.length > N.MAX_DIGITS) throw tooMany(marks.length);
+    const parts = [];
+    for (const mark of marks) {
+      const pieces = mark.members.map((index) => ({ points: strokes[index], index }));
+      for (const side of splitTouching(pieces)) {
+        const points = side.pieces.map((piece) => piece.points);
+        const [x0, y0, x1, y1] = unionAll(points.map(strokeBox));
+        const r = N.BRUSH_RADIUS;
+        parts.push({
+          strokes: points,
+          box: [Math.max(0, x0 - r), Math.max(0, y0 - r), Math.min(N.PAD_SIZE, x1 + r), Math.min(N.PAD_SIZE, y1 + r)],
+          strokeIndices: Array.from(new Set(side.pieces.map((piece) => piece.index))).sort((a, b) => a - b),
+          unsure: side.unsure,
+        });
+      }
+    }
+    if (parts.length > N.MAX_DIGITS) throw tooMany(parts.length);
+    return parts;
+  }
+
+  /** A model's calibration from its web file: {temperature, rejectBelow}. */
+  function calibrationOf(model) {
+    const temperature = parseFloat((model.metadata || {}).temperature);
+    const rejectBelow = parseFloat((model.metadata || {}).reject_below);
+    return {
+      temperature: Number.isFinite(temperature) && temperature > 0 ? temperature : 1,
+      rejectBelow: Number.isFinite(rejectBelow) ? rejectBelow : 0,
+    };
+  }
+
+  /**
+   * numbers.read_strokes in the browser, for a model run here (the MLP, in the frame):
+   * strokes -> {text, confidence, digits: [{label, confidence, box, probs, image, unsure}]}.
+   * A digit under the model's reject_below is "?"; blank digits are left out.
+   */
+  function readNumber(model, strokes) {
+    const { temperature, rejectBelow } = calibrationOf(model);
+    const digits = [];
+    for (const part of splitDigits(strokes)) {
+      const { image, blank } = partToMnist(part);
+      if (blank) continue;
+      const logits = Array.from(runModel(model, image), (value) => value / temperature);
+      const probs = softmax(logits);
+      let best = 0;
+      for (let k = 1; k < probs.length; k++) if (probs[k] > probs[best]) best = k;
+      const confidence = probs[best];
+      const label = confidence >= rejectBelow ? String(best) : "?";
+      digits.push({ label, confidence, box: part.box, probs, image, unsure: part.unsure });
+    }
+    const text = digits.map((digit) => digit.label).join("");
+    const confidence = digits.length ? digits.reduce((product, digit) => product * digit.confidence, 1) : 0;
+    return { text, confidence, digits };
+  }
+
   root.digitnetPipeline = Object.freeze({
     CONSTANTS,
     drawSegment,
@@ -597,5 +1029,14 @@
     softmax,
     calibrationOf,
     loadModel,
+    NUMBER_CONSTANTS,
+    inkExtent,
+    digitBrushRadius,
+    strokesToMnist,
+    partToMnist,
+    strokesTouch,
+    splitDigits,
+    calibrationOf,
+    readNumber,
   });
 })(globalThis);
