@@ -979,22 +979,13 @@
   }
 
   /** A model's calibration from its web file: {temperature, rejectBelow}. */
-  function calibrationOf(model) {
-    const temperature = parseFloat((model.metadata || {}).temperature);
-    const rejectBelow = parseFloat((model.metadata || {}).reject_below);
-    return {
-      temperature: Number.isFinite(temperature) && temperature > 0 ? temperature : 1,
-      rejectBelow: Number.isFinite(rejectBelow) ? rejectBelow : 0,
-    };
-  }
-
   /**
    * numbers.read_strokes in the browser, for a model run here (the MLP, in the frame):
    * strokes -> {text, confidence, digits: [{label, confidence, box, probs, image, unsure}]}.
    * A digit under the model's reject_below is "?"; blank digits are left out.
    */
   function readNumber(model, strokes) {
-    const { temperature, rejectBelow } = calibrationOf(model);
+    const { temperature, rejectBelow } = model.calibration;
     const digits = [];
     for (const part of splitDigits(strokes)) {
       const { image, blank } = partToMnist(part);
@@ -1036,7 +1027,6 @@
     partToMnist,
     strokesTouch,
     splitDigits,
-    calibrationOf,
     readNumber,
   });
 })(globalThis);
