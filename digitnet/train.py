@@ -349,6 +349,11 @@ def _lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup)))
 
 
+def nondigit_bank_size(config: TrainConfig, digit_count: int) -> int:
+    """How many synthetic non-digits a run of ``digit_count`` training digits draws from."""
+    return min(MAX_NONDIGIT_BANK, math.ceil(config.nondigit_fraction * digit_count))
+
+
 def _initial_state(init: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     state = init.state_dict() if isinstance(init, nn.Module) else init
     return {name: tensor.detach().cpu().clone() for name, tensor in state.items()}
@@ -366,6 +371,9 @@ class TrainingRun:
 
     ``train_inputs`` are (N, 28, 28) float32 in [0, 1]. ``init`` (a model or a state dict of
     the config's model) starts from given weights instead of random ones: fine-tuning.
+    ``extra_nondigits`` (M, 28, 28) in [0, 1], people's drawings kept as not a digit, join
+    the synthetic non-digits the batches draw their outliers from (with
+    ``nondigit_fraction`` > 0; repeat them to weigh them more).
     :meth:`stop` may be called from any thread; the run ends within one step, validates
     what it has, and keeps the best weights seen.
     """
@@ -382,6 +390,7 @@ class TrainingRun:
         report_every: int = REPORT_EVERY,
         progress: bool = False,
         stop_when: Callable[[], bool] | None = None,
+        extra_nondigits: np.ndarray | None = None,
     ):
         if len(train_labels) == 0:
             raise DataError("no training digits; use more data or a smaller validation fraction")
@@ -408,9 +417,11 @@ class TrainingRun:
         self.labels = torch.as_tensor(train_labels, dtype=torch.int64).to(self.device)
         self.nondigits = None  # (M, 1, 28, 28): drawings the model learns to give no answer
         if config.nondigit_fraction > 0:
-            bank = min(MAX_NONDIGIT_BANK, math.ceil(config.nondigit_fraction * len(self.labels)))
-            made = make_nondigits(bank, seed=config.seed).inputs
-            self.nondigits = torch.as_tensor(made).reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
+            made = make_nondigits(nondigit_bank_size(config, len(self.labels)), seed=config.seed)
+            bank = made.inputs
+            if extra_nondigits is not None and len(extra_nondigits):
+                bank = np.concatenate([bank, np.asarray(extra_nondigits, dtype=np.float32)])
+            self.nondigits = torch.as_tensor(bank).reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
             self.nondigits = self.nondigits.to(self.device)
         self._loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.val_inputs, self.val_labels = val_inputs, val_labels

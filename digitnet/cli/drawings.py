@@ -205,10 +205,14 @@ def run_finetune(args: argparse.Namespace) -> int:
                 print(report.log_line(), flush=True)
         ctrl_c.phase = ctrl_c.SAVING  # the before/after figures were measured inside the run
         result = run.result
-        for name, before, after in (
+        figures = [
             ("held-out drawings", result.before.held_out, result.after.held_out),
             ("MNIST validation", result.before.mnist_validation, result.after.mnist_validation),
-        ):
+        ]
+        if result.after.held_out_not_a_digit.total:
+            refused = result.before.held_out_not_a_digit, result.after.held_out_not_a_digit
+            figures.insert(1, ("held-out non-digits refused", *refused))
+        for name, before, after in figures:
             change = 100 * (after.value - before.value)
             print(
                 f"{name}: {before.percent()} -> {after.percent()} "
@@ -247,16 +251,18 @@ def _finetune_out(args: argparse.Namespace, metadata: dict) -> Path:
 def _drawing_split(args: argparse.Namespace, settings, metadata: dict):
     """The stored drawings split into training and held out, announced on stdout."""
     from digitnet.finetune import drawings_from_store, trained_on_drawings
-    from digitnet.store import open_store
+    from digitnet.store import NOT_A_DIGIT, open_store
 
     with open_store(args.db) as store:
         split = drawings_from_store(
             store, settings, source=args.source, trained_before=trained_on_drawings(metadata)
         )
+        nondigits = len(split.train_nondigits) + int((split.held_out.labels == NOT_A_DIGIT).sum())
         print(
             f"drawings {store.path}{f' (source {args.source})' if args.source else ''}: "
             f"{split.count} labelled, training on {len(split.train)}, holding out "
-            f"{len(split.held_out)} (share {settings.held_out_fraction:g}, seed {settings.seed})",
+            f"{len(split.held_out)} (share {settings.held_out_fraction:g}, seed {settings.seed})"
+            f"{f'; {nondigits} kept as not a digit learn to be refused' if nondigits else ''}",
             flush=True,
         )
     missing = split.digits_without_training_drawings
