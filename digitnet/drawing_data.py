@@ -6,8 +6,10 @@
 - :func:`import_sklearn_digits`: scikit-learn's 1,797 UCI digits (43 writers who are not
   MNIST's) rendered as canvas drawings, the stand-in for a workshop's drawings.
 - :func:`split_by_seed`, :func:`wilson_interval`, :func:`accuracy_on_drawings`: held-out
-  halves, and every model's accuracy on the drawings, overall and per digit, with a 95%
-  interval.
+  halves, and every model's accuracy on the drawings, overall and per label, with a 95%
+  interval. A drawing kept as "not a digit" counts too: a model is right on it when it
+  refuses it (:func:`model_answers`), and right on a digit when it gives that digit
+  without refusing it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
+from digitnet.calibration import calibration_of
 from digitnet.data import NUM_CLASSES, PIXEL_COLUMNS, Digits, load_kaggle_csv
 from digitnet.errors import DigitnetError
 from digitnet.files import refuse_overwriting_inputs, write_atomically
@@ -28,6 +31,7 @@ from digitnet.predict import predict_probs
 from digitnet.preprocess import canvas_to_mnist, digits_to_inputs, load_image_file
 from digitnet.store import (
     IMPORT_SESSION,
+    NOT_A_DIGIT,
     SOURCE_API,
     SOURCE_IMPORT,
     SOURCE_SKLEARN,
@@ -60,16 +64,19 @@ class ImportResult:
 def export_kaggle_csv(
     store: DrawingStore, out_path: str | Path, *, source: str | None = None
 ) -> int:
-    """Write the labelled drawings (or those of ``source``) as a Kaggle train CSV, atomically.
+    """Write the labelled digits (or those of ``source``) as a Kaggle train CSV, atomically.
 
     Returns how many rows were written. Pixels are the stored uint8 inputs, byte for byte.
+    Drawings kept as "not a digit" are left out: the format's ``label`` is a digit 0-9, and
+    a 10 would break any program that reads it (see :func:`count_not_digits`).
     """
     refuse_overwriting_inputs(out_path, [store.path])
     digits = store.labelled_digits(source=source)
+    digits = digits.subset(np.flatnonzero(digits.labels != NOT_A_DIGIT))
     if len(digits) == 0:
         from_source = f" from source '{source}'" if source else ""
         raise StoreError(
-            f"{store.path}: no labelled drawings{from_source} to export; save or import some first"
+            f"{store.path}: no labelled digits{from_source} to export; save or import some first"
         )
     table = np.column_stack([digits.labels, digits.images.reshape(len(digits), -1)])
     header = ",".join(["label", *PIXEL_COLUMNS])
@@ -79,6 +86,11 @@ def export_kaggle_csv(
 
     write_atomically(out_path, write)
     return len(digits)
+
+
+def count_not_digits(store: DrawingStore, *, source: str | None = None) -> int:
+    """How many drawings (of ``source``) are kept as "not a digit" (what an export leaves out)."""
+    return store.count(digit=NOT_A_DIGIT, source=source)
 
 
 def import_kaggle_csv(
@@ -223,31 +235,56 @@ class Accuracy:
 
 @dataclass(frozen=True)
 class ModelAccuracy:
-    overall: Accuracy
-    per_digit: tuple[Accuracy, ...]  # true digits 0-9
+    overall: Accuracy  # every drawing, digits and non-digits
+    per_digit: tuple[Accuracy, ...]  # true digits 0-9: given that digit, not refused
+    not_a_digit: Accuracy  # drawings kept as not a digit: refused
+
+    @property
+    def per_label(self) -> tuple[Accuracy, ...]:
+        """The digits 0-9, then "not a digit": the columns of the accuracy table."""
+        return (*self.per_digit, self.not_a_digit)
+
+
+def answers_from_probs(probs: np.ndarray, reject_below: float) -> np.ndarray:
+    """Each answer of calibrated probabilities (N, 10): the top digit, or :data:`NOT_A_DIGIT`
+    where the top probability is under ``reject_below`` (the model refuses the drawing)."""
+    probs = np.atleast_2d(np.asarray(probs))
+    answers = probs.argmax(axis=1)
+    answers[probs.max(axis=1) < reject_below] = NOT_A_DIGIT
+    return answers
+
+
+def model_answers(model: nn.Module, inputs: np.ndarray) -> np.ndarray:
+    """The model's answer to each input (N, 28, 28): its digit, or NOT_A_DIGIT where it
+    refuses the drawing (its calibration's ``reject_below``)."""
+    return answers_from_probs(predict_probs(model, inputs), calibration_of(model).reject_below)
 
 
 def accuracy_on_drawings(
     models: Mapping[str, nn.Module], digits: Digits
 ) -> dict[str, ModelAccuracy]:
-    """Each model's accuracy on labelled drawings, overall and per true digit."""
+    """Each model's accuracy on labelled drawings, overall and per true label
+    (:func:`model_answers` against the labels: a refusal is right only on a non-digit)."""
     if digits.labels is None:
         raise StoreError(f"{digits.source}: the drawings have no labels to measure against")
     inputs = digits_to_inputs(digits.images)
     return {
-        name: accuracy_of(predict_probs(model, inputs).argmax(axis=1), digits.labels)
+        name: accuracy_of(model_answers(model, inputs), digits.labels)
         for name, model in models.items()
     }
 
 
-def accuracy_of(predicted: np.ndarray, labels: np.ndarray) -> ModelAccuracy:
-    """Answers against true labels: the share right, overall and per true digit."""
-    right = np.asarray(predicted) == np.asarray(labels)
-    per_digit = tuple(
-        Accuracy(int(right[labels == d].sum()), int((labels == d).sum()))
-        for d in range(NUM_CLASSES)
-    )
-    return ModelAccuracy(Accuracy(int(right.sum()), len(right)), per_digit)
+def accuracy_of(answers: np.ndarray, labels: np.ndarray) -> ModelAccuracy:
+    """Answers (digits, or NOT_A_DIGIT for a refusal) against true labels: the share right,
+    overall and per true label."""
+    labels = np.asarray(labels)
+    right = np.asarray(answers) == labels
+
+    def of(label: int) -> Accuracy:
+        return Accuracy(int(right[labels == label].sum()), int((labels == label).sum()))
+
+    per_digit = tuple(of(digit) for digit in range(NUM_CLASSES))
+    return ModelAccuracy(Accuracy(int(right.sum()), len(right)), per_digit, of(NOT_A_DIGIT))
 
 
 # ---------------------------------------------------------------------------
@@ -264,7 +301,8 @@ def save_image_file(
     model_name: str | None = None,
     model: nn.Module | None = None,
 ) -> SavedDrawing:
-    """Save an image file as a labelled drawing, with ``model``'s answer when given.
+    """Save an image file as a labelled drawing (a digit 0-9 or "not a digit"), with
+    ``model``'s answer when given (NOT_A_DIGIT where it refuses the drawing).
 
     The label is checked first and the image next (a non-image or a blank drawing is
     refused), so a bad request writes nothing.
@@ -273,7 +311,10 @@ def save_image_file(
     preprocessed = canvas_to_mnist(load_image_file(path))
     if preprocessed.is_blank:
         raise StoreError(f"{Path(path).name}: the drawing is blank (no ink found); draw a digit")
-    probs = None if model is None else predict_probs(model, preprocessed.image[None])[0]
+    probs = predicted = None
+    if model is not None:
+        probs = predict_probs(model, preprocessed.image[None])[0]
+        predicted = int(answers_from_probs(probs, calibration_of(model).reject_below)[0])
     return store.save(
         preprocessed.image,
         label,
@@ -281,5 +322,6 @@ def save_image_file(
         source=source,
         model=model_name if model is not None else None,
         probs=probs,
+        predicted=predicted,
         png=drawing_png(preprocessed),
     )

@@ -5,6 +5,11 @@ epochs on the rest, oversampled and mixed with the MNIST sample's training split
 model's own split, so MNIST's validation digits stay unseen. Before and after, it is measured
 on the held-out drawings (with a 95% Wilson interval) and on MNIST validation.
 
+Drawings kept as "not a digit" learn too: they join the batches as outliers with a uniform
+target, exactly as ``TrainingRun``'s ``nondigit_fraction`` mixes in synthetic non-digits
+(they join its bank of non-digits, ``nondigits=``), so the model learns to refuse them. The
+held-out ones measure the refusal: a model is right on a non-digit when it refuses it.
+
 :class:`FinetuneRun` is the run as an iterator of reports a UI streams and can stop, like
 ``digitnet.train.TrainingRun``; :func:`finetune` runs it in one call. The result is a normal
 checkpoint: ``save_checkpoint(out, result.model, result.config, result.metadata)``.
@@ -22,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from digitnet.calibration import calibration_of, set_calibration
 from digitnet.checkpoint import ASSETS_DIR, stem_of
 from digitnet.config import check_knobs, knob, known_values
 from digitnet.data import (
@@ -34,10 +40,11 @@ from digitnet.data import (
 )
 from digitnet.drawing_data import Accuracy, accuracy_on_drawings, split_by_seed
 from digitnet.errors import DigitnetError
+from digitnet.nondigits import make_nondigits
 from digitnet.predict import predict_logits
 from digitnet.preprocess import digits_to_inputs
 from digitnet.runs import PreparedData, prepare_data, run_metadata
-from digitnet.store import DrawingStore
+from digitnet.store import NOT_A_DIGIT, DrawingStore
 from digitnet.train import (
     REPORT_EVERY,
     EpochReport,
@@ -45,6 +52,7 @@ from digitnet.train import (
     TrainConfig,
     TrainingRun,
     TrainResult,
+    nondigit_bank_size,
 )
 
 MIN_DRAWINGS = 20  # labelled drawings needed before fine-tuning is worth a try
@@ -116,7 +124,9 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class DrawingSplit:
-    """Labelled drawings split by seed into a training part and a held-out part."""
+    """Labelled drawings split by seed into a training part and a held-out part.
+
+    Labels are digits 0-9 or NOT_A_DIGIT; both parts hold both kinds."""
 
     train: Digits
     held_out: Digits
@@ -130,9 +140,19 @@ class DrawingSplit:
         return len(self.train) + len(self.held_out)
 
     @property
+    def train_digits(self) -> Digits:
+        """The training drawings of digits (those kept as not a digit are outliers)."""
+        return self.train.subset(np.flatnonzero(self.train.labels != NOT_A_DIGIT))
+
+    @property
+    def train_nondigits(self) -> Digits:
+        """The training drawings kept as not a digit."""
+        return self.train.subset(np.flatnonzero(self.train.labels == NOT_A_DIGIT))
+
+    @property
     def digits_without_training_drawings(self) -> list[int]:
         """Digits the fine-tune cannot learn anyone's style of: none of them trains."""
-        present = np.bincount(self.train.labels, minlength=NUM_CLASSES)
+        present = np.bincount(self.train_digits.labels, minlength=NUM_CLASSES)
         return [digit for digit in range(NUM_CLASSES) if present[digit] == 0]
 
 
@@ -230,15 +250,17 @@ def refuse_shipped_location(out: str | Path) -> None:
 class Measurement:
     """A model on the held-out drawings and on MNIST validation."""
 
-    held_out: Accuracy
+    held_out: Accuracy  # digits and non-digits: a digit given, a non-digit refused
     held_out_per_digit: tuple[Accuracy, ...]  # true digits 0-9
     mnist_validation: Accuracy
     mnist_validation_loss: float
+    held_out_not_a_digit: Accuracy = Accuracy(0, 0)  # held-out non-digits refused
 
     def to_dict(self) -> dict:
         return {
             "held_out": self.held_out.to_dict(),
             "held_out_per_digit": [accuracy.to_dict() for accuracy in self.held_out_per_digit],
+            "held_out_not_a_digit": self.held_out_not_a_digit.to_dict(),
             "mnist_validation": self.mnist_validation.to_dict(),
             "mnist_validation_loss": self.mnist_validation_loss,
         }
@@ -247,13 +269,15 @@ class Measurement:
 def measure(
     model: nn.Module, held_out: Digits, val_inputs: np.ndarray, val_labels: np.ndarray
 ) -> Measurement:
-    """Accuracy on the held-out drawings (overall and per digit) and on MNIST validation."""
+    """Accuracy on the held-out drawings (overall, per digit, non-digits refused, under the
+    model's calibration) and on MNIST validation (its top digit)."""
     drawings = accuracy_on_drawings({"model": model}, held_out)["model"]
     val_logits = predict_logits(model, val_inputs)
     targets = torch.as_tensor(val_labels, dtype=torch.int64)
     return Measurement(
         held_out=drawings.overall,
         held_out_per_digit=drawings.per_digit,
+        held_out_not_a_digit=drawings.not_a_digit,
         mnist_validation=Accuracy(int((val_logits.argmax(dim=1) == targets).sum()), len(targets)),
         mnist_validation_loss=F.cross_entropy(val_logits, targets).item(),
     )
@@ -273,8 +297,12 @@ class FinetuneReport:
         head = "before" if self.training is None else f"epoch {self.epoch:>3}/{self.epochs}"
         stopped = "" if self.training is None or self.training.complete else " (stopped)"
         seconds = "" if self.training is None else f" {self.training.seconds:5.1f}s"
+        refused = self.measurement.held_out_not_a_digit
+        refusals = (
+            f", non-digits refused {refused.percent()} of {refused.total}" if refused.total else ""
+        )
         return (
-            f"{head}: held-out drawings {held_out.percent()} of {held_out.total}, "
+            f"{head}: held-out drawings {held_out.percent()} of {held_out.total}{refusals}, "
             f"MNIST validation {mnist.percent()} of {mnist.total}{seconds}{stopped}"
         )
 
@@ -300,19 +328,27 @@ class FinetuneResult:
 # The run
 
 
-def finetune_train_config(base_metadata: dict, settings: FinetuneConfig) -> TrainConfig:
+def finetune_train_config(
+    base_metadata: dict, settings: FinetuneConfig, *, nondigits: bool = False
+) -> TrainConfig:
     """The base model's own TrainConfig with the fine-tune's knobs in place.
 
     Its ``seed`` and ``val_fraction`` stay the base's: they define the base's MNIST split,
-    which the fine-tune keeps (and a fine-tune of this fine-tune keeps in turn).
+    which the fine-tune keeps (and a fine-tune of this fine-tune keeps in turn). With
+    ``nondigits`` (drawings kept as not a digit to learn from), a base trained without
+    outliers gets the default ``nondigit_fraction``, so they have batches to join.
     """
     base = TrainConfig.from_dict(base_metadata.get("config") or {})
+    fraction = base.nondigit_fraction
+    if nondigits and fraction == 0:
+        fraction = TrainConfig.__dataclass_fields__["nondigit_fraction"].default
     return base.replace(
         epochs=settings.epochs,
         lr=settings.lr,
         optimizer=FINETUNE_OPTIMIZER,
         schedule=FINETUNE_SCHEDULE,
         augment=settings.augment,
+        nondigit_fraction=fraction,
     )
 
 
@@ -340,6 +376,8 @@ def mix_drawings(mnist_count: int, drawing_count: int, drawing_share: float) -> 
     Returns (repeats, the share they then make). Many drawings are used once each, and
     then make a larger share than asked; MNIST is never cut.
     """
+    if drawing_count == 0:
+        return 0, 0.0
     wanted = drawing_share / (1 - drawing_share) * mnist_count
     repeats = max(1, round(wanted / drawing_count))
     total = repeats * drawing_count
@@ -385,7 +423,10 @@ class FinetuneRun:
         self.drawings_source = drawings_source
         self.canvas_drawings = canvas_drawings
         self.command = command
-        self.config = finetune_train_config(base_metadata, self.settings)
+        nondigit_drawings = drawings.train_nondigits
+        self.config = finetune_train_config(
+            base_metadata, self.settings, nondigits=len(nondigit_drawings) > 0
+        )
         check_enough_drawings(drawings.count)
         if len(drawings.train) == 0 or len(drawings.held_out) == 0:
             raise FinetuneError("need drawings both to train on and to hold out")
@@ -400,12 +441,23 @@ class FinetuneRun:
         self.mnist_validation_unseen = mnist_validation_unseen(base_metadata, self.mnist)
 
         mnist_inputs, mnist_labels = self.mnist.train
-        drawing_inputs = digits_to_inputs(drawings.train.images)
+        digit_drawings = drawings.train_digits
+        drawing_inputs = digits_to_inputs(digit_drawings.images)
         self.repeats, self.drawing_share = mix_drawings(
             len(mnist_labels), len(drawing_inputs), self.settings.drawing_share
         )
         train_inputs = np.concatenate([mnist_inputs, *[drawing_inputs] * self.repeats])
-        train_labels = np.concatenate([mnist_labels, *[drawings.train.labels] * self.repeats])
+        train_labels = np.concatenate([mnist_labels, *[digit_drawings.labels] * self.repeats])
+        # The stored non-digits make the same share of the outliers as the digit drawings
+        # do of the digits: repeated among the synthetic non-digits TrainingRun draws from.
+        self.nondigit_repeats, self.nondigit_share = mix_drawings(
+            nondigit_bank_size(self.config, len(train_labels)),
+            len(nondigit_drawings),
+            self.settings.drawing_share,
+        )
+        nondigit_inputs = digits_to_inputs(nondigit_drawings.images)
+        bank_size = nondigit_bank_size(self.config, len(train_labels))
+        synthetic = make_nondigits(bank_size, seed=self.config.seed).inputs if bank_size else None
         self.training = TrainingRun(
             self.config,
             train_inputs,
@@ -414,7 +466,12 @@ class FinetuneRun:
             report_every=report_every,
             progress=progress,
             stop_when=stop_when,
+            nondigits=np.concatenate([synthetic, *[nondigit_inputs] * self.nondigit_repeats])
+            if synthetic is not None
+            else None,
         )
+        # Until the fine-tune is calibrated anew (at its end), it refuses as its base did.
+        set_calibration(self.training.model, calibration_of(base_model))
         self.result: FinetuneResult | None = None
 
     def stop(self) -> None:
@@ -447,7 +504,9 @@ class FinetuneRun:
             history.append(report)
             yield FinetuneReport(report.epoch, epochs, measured, report)
         training = dataclasses.replace(self.training.result, history=history)
-        after = self._measure(training.model)
+        metadata = self._metadata(training)  # fits the fine-tune's own calibration
+        after = self._measure(training.model)  # so "after" refuses as the saved model will
+        metadata["finetune"] = self._section(before, after)
         self.result = FinetuneResult(
             model=training.model,
             config=self.config,
@@ -455,12 +514,13 @@ class FinetuneRun:
             before=before,
             after=after,
             training=training,
-            metadata=self._metadata(training, before, after),
+            metadata=metadata,
         )
 
     def _training_data(self) -> PreparedData:
-        """MNIST (its split as the base had it) plus the training drawings, once each."""
-        mnist, drawings = self.mnist, self.drawings.train
+        """MNIST (its split as the base had it) plus the training drawings of digits, once
+        each (the non-digits are outliers, counted in the fine-tune's section)."""
+        mnist, drawings = self.mnist, self.drawings.train_digits
         digits = Digits(
             np.concatenate([mnist.digits.images, drawings.images]),
             np.concatenate([mnist.digits.labels, drawings.labels]),
@@ -475,9 +535,24 @@ class FinetuneRun:
             sources=[*mnist.sources, summarize(drawings)],
         )
 
-    def _metadata(self, training: TrainResult, before: Measurement, after: Measurement) -> dict:
+    def _metadata(self, training: TrainResult) -> dict:
+        """The run's metadata (calibrating the model); the fine-tune's section comes after."""
+        return run_metadata(
+            training,
+            self.config,
+            self._training_data(),
+            drawings=self.canvas_drawings,
+            command=self.command,
+        )
+
+    def _section(self, before: Measurement, after: Measurement) -> dict:
         split, base = self.drawings, self.base_metadata
-        section = {
+        refusals = {}
+        if after.held_out_not_a_digit.total:
+            refusals["held_out_not_a_digit"] = round(
+                100 * (after.held_out_not_a_digit.value - before.held_out_not_a_digit.value), 2
+            )
+        return {
             "base_model": self.base_name,
             "base_created": base.get("created"),
             "base_command": base.get("command"),
@@ -488,6 +563,8 @@ class FinetuneRun:
                 "count": split.count,
                 "train_count": len(split.train),
                 "held_out_count": len(split.held_out),
+                "not_a_digit_train_count": len(split.train_nondigits),
+                "not_a_digit_held_out_count": int((split.held_out.labels == NOT_A_DIGIT).sum()),
                 "held_out_fraction": split.held_out_fraction,
                 "seed": split.seed,
                 "digits_without_training_drawings": split.digits_without_training_drawings,
@@ -501,6 +578,9 @@ class FinetuneRun:
                 "mnist_train_count": len(self.mnist.train_index),
                 "drawing_repeats": self.repeats,
                 "drawing_share": round(self.drawing_share, 4),
+                "nondigit_fraction": self.config.nondigit_fraction,
+                "not_a_digit_repeats": self.nondigit_repeats,
+                "not_a_digit_share_of_outliers": round(self.nondigit_share, 4),
             },
             "mnist_validation_unseen_by_base": self.mnist_validation_unseen,
             "kept": "the last weights",
@@ -511,16 +591,9 @@ class FinetuneRun:
                 "mnist_validation": round(
                     100 * (after.mnist_validation.value - before.mnist_validation.value), 2
                 ),
+                **refusals,
             },
         }
-        return run_metadata(
-            training,
-            self.config,
-            self._training_data(),
-            drawings=self.canvas_drawings,
-            command=self.command,
-            extra={"finetune": section},
-        )
 
 
 def finetune(

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digitnet.data import IMAGE_SIZE, NUM_CLASSES, Digits
+from digitnet.data import IMAGE_SIZE, Digits
 from digitnet.preprocess import canvas_to_mnist
 from digitnet.storage import (
     DB_ENV,
@@ -59,8 +59,11 @@ from digitnet.store_schema import (
     COLUMNS,
     IMPORT_SESSION,
     INSERT_SQL,
+    LABEL_COUNT,
     MAX_DRAWING_BYTES,
     MIGRATIONS,
+    NOT_A_DIGIT,
+    NOT_A_DIGIT_TEXT,
     PNG_SIGNATURE,
     SCHEMA_VERSION,
     SOURCE_API,
@@ -76,6 +79,7 @@ from digitnet.store_schema import (
     check_name,
     check_probs,
     drawing_png,
+    label_text,
     stored_drawing,
     strokes_json,
 )
@@ -86,7 +90,10 @@ __all__ = [
     "DB_ENV",
     "DEFAULT_DB_PATH",
     "IMPORT_SESSION",
+    "LABEL_COUNT",
     "MAX_MB_ENV",
+    "NOT_A_DIGIT",
+    "NOT_A_DIGIT_TEXT",
     "SCHEMA_VERSION",
     "SOURCE_API",
     "SOURCE_APP",
@@ -100,6 +107,7 @@ __all__ = [
     "as_pixels",
     "check_label",
     "drawing_png",
+    "label_text",
     "open_store",
     "utc_text",
     "resolve_db_path",
@@ -487,7 +495,8 @@ class DrawingStore:
         limit: int = DEFAULT_PAGE_SIZE,
         offset: int = 0,
     ) -> list[StoredDrawing]:
-        """Rows newest first, filtered by true digit, right/wrong, session and source; paged."""
+        """Rows newest first, filtered by true label (a digit or "not a digit"), right/wrong,
+        session and source; paged."""
         if not 1 <= int(limit) <= MAX_PAGE_SIZE or int(offset) < 0:
             raise StoreError(
                 f"page of {limit} rows from {offset}: give 1-{MAX_PAGE_SIZE} rows from 0 up"
@@ -513,17 +522,17 @@ class DrawingStore:
                 connection.execute(f"SELECT count(*) FROM drawings{where}", params).fetchone()[0]
             )
 
-    def counts_per_digit(
+    def counts_per_label(
         self,
         *,
         correct: bool | None = None,
         session: str | None = None,
         source: str | None = None,
     ) -> list[int]:
-        """Labelled rows of each true digit 0-9."""
+        """Labelled rows of each true label: the digits 0-9, then "not a digit" (index 10)."""
         where, params = _filters(None, correct, session, source)
         where += " AND label IS NOT NULL" if where else " WHERE label IS NOT NULL"
-        counts = [0] * NUM_CLASSES
+        counts = [0] * LABEL_COUNT
         with self._guard("read") as connection:
             for label, count in connection.execute(
                 f"SELECT label, count(*) FROM drawings{where} GROUP BY label", params
@@ -549,7 +558,9 @@ class DrawingStore:
     def labelled_digits(
         self, *, source: str | None = None, ids: Iterable[int] | None = None
     ) -> Digits:
-        """Labelled rows (all, or of ``source``, or only ``ids``) as Digits, in id order."""
+        """Labelled rows (all, or of ``source``, or only ``ids``) as Digits, in id order.
+
+        Their labels are 0-9, or :data:`NOT_A_DIGIT` for a drawing kept as not a digit."""
         where, params = _filters(None, None, None, source)
         where += " AND label IS NOT NULL" if where else " WHERE label IS NOT NULL"
         with self._guard("read") as connection:
@@ -581,7 +592,7 @@ class DrawingStore:
         return StoreStats(
             str(self.path),
             self.count(),
-            self.counts_per_digit(),
+            self.counts_per_label(),
             self.counts_per_source(),
             self.size_bytes(),
             self.max_bytes,

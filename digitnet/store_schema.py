@@ -36,8 +36,36 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 APPLICATION_ID = 0x44474E54  # "DGNT" in the file header marks a digitnet drawings database
 
+# A drawing's true label (and a model's answer) may be "not a digit": stored as this number,
+# one past the digits, so a label is a small integer whatever it is.
+NOT_A_DIGIT = NUM_CLASSES  # 10
+NOT_A_DIGIT_TEXT = "not a digit"  # the same as digitnet.predict.NOT_A_LABEL
+LABEL_COUNT = NUM_CLASSES + 1  # the digits 0-9, then "not a digit"
+LABEL_STRINGS = frozenset(str(label) for label in range(LABEL_COUNT))  # "0" ... "10"
+
+# Version 3's table: the same columns in the same order, the labels 0-9 or NOT_A_DIGIT.
+_TABLE_V3 = """CREATE TABLE {name} (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            session TEXT NOT NULL,
+            pixels BLOB NOT NULL CHECK (length(pixels) = 784),
+            model TEXT,
+            probs TEXT,
+            predicted INTEGER CHECK (predicted BETWEEN 0 AND 10),
+            label INTEGER CHECK (label BETWEEN 0 AND 10),
+            source TEXT NOT NULL,
+            strokes TEXT,
+            png BLOB
+        )"""
+_V3_COLUMNS = (
+    "id, created_at, session, pixels, model, probs, predicted, label, source, strokes, png"
+)
+
 # Migration i brings a database from schema version i to i + 1. Never edit a released one:
-# append a new one. Version 1 kept only the 28x28 input; version 2 keeps the drawing too.
+# append a new one. Version 1 kept only the 28x28 input; version 2 keeps the drawing too;
+# version 3 lets a label be "not a digit" (10). SQLite cannot change a CHECK constraint, so
+# version 3 rebuilds the table: every row is copied with its id, AUTOINCREMENT's counter is
+# carried over (a deleted id is never given again), and the indexes are made anew.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE drawings (
@@ -56,6 +84,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE drawings ADD COLUMN strokes TEXT",
         "ALTER TABLE drawings ADD COLUMN png BLOB",
+        "CREATE INDEX drawings_session ON drawings (session)",
+        "CREATE INDEX drawings_source ON drawings (source)",
+    ),
+    (
+        _TABLE_V3.format(name="drawings_v3"),
+        f"INSERT INTO drawings_v3 ({_V3_COLUMNS}) SELECT {_V3_COLUMNS} FROM drawings ORDER BY id",
+        "DELETE FROM sqlite_sequence WHERE name = 'drawings_v3'",
+        "INSERT INTO sqlite_sequence (name, seq) "
+        "SELECT 'drawings_v3', seq FROM sqlite_sequence WHERE name = 'drawings'",
+        "DROP TABLE drawings",  # its indexes and its sqlite_sequence row go with it
+        "ALTER TABLE drawings_v3 RENAME TO drawings",
+        "CREATE INDEX drawings_label ON drawings (label)",
         "CREATE INDEX drawings_session ON drawings (session)",
         "CREATE INDEX drawings_source ON drawings (source)",
     ),
@@ -102,8 +142,8 @@ class StoredDrawing:
     pixels: np.ndarray  # (28, 28) uint8, 255 = ink: the model's input
     model: str | None
     probs: tuple[float, ...] | None  # the model's ten probabilities, classes 0-9
-    predicted: int | None
-    label: int | None  # the true label
+    predicted: int | None  # the model's answer: a digit, or NOT_A_DIGIT when it refused
+    label: int | None  # the true label: a digit, or NOT_A_DIGIT
     source: str
     strokes: str | None  # JSON text, as the drawing pad sent it
     png: bytes | None
@@ -119,7 +159,7 @@ class StoredDrawing:
 class StoreStats:
     path: str
     count: int
-    per_digit: list[int]  # labelled rows of each class 0-9
+    per_label: list[int]  # labelled rows of each digit 0-9, then of "not a digit"
     per_source: dict[str, int]
     size_bytes: int
     max_bytes: int
@@ -129,20 +169,33 @@ class StoreStats:
 # Checking values before anything is written
 
 
+def label_text(label: int | None) -> str:
+    """A stored label as people read it: "7", or "not a digit" (and "?" for none)."""
+    if label is None:
+        return "?"
+    return NOT_A_DIGIT_TEXT if label == NOT_A_DIGIT else str(label)
+
+
 def check_label(value: object, what: str = "label") -> int:
-    """A digit 0-9 from an int, a whole float or a one-digit string; else a StoreError."""
+    """A label: a digit 0-9 from an int, a whole float or a one-digit string, or
+    :data:`NOT_A_DIGIT` from 10 or the text "not a digit"; else a StoreError."""
     label = None
-    if isinstance(value, (bool, np.bool_)):
+    if isinstance(value, str) and value.strip().lower() == NOT_A_DIGIT_TEXT:
+        label = NOT_A_DIGIT
+    elif isinstance(value, (bool, np.bool_)):
         label = None  # True is an int to Python, but not a digit anyone chose
     elif isinstance(value, (int, np.integer)):
         label = int(value)
     elif isinstance(value, (float, np.floating)):
         label = int(value) if float(value).is_integer() else None
-    elif isinstance(value, str) and len(value.strip()) == 1 and value.strip() in "0123456789":
+    elif isinstance(value, str) and value.strip() in LABEL_STRINGS:
         label = int(value.strip())
-    if label is None or not 0 <= label < NUM_CLASSES:
+    if label is None or not 0 <= label <= NOT_A_DIGIT:
         shown = repr(value)[:20]
-        raise StoreError(f"{what} {shown} is not a digit; choose a whole number from 0 to 9")
+        raise StoreError(
+            f"{what} {shown} is not a label; choose a whole number from 0 to 9, "
+            f"or '{NOT_A_DIGIT_TEXT}' (10)"
+        )
     return label
 
 

@@ -349,6 +349,11 @@ def _lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup)))
 
 
+def nondigit_bank_size(config: TrainConfig, digit_count: int) -> int:
+    """How many synthetic non-digits a run of ``digit_count`` training digits draws from."""
+    return min(MAX_NONDIGIT_BANK, math.ceil(config.nondigit_fraction * digit_count))
+
+
 def _initial_state(init: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     state = init.state_dict() if isinstance(init, nn.Module) else init
     return {name: tensor.detach().cpu().clone() for name, tensor in state.items()}
@@ -366,7 +371,8 @@ class TrainingRun:
 
     ``train_inputs`` are (N, 28, 28) float32 in [0, 1]. ``nondigits`` (M, 28, 28), when the
     config's ``nondigit_fraction`` is above 0, are the non-digits mixed into the batches
-    (default: a bank drawn by :func:`digitnet.nondigits.make_nondigits` from the run's seed).
+    (default: :func:`nondigit_bank_size` drawn by :func:`digitnet.nondigits.make_nondigits`
+    from the run's seed; a fine-tune adds people's drawings kept as not a digit).
     ``init`` (a model or a state dict of the config's model) starts from given weights
     instead of random ones: fine-tuning.
     :meth:`stop` may be called from any thread; the run ends within one step, validates
@@ -413,9 +419,7 @@ class TrainingRun:
         self.nondigits = None  # (M, 1, 28, 28): drawings the model learns to give no answer
         if config.nondigit_fraction > 0:
             if nondigits is None:
-                bank = min(
-                    MAX_NONDIGIT_BANK, math.ceil(config.nondigit_fraction * len(self.labels))
-                )
+                bank = nondigit_bank_size(config, len(self.labels))
                 nondigits = make_nondigits(bank, seed=config.seed).inputs
             self.nondigits = torch.as_tensor(nondigits, dtype=torch.float32)
             self.nondigits = self.nondigits.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE).to(self.device)

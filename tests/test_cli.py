@@ -765,8 +765,9 @@ def test_drawings_import_stats_export_round_trip(tmp_path, capsys, mnist):
     code, stdout, err = run_cli(capsys, "drawings", "stats", "--db", db)
     assert code == 0, err
     assert "30 drawings" in stdout
+    assert stdout.splitlines()[1].split()[1:] == [*map(str, range(10)), "not", "a", "digit"]
     counts = [int(n) for n in stdout.splitlines()[2].split()[1:]]
-    assert counts == np.bincount(mnist.labels[:30], minlength=10).tolist()
+    assert counts == np.bincount(mnist.labels[:30], minlength=11).tolist()
     out = tmp_path / "mine.csv"
     code, stdout, err = run_cli(capsys, "drawings", "export", "--db", db, "--out", out)
     assert code == 0, err
@@ -792,11 +793,34 @@ def test_drawings_import_stats_export_round_trip(tmp_path, capsys, mnist):
     assert code == 0, err
 
 
+def test_drawings_stats_measures_models_on_non_digits_too_and_export_leaves_them_out(
+    tmp_path, capsys, mnist
+):
+    from digitnet.store import open_store
+
+    db = tmp_path / "drawings.sqlite"
+    with open_store(db) as store:
+        store.save_many(mnist.images[:6], mnist.labels[:6], session="s", source="import")
+        scribble = np.zeros((28, 28), dtype=np.uint8)
+        scribble[4:24:3, 2:26] = 255  # stripes: nothing like a digit
+        store.save(scribble, "not a digit", session="s")
+    code, stdout, err = run_cli(capsys, "drawings", "stats", "--db", db, "--model", "mlp")
+    assert code == 0, err
+    assert stdout.splitlines()[2].split()[-1] == "1"  # one not a digit
+    assert "a non-digit: refused" in stdout and "mlp: " in stdout and "of 7" in stdout
+    assert "not a digit:" in stdout
+    code, stdout, err = run_cli(
+        capsys, "drawings", "export", "--db", db, "--out", tmp_path / "o.csv"
+    )
+    assert code == 0, err
+    assert "6 labelled drawings" in stdout and "left out 1 drawings kept as not a digit" in stdout
+
+
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
         (["drawings", "import"], ["--sklearn-digits"]),
-        (["drawings", "export", "--out", "x.csv"], ["no labelled drawings"]),
+        (["drawings", "export", "--out", "x.csv"], ["no labelled digits"]),
     ],
 )
 def test_drawings_mistakes_are_one_line(tmp_path, capsys, args, needles):

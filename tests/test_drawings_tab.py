@@ -14,6 +14,7 @@ import os
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
+import copy  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -32,13 +33,14 @@ from conftest import assert_one_line, close_when_idle  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import app  # noqa: E402
+from digitnet.calibration import Calibration, set_calibration  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.errors import DigitnetError  # noqa: E402
 from digitnet.finetune import MIN_DRAWINGS  # noqa: E402
 from digitnet.pad_value import preprocess_pad_value  # noqa: E402
 from digitnet.predict import classify_preprocessed  # noqa: E402
 from digitnet.preprocess import canvas_to_mnist  # noqa: E402
-from digitnet.store import open_store  # noqa: E402
+from digitnet.store import NOT_A_DIGIT, open_store  # noqa: E402
 from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
 from digitnet.training_service import TrainingService  # noqa: E402
 from digitnet.ui import drawing_policy, drawings_tab, feedback, finetune_panel  # noqa: E402
@@ -256,6 +258,78 @@ def test_the_gallery_caption_says_the_truth_then_the_model_s_answer(tmp_path):
     ]
 
 
+def refusing(loaded: app.LoadedModel, name: str = "Strict") -> app.LoadedModel:
+    """``loaded``'s weights with flat probabilities and a high bar: it refuses every drawing."""
+    model = set_calibration(copy.deepcopy(loaded.model), Calibration(20.0, reject_below=0.99))
+    return app.LoadedModel(name, model, loaded.metadata)
+
+
+def test_not_a_digit_keeps_the_drawing_as_a_non_digit_in_one_row(tmp_path):
+    models, _ = app.load_models()
+    models["Strict"] = refusing(models["MLP"])
+    opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+    policy = SavingPolicy({"DIGITNET_SAVES_PER_MINUTE": "5"})  # presses that keep
+    saver = saver_of(opened, models, policy)
+    line = saver(NOT_A_DIGIT)(pad_value(7), "MLP")
+    assert "Kept as **not a digit**, MLP was wrong (it said 7): drawing #1" in line
+    assert "Already kept as **not a digit**" in saver(NOT_A_DIGIT)(pad_value(7), "MLP")
+    line = saver(None)(pad_value(7), "MLP")  # the person changes their mind: one row
+    assert "Changed from not a digit to a **7**, MLP was right" in line
+    line = saver(NOT_A_DIGIT)(pad_value(7), "MLP")
+    assert "Changed from a 7 to **not a digit**" in line
+    (row,) = opened.store.list_drawings()
+    assert (row.label, row.predicted, row.is_correct) == (NOT_A_DIGIT, 7, False)
+
+    # A model that refused the drawing: "Right" confirms what the page said, not a digit.
+    line = saver(None)(pad_value(7, size=180), "Strict")
+    assert "Kept as **not a digit**, Strict was right" in line
+    line = saver(3)(pad_value(3), "Strict")
+    assert "Kept as a **3**, Strict was wrong (it refused it)" in line
+    newest, refused, kept = opened.store.list_drawings()
+    assert (refused.label, refused.predicted, refused.is_correct) == (NOT_A_DIGIT,) * 2 + (True,)
+    assert (newest.label, newest.predicted) == (3, NOT_A_DIGIT)
+
+    # The same policy as the other buttons: the rate limit, then the switch.
+    with pytest.raises(gr.Error) as caught:
+        saver(NOT_A_DIGIT)(pad_value(4), "MLP")
+    assert_one_line(str(caught.value), "5 drawings a minute")
+    policy.set_switch("local", False)
+    assert saver(NOT_A_DIGIT)(pad_value(5), "MLP") == feedback.SWITCHED_OFF
+    assert opened.store.count() == 3
+
+
+def test_the_gallery_and_the_tables_show_non_digits_as_such(tmp_path):
+    models, _ = app.load_models()
+    strict = refusing(models["MLP"])
+    models = {"MLP": models["MLP"], "Strict": strict}
+    opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
+    saver = saver_of(opened, models)
+    saver(NOT_A_DIGIT)(pad_value(7), "MLP")
+    saver(None)(pad_value(7, size=180), "Strict")
+    saver(None)(pad_value(1), "MLP")
+    items, ids = drawings_tab.gallery_items(opened.store, None, None)
+    assert [caption for _, caption in items] == [
+        f"#{ids[0]}: 1 · MLP: 1 ✓",
+        f"#{ids[1]}: not a digit · Strict: not a digit ✓",
+        f"#{ids[2]}: not a digit · MLP: 7 ✗",
+    ]
+    assert drawings_tab.gallery_items(opened.store, "not a digit", None)[1] == ids[1:]
+    assert drawings_tab.gallery_items(opened.store, "not a digit", "wrong")[1] == ids[2:]
+    assert drawings_tab.gallery_items(opened.store, "1", None)[1] == ids[:1]
+    counts = drawings_tab.counts_frame(opened.store)
+    assert counts["not a digit"].tolist() == [2] and counts["all"].tolist() == [3]
+    assert counts["1"].tolist() == [1]
+    frame = drawings_tab.accuracy_frame(opened.store, models).set_index("model")
+    # The MLP gives a digit to everything: right on the 1, wrong on both non-digits.
+    assert frame.loc["MLP", "overall"].startswith("33% [") and frame.loc["MLP", "1"][:4] == "100%"
+    assert frame.loc["MLP", "not a digit"].startswith("0% [")
+    assert frame.loc["MLP", "not a digit"].endswith("of 2")
+    # Strict refuses everything: right on the non-digits, wrong on the 1.
+    assert frame.loc["Strict", "not a digit"].startswith("100% [")
+    assert frame.loc["Strict", "1"].startswith("0% [")
+    assert "not a digit" in drawings_tab.LABELS and drawings_tab.INTRO.count("refuses") == 1
+
+
 def test_nothing_is_kept_when_off_blank_or_without_a_store(tmp_path):
     models, _ = app.load_models()
     opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
@@ -313,9 +387,13 @@ def test_save_drawing_round_trip(client, served, drawing_files):
         (row,) = [r for r in store.list_drawings(limit=1000) if r.id == result["id"]]
     assert row.label == digit and row.source == "api"
     assert np.array_equal(row.pixels, np.rint(255 * input_of(path).image))
+    # "not a digit" is a label the API keeps too.
+    result = client.predict(handle_file(str(path)), "not a digit", api_name="/save_drawing")
+    with open_store(served[1]) as store:
+        assert [r.id for r in store.list_drawings(digit=NOT_A_DIGIT)] == [result["id"]]
 
 
-@pytest.mark.parametrize("label", [10, -1, 3.5, "seven"])
+@pytest.mark.parametrize("label", [11, -1, 3.5, "seven"])
 def test_save_drawing_refuses_a_bad_label_and_writes_nothing(client, served, drawing_files, label):
     from gradio_client import handle_file
 

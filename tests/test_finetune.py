@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import REPO, assert_one_line
 
+from digitnet.calibration import calibration_of
 from digitnet.checkpoint import ASSETS_DIR, load_checkpoint, model_card, save_checkpoint
 from digitnet.config import ConfigError
 from digitnet.data import Digits
@@ -33,7 +34,7 @@ from digitnet.finetune import (
 )
 from digitnet.preprocess import digits_to_inputs
 from digitnet.runs import prepare_data, run_metadata
-from digitnet.store import SOURCE_IMPORT, SOURCE_SKLEARN, open_store
+from digitnet.store import NOT_A_DIGIT, SOURCE_IMPORT, SOURCE_SKLEARN, open_store
 from digitnet.train import StepReport, TrainConfig, train_model
 
 MNIST_DIGITS = 600  # the base model's data: the first 600 shipped digits
@@ -217,7 +218,13 @@ def test_reports_start_with_the_base_then_stream_steps_and_epochs(finished):
     epochs = [r for r in reports if isinstance(r, FinetuneReport) and r.epoch > 0]
     assert [r.epoch for r in epochs] == [1, 2]
     assert any(isinstance(r, StepReport) for r in reports)
-    assert epochs[-1].measurement == run.result.after  # the last weights are the ones kept
+    # The last weights are the ones kept; "after" refuses under the fine-tune's own new
+    # calibration, the epochs under the base's, so only MNIST's figures must agree exactly.
+    last, after = epochs[-1].measurement, run.result.after
+    assert (last.mnist_validation, last.mnist_validation_loss) == (
+        after.mnist_validation,
+        after.mnist_validation_loss,
+    )
     for report in epochs:  # the dashboard's validation curve is MNIST validation
         assert report.training.val_accuracy == report.measurement.mnist_validation.value
         assert "held-out drawings" in report.log_line()
@@ -337,6 +344,57 @@ def test_drawings_from_the_store_train_and_are_recorded(tmp_path, base, base_mni
     recorded = result.metadata["finetune"]["drawings"]
     assert recorded["source_filter"] == "app" and recorded["source"].endswith("d.sqlite")
     assert recorded["count"] == 60 and result.metadata["command"] == "cmd"
+
+
+def stripes(count: int, seed: int = 0) -> np.ndarray:
+    """Non-digits of a kind nothing trained on: bars across the frame, (N, 28, 28) uint8."""
+    rng = np.random.default_rng(seed)
+    made: dict[bytes, np.ndarray] = {}  # distinct, so the split's sides share none
+    while len(made) < count:
+        image = np.zeros((28, 28), dtype=np.uint8)
+        step, width = int(rng.integers(4, 7)), int(rng.integers(1, 3))
+        left, right = int(rng.integers(1, 8)), int(rng.integers(20, 28))
+        for row in range(int(rng.integers(1, 5)), 26, step):
+            image[row : row + width, left:right] = 255
+        made[image.tobytes()] = image
+    return np.stack(list(made.values()))
+
+
+def test_non_digit_drawings_join_the_outliers_and_the_held_out_ones_measure_refusal(
+    base, base_mnist, drawings
+):
+    model, metadata, _ = base
+    both = Digits(
+        np.concatenate([drawings.images[:60], stripes(40)]),
+        np.concatenate([drawings.labels[:60], np.full(40, NOT_A_DIGIT)]),
+        "mixed",
+    )
+    split = split_drawings(both, np.arange(100), SETTINGS)
+    assert split.train_digits.labels.max() < 10 and len(split.train_nondigits) > 0
+    run = FinetuneRun(model, metadata, split, SETTINGS, mnist=base_mnist, base_name="small")
+    # Trained as outliers (with the synthetic ones), never as a class; held-out ones never.
+    outliers = rows(run.training.nondigits)
+    assert rows(digits_to_inputs(split.train_nondigits.images)) <= outliers
+    held_out = split.held_out.subset(np.flatnonzero(split.held_out.labels == NOT_A_DIGIT))
+    assert not rows(digits_to_inputs(held_out.images)) & (outliers | rows(run.training.inputs))
+    assert not rows(digits_to_inputs(split.train_nondigits.images)) & rows(run.training.inputs)
+    assert run.training.labels.max() < 10 and run.nondigit_repeats >= 1
+    # They join TrainingRun's own batches: a step's extra rows are drawn from that bank.
+    reports = list(run)
+    result = run.result
+    before, after = result.before.held_out_not_a_digit, result.after.held_out_not_a_digit
+    assert before.total == after.total == len(held_out) > 0
+    assert after.correct > before.correct  # it learnt to refuse them
+    assert "non-digits refused" in reports[0].log_line()
+    section = result.metadata["finetune"]
+    assert section["drawings"]["not_a_digit_held_out_count"] == len(held_out)
+    assert section["mix"]["not_a_digit_repeats"] == run.nondigit_repeats
+    assert section["after"]["held_out_not_a_digit"]["total"] == len(held_out)
+    assert section["change_points"]["held_out_not_a_digit"] > 0
+    # "after" refuses as the saved model does: under its own new calibration.
+    assert (
+        calibration_of(result.model).reject_below == result.metadata["calibration"]["reject_below"]
+    )
 
 
 # ---------------------------------------------------------------------------

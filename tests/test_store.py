@@ -24,10 +24,13 @@ from digitnet.data import load_kaggle_csv, load_training_data
 from digitnet.drawing_data import (
     UCI_DIGITS,
     accuracy_on_drawings,
+    answers_from_probs,
+    count_not_digits,
     export_kaggle_csv,
     import_kaggle_csv,
     import_sklearn_digits,
     load_uci_digits,
+    model_answers,
     save_image_file,
     split_by_seed,
     wilson_interval,
@@ -38,10 +41,12 @@ from digitnet.store import (
     DB_ENV,
     DEFAULT_DB_PATH,
     MAX_MB_ENV,
+    NOT_A_DIGIT,
     SCHEMA_VERSION,
     SOURCE_SKLEARN,
     StoreError,
     drawing_png,
+    label_text,
     open_store,
     resolve_db_path,
     resolve_max_bytes,
@@ -65,6 +70,16 @@ CREATE TABLE drawings (
 );
 CREATE INDEX drawings_label ON drawings (label);
 """
+# Version 2 as released: version 1 plus the drawing itself (frozen too).
+SCHEMA_V2 = (
+    SCHEMA_V1
+    + """
+ALTER TABLE drawings ADD COLUMN strokes TEXT;
+ALTER TABLE drawings ADD COLUMN png BLOB;
+CREATE INDEX drawings_session ON drawings (session);
+CREATE INDEX drawings_source ON drawings (source);
+"""
+)
 
 # A writer that acknowledges each save on stdout once save() has returned.
 SAVING_CHILD = """
@@ -202,7 +217,7 @@ def test_save_image_file_preprocesses_classifies_and_keeps_a_png(store, tmp_path
 # Bad input writes nothing
 
 
-@pytest.mark.parametrize("label", [-1, 10, 3.5, "x", "12", "", None, True, [3]])
+@pytest.mark.parametrize("label", [-1, 11, 3.5, "x", "12", "", None, True, [3], "not a"])
 def test_a_label_outside_0_to_9_is_one_line_and_writes_nothing(store, tmp_path, label):
     message = store_error(store.save, ink(), label, session="s")
     assert_one_line(message, "0 to 9")
@@ -215,6 +230,17 @@ def test_a_label_outside_0_to_9_is_one_line_and_writes_nothing(store, tmp_path, 
 def test_labels_arrive_as_ints_floats_or_strings(store, label):
     store.save(ink(), label, session="s")
     assert store.list_drawings()[0].label == 7
+
+
+@pytest.mark.parametrize("label", ["not a digit", " Not a digit ", 10, "10", 10.0])
+def test_a_drawing_may_be_kept_as_not_a_digit(store, tmp_path, label):
+    store.save(ink(), label, session="s", predicted="not a digit")
+    (row,) = store.list_drawings()
+    assert (row.label, row.predicted, row.is_correct) == (NOT_A_DIGIT, NOT_A_DIGIT, True)
+    assert label_text(row.label) == "not a digit" and label_text(7) == "7"
+    path = png_file(tmp_path / "seven.png", seven_on_canvas())
+    assert save_image_file(store, path, label, session="s").count == 2
+    assert store.counts_per_label() == [0] * 10 + [2]
 
 
 def test_a_non_image_or_a_blank_drawing_is_one_line_and_writes_nothing(store, tmp_path):
@@ -415,8 +441,56 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
         saved = store.save(ink(1), 5, session="new", png=drawing_png(seven_on_canvas()))
         assert saved.count == 2 and store.list_drawings()[0].png is not None
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    check.close()
+
+
+def test_a_version_2_database_is_rebuilt_keeping_every_row_and_id(tmp_path):
+    """Version 3 lets a label be "not a digit": SQLite cannot change a CHECK, so the table is
+    rebuilt; every row keeps its id and values, and a deleted id is never given again."""
+    path = tmp_path / "v2.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA_V2)
+    old.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    old.execute("PRAGMA user_version = 2")
+    insert = (
+        "INSERT INTO drawings (created_at, session, pixels, model, probs, predicted, label, "
+        "source, strokes, png) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    png = drawing_png(seven_on_canvas())
+    for index in range(5):
+        old.execute(
+            insert,
+            [f"2024-01-0{index + 1}T00:00:00.000+00:00", f"s{index % 2}", ink(index).tobytes()]
+            + ["mlp", "[0.1]", index, (index + 1) % 10, "app", f"[[{index}]]", png],
+        )
+    with pytest.raises(sqlite3.IntegrityError):
+        old.execute(insert, ["t", "s", ink().tobytes(), None, None, None, 10, "app", None, None])
+    old.execute("DELETE FROM drawings WHERE id IN (2, 5)")  # the newest id too
+    old.commit()
+    before = old.execute("SELECT * FROM drawings ORDER BY id").fetchall()
+    old.close()
+
+    with open_store(path) as store:
+        assert store.count() == 3
+        saved = store.save(ink(9), "not a digit", session="new", predicted=10)
+        assert saved.id == 6  # not 5: the deleted id stays unused
+        assert store.list_drawings(digit=10)[0].id == 6
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert check.execute("SELECT * FROM drawings WHERE id < 6 ORDER BY id").fetchall() == before
+    indexes = {
+        row[0] for row in check.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    }
+    assert {"drawings_label", "drawings_session", "drawings_source"} <= indexes
+    tables = [
+        row[0] for row in check.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    ]
+    assert sorted(tables) == ["drawings", "sqlite_sequence"]
+    assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with pytest.raises(sqlite3.IntegrityError):  # the new CHECK still bounds the labels
+        check.execute(insert, ["t", "s", ink().tobytes(), None, None, None, 11, "app", None, None])
     check.close()
 
 
@@ -464,24 +538,27 @@ def test_filters_paging_and_counts(store):
     # (label, predicted, session, source)
     rows = [(3, 3, "a", "app"), (3, 5, "a", "app"), (5, 5, "b", "app"), (8, 1, "b", "api")]
     rows += [(1, None, "import", "import")] * 2
+    rows += [(10, 10, "a", "app"), (10, 4, "b", "app")]  # not digits: refused, then not
     ids = [
         store.save(ink(i), label, session=session, source=source, predicted=predicted).id
         for i, (label, predicted, session, source) in enumerate(rows)
     ]
-    assert store.count() == 6
+    assert store.count() == 8
     assert [row.id for row in store.list_drawings(digit=3)] == [ids[1], ids[0]]
-    assert [row.id for row in store.list_drawings(correct=True)] == [ids[2], ids[0]]
-    assert [row.id for row in store.list_drawings(correct=False)] == [ids[3], ids[1]]
+    assert [row.id for row in store.list_drawings(digit="not a digit")] == [ids[7], ids[6]]
+    assert [row.id for row in store.list_drawings(correct=True)] == [ids[6], ids[2], ids[0]]
+    assert [row.id for row in store.list_drawings(correct=False)] == [ids[7], ids[3], ids[1]]
     assert [row.id for row in store.list_drawings(digit=3, correct=False)] == [ids[1]]
-    assert store.count(session="b") == 2 and store.count(source="import") == 2
+    assert store.count(session="b") == 3 and store.count(source="import") == 2
     first, second = store.list_drawings(limit=4), store.list_drawings(limit=4, offset=4)
     assert [row.id for row in first + second] == ids[::-1]
-    assert store.counts_per_digit() == [0, 2, 0, 2, 0, 1, 0, 0, 1, 0]
-    assert store.counts_per_digit(correct=True) == [0, 0, 0, 1, 0, 1, 0, 0, 0, 0]
-    assert store.counts_per_source() == {"api": 1, "app": 3, "import": 2}
+    assert store.counts_per_label() == [0, 2, 0, 2, 0, 1, 0, 0, 1, 0, 2]
+    assert store.counts_per_label(correct=True) == [0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 1]
+    assert store.counts_per_source() == {"api": 1, "app": 5, "import": 2}
     stats = store.stats()
-    assert stats.count == 6 and stats.size_bytes > 0 and stats.max_bytes == store.max_bytes
-    assert_one_line(store_error(store.list_drawings, digit=12), "digit")
+    assert stats.count == 8 and stats.size_bytes > 0 and stats.max_bytes == store.max_bytes
+    assert stats.per_label == store.counts_per_label()
+    assert_one_line(store_error(store.list_drawings, digit=12), "digit", "0 to 9")
     assert_one_line(store_error(store.list_drawings, limit=0), "rows")
 
 
@@ -546,7 +623,7 @@ def test_the_1797_uci_digits_import_once_with_their_labels(sklearn_store):
     store, result = sklearn_store
     assert (result.added, result.total) == (UCI_DIGITS, 1797)
     _, labels = load_uci_digits()
-    assert store.counts_per_digit() == np.bincount(labels, minlength=10).tolist()
+    assert store.counts_per_label() == np.bincount(labels, minlength=11).tolist()
     assert store.counts_per_source() == {SOURCE_SKLEARN: 1797}
     assert store.labelled_digits().labels.tolist() == labels.tolist()  # in the same order
     again = import_sklearn_digits(store)
@@ -633,6 +710,39 @@ def test_accuracy_on_drawings_overall_and_per_digit_with_intervals(store):
     assert [a.value for a in result.per_digit][1:6] == [0.0, None, 1.0, None, 0.0]
     assert result.per_digit[0].interval == (0.0, 1.0)
     assert result.overall.to_dict()["accuracy"] == 0.6
+
+
+def test_a_model_is_right_on_a_non_digit_when_it_refuses_it(store):
+    from digitnet.calibration import Calibration, set_calibration
+
+    for index, label in enumerate([3, 3, "not a digit", 1, "not a digit"]):
+        store.save(ink(index), label, session="s")
+    digits = store.labelled_digits()
+    assert digits.labels.tolist() == [3, 3, NOT_A_DIGIT, 1, NOT_A_DIGIT]
+    # Always 3 and sure of it; the same model made flat (probabilities ~0.16) and refusing.
+    sure = AlwaysThree()
+    refusing = set_calibration(AlwaysThree(), Calibration(temperature=20.0, reject_below=0.5))
+    assert model_answers(sure, digits.images / 255.0).tolist() == [3] * 5
+    assert model_answers(refusing, digits.images / 255.0).tolist() == [NOT_A_DIGIT] * 5
+    result = accuracy_on_drawings({"sure": sure, "refusing": refusing}, digits)
+    assert (result["sure"].overall.correct, result["sure"].overall.total) == (2, 5)
+    assert (result["sure"].not_a_digit.correct, result["sure"].not_a_digit.total) == (0, 2)
+    refused = result["refusing"]
+    assert (refused.overall.correct, refused.per_digit[3].correct) == (2, 0)  # a refused 3 is wrong
+    assert refused.not_a_digit.value == 1.0 and len(refused.per_label) == 11
+    assert refused.not_a_digit.interval == wilson_interval(2, 2)
+    assert answers_from_probs([[0.3, 0.7] + [0.0] * 8], 0.8).tolist() == [NOT_A_DIGIT]
+
+
+def test_export_leaves_out_non_digits(store, tmp_path):
+    store.save(ink(1), 4, session="s")
+    store.save(ink(2), "not a digit", session="s")
+    assert export_kaggle_csv(store, tmp_path / "out.csv") == 1
+    assert load_kaggle_csv(tmp_path / "out.csv", require_labels=True).labels.tolist() == [4]
+    assert count_not_digits(store) == 1 and count_not_digits(store, source="api") == 0
+    store.delete_matching(ids=[1])
+    message = store_error(export_kaggle_csv, store, tmp_path / "none.csv")
+    assert_one_line(message, "no labelled digits")
 
 
 # ---------------------------------------------------------------------------

@@ -27,7 +27,11 @@ def add_parser(commands) -> None:
         "--data, or import a CSV or scikit-learn's UCI digits.",
     )
     actions = drawings.add_subparsers(dest="action", required=True, metavar="ACTION")
-    export = actions.add_parser("export", help="write the labelled drawings as a Kaggle train CSV")
+    export = actions.add_parser(
+        "export",
+        help="write the labelled digits as a Kaggle train CSV (drawings kept as not a digit "
+        "are left out: the format has no label for them)",
+    )
     add_db_option(export)
     export.add_argument("--out", required=True, metavar="FILE", help="CSV to write")
     export.add_argument("--source", default=None, help="only rows from this source")
@@ -44,8 +48,22 @@ def add_parser(commands) -> None:
     )
     add_db_option(importer)
     importer.set_defaults(handler=run_import)
-    stats = actions.add_parser("stats", help="count the drawings per digit and source")
+    stats = actions.add_parser(
+        "stats",
+        help="count the drawings per label and source; with --model, measure models on them",
+        description="Count the drawings per label (0-9 and 'not a digit') and per source. "
+        "With --model (once or more), each model's accuracy on the labelled drawings, overall "
+        "and per label, with 95%% Wilson intervals: a model is right on a digit when it gives "
+        "that digit without refusing it, and on a non-digit when it refuses it.",
+    )
     add_db_option(stats)
+    stats.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="M",
+        help="a model to measure on the drawings: mlp, cnn, or a checkpoint path (repeatable)",
+    )
     stats.set_defaults(handler=run_stats)
     _add_finetune_parser(actions)
 
@@ -81,12 +99,15 @@ def _add_finetune_parser(actions) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from digitnet.drawing_data import export_kaggle_csv
+    from digitnet.drawing_data import count_not_digits, export_kaggle_csv
     from digitnet.store import open_store
 
     with open_store(args.db) as store:
         count = export_kaggle_csv(store, args.out, source=args.source)
+        left_out = count_not_digits(store, source=args.source)
     print(f"wrote {args.out}: {count} labelled drawings (train with --data {args.out})")
+    if left_out:
+        print(f"left out {left_out} drawings kept as not a digit (a Kaggle label is a digit 0-9)")
     return 0
 
 
@@ -112,20 +133,46 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+STATS_COLUMNS = [*map(str, range(10)), "not a digit"]
+
+
 def run_stats(args: argparse.Namespace) -> int:
     from digitnet.store import open_store
 
     with open_store(args.db) as store:
         stats = store.stats()
+        digits = store.labelled_digits() if args.model else None
     print(
         f"{stats.path}: {stats.count} drawings, {stats.size_bytes / 2**20:.1f} of "
         f"{stats.max_bytes / 2**20:.0f} MiB"
     )
-    print("digit  " + "  ".join(f"{d:>5}" for d in range(10)))
-    print("count  " + "  ".join(f"{n:>5}" for n in stats.per_digit))
+    print("label  " + "  ".join(f"{name:>5}" for name in STATS_COLUMNS))
+    print("count  " + "  ".join(f"{n:>5}" for n in stats.per_label))
     for source, count in sorted(stats.per_source.items()):
         print(f"source {source}: {count}")
+    if args.model:
+        _print_accuracy(args.model, digits)
     return 0
+
+
+def _print_accuracy(names: list[str], digits) -> None:
+    """Each model's accuracy on the drawings, overall and per label, with 95% intervals."""
+    from digitnet.checkpoint import load_checkpoint
+    from digitnet.drawing_data import accuracy_on_drawings
+
+    if len(digits) == 0:
+        print("no labelled drawings to measure the models on")
+        return
+    models = {name: load_checkpoint(name)[0] for name in names}
+    print(
+        "accuracy on the drawings (a digit: given, not refused; a non-digit: refused), "
+        "% [95% interval] of how many"
+    )
+    for name, accuracy in accuracy_on_drawings(models, digits).items():
+        print(f"{name}: {accuracy.overall.percent()} of {accuracy.overall.total}")
+        for label, each in zip(STATS_COLUMNS, accuracy.per_label):
+            if each.total:
+                print(f"  {label:>11}: {each.percent(0, '-')} of {each.total}")
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -158,10 +205,14 @@ def run_finetune(args: argparse.Namespace) -> int:
                 print(report.log_line(), flush=True)
         ctrl_c.phase = ctrl_c.SAVING  # the before/after figures were measured inside the run
         result = run.result
-        for name, before, after in (
+        figures = [
             ("held-out drawings", result.before.held_out, result.after.held_out),
             ("MNIST validation", result.before.mnist_validation, result.after.mnist_validation),
-        ):
+        ]
+        if result.after.held_out_not_a_digit.total:
+            refused = result.before.held_out_not_a_digit, result.after.held_out_not_a_digit
+            figures.insert(1, ("held-out non-digits refused", *refused))
+        for name, before, after in figures:
             change = 100 * (after.value - before.value)
             print(
                 f"{name}: {before.percent()} -> {after.percent()} "
@@ -200,16 +251,18 @@ def _finetune_out(args: argparse.Namespace, metadata: dict) -> Path:
 def _drawing_split(args: argparse.Namespace, settings, metadata: dict):
     """The stored drawings split into training and held out, announced on stdout."""
     from digitnet.finetune import drawings_from_store, trained_on_drawings
-    from digitnet.store import open_store
+    from digitnet.store import NOT_A_DIGIT, open_store
 
     with open_store(args.db) as store:
         split = drawings_from_store(
             store, settings, source=args.source, trained_before=trained_on_drawings(metadata)
         )
+        nondigits = len(split.train_nondigits) + int((split.held_out.labels == NOT_A_DIGIT).sum())
         print(
             f"drawings {store.path}{f' (source {args.source})' if args.source else ''}: "
             f"{split.count} labelled, training on {len(split.train)}, holding out "
-            f"{len(split.held_out)} (share {settings.held_out_fraction:g}, seed {settings.seed})",
+            f"{len(split.held_out)} (share {settings.held_out_fraction:g}, seed {settings.seed})"
+            f"{f'; {nondigits} kept as not a digit learn to be refused' if nondigits else ''}",
             flush=True,
         )
     missing = split.digits_without_training_drawings

@@ -22,12 +22,11 @@ from PIL import Image
 from torch import nn
 
 from digitnet.data import Digits
-from digitnet.drawing_data import Accuracy, accuracy_of
+from digitnet.drawing_data import Accuracy, accuracy_of, model_answers
 from digitnet.errors import DigitnetError
 from digitnet.finetune import trained_on_drawings
-from digitnet.predict import predict_probs
 from digitnet.preprocess import digits_to_inputs
-from digitnet.store import DrawingStore
+from digitnet.store import NOT_A_DIGIT_TEXT, DrawingStore, label_text
 from digitnet.training_service import TrainingService
 from digitnet.ui.drawing_policy import VISITOR_STORE_WARNING, AppStore, SavingPolicy
 from digitnet.ui.feedback import DIGIT_LABELS, SAVE_CONCURRENCY, SAVE_QUEUE
@@ -41,12 +40,14 @@ from digitnet.ui.session import ModelChoiceOutputs, ModelLookup, session_of, vis
 
 ALL = "all"
 RIGHT, WRONG = "right", "wrong"
+LABELS = [*DIGIT_LABELS, NOT_A_DIGIT_TEXT]  # the true labels a drawing may have
 GALLERY_ROWS = 60  # newest drawings shown; the filters reach older ones
 INTRO = (
-    "## Your drawings\nEvery drawing kept when someone pressed **Right** or "
-    "**No, it's a …** on the Draw tab, with its true label. The table measures every "
-    "model on them: **accuracy on real drawings**, the most honest figure here, each "
-    "with its 95% interval (wide while few drawings back it)."
+    "## Your drawings\nEvery drawing kept when someone pressed **Right**, "
+    "**No, it's a …** or **Not a digit** on the Draw tab, with its true label. The table "
+    "measures every model on them: **accuracy on real drawings**, the most honest figure "
+    "here, each with its 95% interval (wide while few drawings back it). A model is right "
+    "on a digit when it gives that digit, and on a non-digit when it refuses it."
 )
 
 
@@ -56,7 +57,7 @@ def gallery_items(
     """The newest matching drawings (of ``session`` only, unless None) as (picture, caption),
     and their row ids in order."""
     rows = store.list_drawings(
-        digit=None if digit in (None, ALL) else int(digit),
+        digit=None if digit in (None, ALL) else digit,  # "7" or "not a digit"
         correct={RIGHT: True, WRONG: False}.get(outcome or ALL),
         session=session,
         limit=GALLERY_ROWS,
@@ -72,16 +73,17 @@ def gallery_items(
         said = ""
         if row.predicted is not None:
             mark = "✓" if row.predicted == row.label else "✗"
-            said = f" · {row.model or 'model'}: {row.predicted} {mark}"
-        items.append((picture, f"#{row.id}: {row.label}{said}"))
+            said = f" · {row.model or 'model'}: {label_text(row.predicted)} {mark}"
+        items.append((picture, f"#{row.id}: {label_text(row.label)}{said}"))
         ids.append(row.id)
     return items, ids
 
 
 def counts_frame(store: DrawingStore) -> pd.DataFrame:
-    """One row: how many drawings of each digit, then all of them (wide, as the table above)."""
-    counts = store.counts_per_digit()
-    return pd.DataFrame([counts + [sum(counts)]], columns=DIGIT_LABELS + ["all"])
+    """One row: how many drawings of each digit, of non-digits, then all of them (wide, as
+    the table above)."""
+    counts = store.counts_per_label()
+    return pd.DataFrame([counts + [sum(counts)]], columns=LABELS + ["all"])
 
 
 def cell(correct: int, total: int) -> str:
@@ -94,7 +96,8 @@ def cell(correct: int, total: int) -> str:
 
 
 class AnswerCache:
-    """Each model's answer to each stored drawing, computed once.
+    """Each model's answer to each stored drawing (a digit, or NOT_A_DIGIT where it refuses
+    it), computed once.
 
     A row's pixels never change and neither do a model's weights, so after a new drawing only
     that drawing is run through each model; 1,800 drawings through the CNN take ~3 s here,
@@ -109,13 +112,13 @@ class AnswerCache:
         )
 
     def answers(self, model: nn.Module, ids: np.ndarray, digits: Digits) -> np.ndarray:
-        """``model``'s digit for each drawing (``ids[i]`` is ``digits``' row i)."""
+        """``model``'s answer to each drawing (``ids[i]`` is ``digits``' row i)."""
         with self._lock:
             known = self._answers.setdefault(model, {})
             missing = [row for row, drawing_id in enumerate(ids) if int(drawing_id) not in known]
         if missing:
             inputs = digits_to_inputs(digits.images[missing])
-            found = predict_probs(model, inputs).argmax(axis=1)
+            found = model_answers(model, inputs)
             with self._lock:
                 known.update(zip((int(ids[row]) for row in missing), found.tolist()))
         return np.array([known[int(drawing_id)] for drawing_id in ids], dtype=np.int64)
@@ -130,7 +133,7 @@ def accuracy_frame(
     measured on its own training drawings, it would flatter itself.
     """
     cache = cache if cache is not None else AnswerCache()
-    columns = ["model", "overall", *DIGIT_LABELS]
+    columns = ["model", "overall", *LABELS]
     ids = store.drawing_ids()
     digits = store.labelled_digits(ids=ids)
     if len(digits) == 0 or len(digits) != len(ids):  # none yet, or a row deleted meanwhile
@@ -148,7 +151,7 @@ def accuracy_frame(
             [
                 label,
                 cell(result.overall.correct, result.overall.total),
-                *[cell(a.correct, a.total) for a in result.per_digit],
+                *[cell(a.correct, a.total) for a in result.per_label],
             ]
         )
     return pd.DataFrame(rows, columns=columns)
@@ -206,7 +209,8 @@ def make_drawings_handlers(
         return f"Deleted drawing #{selected}."
 
     def save_api(path: str | None, label: object, request: gr.Request = None) -> dict:
-        """An image file of one digit and its label 0-9 -> the new row's id and the count."""
+        """An image file and its label (0-9 or "not a digit") -> the new row's id and the
+        count."""
         try:
             return policy.save_api_file(store, path, label, session_of(request))
         except DigitnetError as error:
@@ -254,11 +258,11 @@ class DrawingsView:
 def build_drawings_view() -> DrawingsView:
     """The filters, the gallery with its delete button, and the two tables."""
     with gr.Row():
-        digit = gr.Dropdown([ALL, *DIGIT_LABELS], value=ALL, label="Digit", elem_id="dfilt")
+        digit = gr.Dropdown([ALL, *LABELS], value=ALL, label="Digit", elem_id="dfilt")
         outcome = gr.Radio([ALL, RIGHT, WRONG], value=ALL, label="The model was")
         refresh = gr.Button("Refresh", elem_id="drawings-refresh")
     gallery = gr.Gallery(
-        label="Drawings: #id: the true digit · the model: what it said (✓ right, ✗ wrong)",
+        label="Drawings: #id: the true label · the model: what it said (✓ right, ✗ wrong)",
         columns=6,
         height=420,
         object_fit="contain",  # the whole digit, never cropped to fill the tile
@@ -270,9 +274,10 @@ def build_drawings_view() -> DrawingsView:
         delete = gr.Button("Delete the selected drawing (this session's only)")
         delete_status = gr.Markdown()
     # Full width, one above the other: eleven columns of "92% [81–97] of 25" need the room.
-    counts = gr.Dataframe(label="Drawings per digit", elem_id="drawings-counts")
+    counts = gr.Dataframe(label="Drawings per label", elem_id="drawings-counts")
     accuracy = gr.Dataframe(
-        label="Accuracy on real drawings, per true digit: % right [95% interval] of how many",
+        label="Accuracy on real drawings, per true label: % right [95% interval] of how many "
+        "(a non-digit is right when the model refuses it)",
         elem_id="drawings-accuracy",
         wrap=True,
     )
@@ -288,7 +293,7 @@ def build_save_file_api(handlers: DrawingsHandlers) -> None:
         # "seven" reaches the store's checks and gets its one-line message (an Image or
         # a Number would fail first, in Gradio's preprocessing, with several lines).
         upload = gr.File(label="An image of one digit", file_types=["image"])
-        upload_label = gr.Textbox(label="Its label (0-9)", max_lines=1)
+        upload_label = gr.Textbox(label="Its label (0-9, or not a digit)", max_lines=1)
         upload_button = gr.Button("Save it")
         upload_result = gr.JSON(label="Saved")
     upload_button.click(

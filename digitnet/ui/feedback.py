@@ -1,5 +1,5 @@
-"""Right / No, it's a …: confirming or correcting the answer under the Draw tab's pad, and
-the "Keep my drawings" switch beside them.
+"""Right / No, it's a … / Not a digit: confirming or correcting the answer under the Draw
+tab's pad, and the "Keep my drawings" switch beside them.
 
 Saves run on their own events and queue slots (:data:`SAVE_QUEUE`), never the answer's,
 so saving never holds up the next answer. Whether a drawing is kept is the server's
@@ -19,10 +19,11 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from digitnet.drawing_data import answers_from_probs
 from digitnet.errors import DigitnetError
 from digitnet.pad_value import PadDrawing, parse_pad_value
-from digitnet.predict import Prediction, classify_preprocessed
-from digitnet.store import SOURCE_APP, drawing_png
+from digitnet.predict import Prediction, classify_preprocessed, with_article
+from digitnet.store import NOT_A_DIGIT, SOURCE_APP, drawing_png
 from digitnet.ui.drawing_policy import AppStore, SavingPolicy
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.session import ModelLookup, read_pad, session_of, visitor_error
@@ -46,11 +47,27 @@ def pad_strokes(strokes: list[np.ndarray]) -> list[list[list[float]]]:
 
 
 def shown_label(drawing: PadDrawing, model_name: str, answer: Prediction) -> int:
-    """What "Right" confirms: the digit the page showed (the browser's answer for the
-    model), else the server's. They differ only on a near tie, and the person saw the page's.
+    """What "Right" confirms: the answer the page showed (the browser's for the model), else
+    the server's: a digit, or NOT_A_DIGIT where the model refused the drawing. They differ
+    only on a near tie or at the threshold, and the person saw the page's.
     """
     probs = drawing.browser_answers.get(model_name)
-    return int(np.argmax(probs)) if probs is not None else answer.label
+    if probs is None:
+        return answer.label if answer.is_digit else NOT_A_DIGIT
+    return int(answers_from_probs(probs, answer.reject_below)[0])
+
+
+def as_kept(label: int, bold: str = "**") -> str:
+    """A label in the status line: "a **7**", "an **8**", or "**not a digit**"."""
+    if label == NOT_A_DIGIT:
+        return f"{bold}not a digit{bold}"
+    article, digit = with_article(label).split()
+    return f"{article} {bold}{digit}{bold}"
+
+
+def as_said(label: int) -> str:
+    """What a model said, in a few words: "it said 7", or "it refused it"."""
+    return "it refused it" if label == NOT_A_DIGIT else f"it said {label}"
 
 
 def drawing_key(drawing: PadDrawing) -> str:
@@ -72,7 +89,8 @@ class KeptDrawing:
 class KeptDrawings:
     """Each session's last kept drawing.
 
-    A person who presses Right, then "No, it's a 9" for the same drawing, corrects one row
+    A person who presses Right, then "No, it's a 9" (or "Not a digit") for the same drawing,
+    corrects one row
     rather than keeping the drawing twice; pressing the same button again keeps nothing new.
     And the status line ("Kept as a 7") is cleared once the pad holds another drawing.
     """
@@ -103,7 +121,8 @@ class KeptDrawings:
 class FeedbackHandlers:
     """The handlers under the answer, plain functions (tested without a server)."""
 
-    saver: Callable[[int | None], Callable]  # label (None: "Right") -> (pad, choice, request)
+    # label (None: "Right"; NOT_A_DIGIT: "Not a digit") -> handler(pad, choice, request)
+    saver: Callable[[int | None], Callable]
     clear_stale: Callable  # (pad value, request) -> "" once the pad holds another drawing
     set_switch: Callable  # (on, request) -> None: the session's switch, kept on the server
     kept: KeptDrawings
@@ -115,7 +134,8 @@ def make_feedback_handlers(
     lookup: ModelLookup,
     policy: SavingPolicy,
 ) -> FeedbackHandlers:
-    """``saver(label)``: the handler of the "Right" (label None) or "No, it's a LABEL" button.
+    """``saver(label)``: the handler of the "Right" (label None), "No, it's a LABEL" or "Not
+    a digit" (label NOT_A_DIGIT) button: the drawing is kept with that true label.
 
     The server reads the drawing again from the pad's strokes and runs the chosen model on
     it, so what is stored is exactly what the server would answer, not what a page claims.
@@ -154,7 +174,7 @@ def make_feedback_handlers(
         key, last = drawing_key(drawing), kept.last(session)
         again = last is not None and last.key == key
         if again and last.label == true_label:
-            return f"Already kept as a **{true_label}** (drawing #{last.row_id})."
+            return f"Already kept as {as_kept(true_label)} (drawing #{last.row_id})."
         policy.admit(session)
         if again:  # a correction of the drawing just kept: one row, the new label
             app_store.store.delete(last.row_id, session=session)
@@ -170,10 +190,10 @@ def make_feedback_handlers(
             png=drawing_png(preprocessed),
         )
         kept.remember(session, KeptDrawing(key, saved.id, true_label))
-        verdict = "right" if true_label == said else f"wrong (it said {said})"
-        changed = f"Changed from a {last.label} to " if again else "Kept as "
+        verdict = "right" if true_label == said else f"wrong ({as_said(said)})"
+        changed = f"Changed from {as_kept(last.label, bold='')} to " if again else "Kept as "
         return (
-            f"{changed}a **{true_label}**, {loaded.name} was {verdict}: drawing "
+            f"{changed}{as_kept(true_label)}, {loaded.name} was {verdict}: drawing "
             f"#{saved.id}, {saved.count} in the store. Thank you!"
         )
 
@@ -200,6 +220,7 @@ class Feedback:
 
     switch: gr.Checkbox
     right: gr.Button
+    not_a_digit: gr.Button
     wrong: list[gr.Button]  # digits 0-9
     status: gr.Markdown
 
@@ -223,13 +244,16 @@ def saving_switch(app_store: AppStore, policy: SavingPolicy) -> gr.Checkbox:
 
 
 def build_feedback(app_store: AppStore, policy: SavingPolicy) -> Feedback:
-    """ "Right ✓" and "No, it's a …" 0-9, a status line, and the saving switch."""
+    """ "Right ✓", "Not a digit" and "No, it's a …" 0-9, a status line, and the saving
+    switch."""
     # Real buttons, with borders and room for a finger (app.css): a bare row of 0-9 under the
     # bars read as the chart's axis.
     with gr.Column(elem_id="feedback"):  # not a Group: it strips the buttons' borders
         with gr.Row(equal_height=True, elem_id="right-row"):
             right = gr.Button("Right ✓", variant="primary", elem_id="right", scale=0)
             gr.Markdown("or, if not: **No, it's a …**", elem_id="wrong-label")
+            # A letter, a star, a scribble: kept as such, never filed as some digit.
+            not_a_digit = gr.Button("Not a digit", elem_id="not-a-digit", scale=0)
         with gr.Row(elem_id="wrong-digits"):
             wrong = [
                 gr.Button(digit, variant="secondary", min_width=26, elem_id=f"wrong-{digit}")
@@ -237,7 +261,7 @@ def build_feedback(app_store: AppStore, policy: SavingPolicy) -> Feedback:
             ]
     status = gr.Markdown(elem_id="feedback-status")
     switch = saving_switch(app_store, policy)
-    return Feedback(switch, right, wrong, status)
+    return Feedback(switch, right, not_a_digit, wrong, status)
 
 
 def wire_feedback(
@@ -260,7 +284,8 @@ def wire_feedback(
     feedback.switch.input(
         handlers.set_switch, feedback.switch, None, queue=False, api_visibility="private"
     )
-    for label, button in [(None, feedback.right), *enumerate(feedback.wrong)]:
+    buttons = [(None, feedback.right), (NOT_A_DIGIT, feedback.not_a_digit)]
+    for label, button in [*buttons, *enumerate(feedback.wrong)]:
         button.click(
             handlers.saver(label),
             [pad, choice],
