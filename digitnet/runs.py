@@ -17,6 +17,7 @@ import numpy as np
 from torch import nn
 
 from digitnet.calibration import (
+    DIGITS_REFUSED,
     Calibration,
     calibrated_probs,
     fit_temperature,
@@ -136,6 +137,7 @@ def calibrate_and_measure(
     seed: int = 0,
     drawings: int = 0,
     calibration_drawings: int = CALIBRATION_DRAWINGS,
+    digits_refused: float = DIGITS_REFUSED,
 ) -> dict:
     """The ``calibration`` and validation ``metrics`` of a run's metadata.
 
@@ -144,7 +146,9 @@ def calibrate_and_measure(
     most confident mistakes with their 28x28 pixels, so a dashboard shows them without the
     data) and, with ``drawings`` > 0, that many canvas-like renders of them.
     """
-    calibration, report = fit_calibration(model, data, seed=seed, drawings=calibration_drawings)
+    calibration, report = fit_calibration(
+        model, data, seed=seed, drawings=calibration_drawings, digits_refused=digits_refused
+    )
     set_calibration(model, calibration)
     val_inputs, val_labels = data.val
     metrics = {"validation": evaluate(model, val_inputs, val_labels)}
@@ -161,13 +165,18 @@ def calibrate_and_measure(
 
 
 def fit_calibration(
-    model: nn.Module, data: PreparedData, *, seed: int = 0, drawings: int = CALIBRATION_DRAWINGS
+    model: nn.Module,
+    data: PreparedData,
+    *,
+    seed: int = 0,
+    drawings: int = CALIBRATION_DRAWINGS,
+    digits_refused: float = DIGITS_REFUSED,
 ) -> tuple[Calibration, dict]:
     """The temperature and refusal threshold for ``model``, from its validation digits only.
 
     The temperature is fitted on canvas-like renders of up to ``drawings`` validation digits
     (what people draw, harder than clean MNIST); the threshold refuses at most
-    ``DIGITS_REFUSED`` of those renders and of the clean validation digits. Returns the
+    ``digits_refused`` of those renders and of the clean validation digits. Returns the
     calibration and a report: the renders' ECE before and after, their reliability bins, the
     share of digits refused, and the share of held-out non-digits refused.
     """
@@ -186,7 +195,10 @@ def fit_calibration(
 
     render_confidence = confidences(render_logits)
     clean_confidence = confidences(predict_logits(model, val_inputs))
-    threshold = min(rejection_threshold(render_confidence), rejection_threshold(clean_confidence))
+    threshold = min(
+        rejection_threshold(render_confidence, digits_refused),
+        rejection_threshold(clean_confidence, digits_refused),
+    )
     nondigits = make_nondigits(CALIBRATION_NONDIGITS, seed=seed, split="heldout")
     nondigit_confidence = confidences(predict_logits(model, nondigits.inputs))
     correct = render_logits.argmax(dim=1).numpy() == labels
@@ -194,6 +206,7 @@ def fit_calibration(
     ece_after, bins = reliability(render_confidence, correct)
     report = {
         "fitted_on": f"{len(chosen):,} canvas-like renders of the validation digits",
+        "digits_refused_target": digits_refused,
         "ece_before": ece_before,
         "ece": ece_after,
         "reliability": bins,
@@ -207,7 +220,9 @@ def fit_calibration(
     return Calibration(temperature, threshold), report
 
 
-def calibrate_checkpoint(path: str | Path, data_paths: Sequence[str | Path]) -> dict:
+def calibrate_checkpoint(
+    path: str | Path, data_paths: Sequence[str | Path], digits_refused: float = DIGITS_REFUSED
+) -> dict:
     """Fit (again) the calibration of a saved run on its own validation split, and measure.
 
     ``data_paths`` must be the run's training data (its fingerprint is checked), so the split
@@ -224,7 +239,9 @@ def calibrate_checkpoint(path: str | Path, data_paths: Sequence[str | Path]) -> 
             f"differs); give the run's own training data"
         )
     drawings = metadata.get("metrics", {}).get("drawings", {}).get("count", 0)
-    measured = calibrate_and_measure(model, data, seed=config.seed, drawings=drawings)
+    measured = calibrate_and_measure(
+        model, data, seed=config.seed, drawings=drawings, digits_refused=digits_refused
+    )
     metadata["calibration"] = measured["calibration"]
     metadata.setdefault("metrics", {}).update(measured["metrics"])
     _, meta_path = checkpoint_files(resolve_model_path(path))

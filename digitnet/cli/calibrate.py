@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from digitnet.calibration import DIGITS_REFUSED
 from digitnet.cli.options import add_data_option, add_model_option, data_paths
+from digitnet.errors import DigitnetError
 
 
 def add_parser(commands) -> None:
@@ -19,13 +21,23 @@ def add_parser(commands) -> None:
     )
     add_model_option(calibrate, "the run to calibrate")
     add_data_option(calibrate)
+    calibrate.add_argument(
+        "--digits-refused",
+        type=float,
+        default=DIGITS_REFUSED,
+        metavar="SHARE",
+        help="share of validation digits the not-a-digit threshold may refuse "
+        f"(default: {DIGITS_REFUSED}; from 0 to 0.05)",
+    )
     calibrate.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from digitnet.runs import calibrate_checkpoint
 
-    calibration = calibrate_checkpoint(args.model, data_paths(args))
+    if not 0 <= args.digits_refused <= 0.05:
+        raise DigitnetError(f"--digits-refused must be from 0 to 0.05, got {args.digits_refused}")
+    calibration = calibrate_checkpoint(args.model, data_paths(args), args.digits_refused)
     refused = calibration["digits_refused"]
     print(
         f"temperature {calibration['temperature']:.4f}, not a digit below "
