@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from digitnet.errors import DigitnetError
+from digitnet.numbers import strokes_to_input
 from digitnet.preprocess import Preprocessed, canvas_to_mnist, load_image_file
 from digitnet.strokes import BRUSH_RADIUS, PAD_SIZE, parse_strokes, rasterize_strokes
 
@@ -136,5 +137,8 @@ def preprocess_pad_value(
     Anything that is not a pad value is a one-line DigitnetError saying what to send.
     """
     drawing = parse_pad_value(value, frozenset(examples))
-    image = load_image_file(examples[drawing.example]) if drawing.example else None
-    return drawing, canvas_to_mnist(image if image is not None else drawing_ink(drawing))
+    if drawing.example:
+        return drawing, canvas_to_mnist(load_image_file(examples[drawing.example]))
+    # Vector strokes: the model's input is drawn with a brush scaled to the digit, so a small
+    # digit is not a blob (digitnet.numbers; the pad does the same).
+    return drawing, strokes_to_input(drawing.strokes)

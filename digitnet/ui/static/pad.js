@@ -522,7 +522,7 @@ function frame() {
     const example = drawing.example;
     const result = example
       ? pipeline.canvasToMnist(example.grey, example.alpha, example.width, example.height)
-      : pipeline.inkToMnist(drawing.ink, PAD);
+      : pipeline.strokesToMnist(drawing.strokes); // a brush scaled to the digit, as the server
     live.inputVersion = version;
     live.input = result.blank ? null : result.image;
     for (const model of live.models) {
