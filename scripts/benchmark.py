@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 from digitnet.checkpoint import load_checkpoint  # noqa: E402
-from digitnet.data import PIXEL_COLUMNS, Digits, default_data, load_training_data  # noqa: E402
+from digitnet.data import PIXEL_COLUMNS, SAMPLE_DATA, Digits, load_training_data  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.machine import describe_machine  # noqa: E402
 from digitnet.predict import classify_drawing, predict_submission, write_submission  # noqa: E402
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
-        default=default_data(),
+        default=str(SAMPLE_DATA),
         help="labelled digits, a file or folder (default: $DIGITNET_DATA, else the sample "
         "in assets/)",
     )

@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout
-from digitnet.data import default_data, load_training_data  # noqa: E402
+from digitnet.data import SAMPLE_DATA, load_training_data  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.machine import describe_machine  # noqa: E402
 from digitnet.train import TrainConfig  # noqa: E402
@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--data",
-        default=default_data(),
+        default=str(SAMPLE_DATA),
         help="labelled digits (default: $DIGITNET_DATA, else the sample in assets/); "
         "their validation split is drawn",
     )

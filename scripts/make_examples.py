@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-from digitnet.data import default_data, load_training_data  # noqa: E402
+from digitnet.data import SAMPLE_DATA, load_training_data  # noqa: E402
 from digitnet.drawings import DrawingStyle, render_drawing  # noqa: E402
 from digitnet.train import TrainConfig  # noqa: E402
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
-        default=default_data(),
+        default=str(SAMPLE_DATA),
         help="labelled digits (default: $DIGITNET_DATA, else the sample in assets/)",
     )
     parser.add_argument("--out", default="assets/examples")
