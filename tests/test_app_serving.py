@@ -21,6 +21,7 @@ from conftest import close_when_idle  # noqa: E402
 
 import app  # noqa: E402
 from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
+from digitnet.ui.rest_api import SESSIONS_KEPT  # noqa: E402
 
 EXAMPLE = app.EXAMPLES_DIR / "thick-strokes-4.png"
 ANSWER_ENDPOINTS = ("classify", "predict", "explain")
@@ -82,6 +83,8 @@ def test_the_cache_is_cleaned_and_uploads_are_capped(served):
     assert demo.max_file_size == 5 * 2**20
     for blocks in demo.sessionless_blocks.values():
         assert blocks.max_file_size == 5 * 2**20
+        # Every session-less call is a session never seen again: only the last few are kept.
+        assert blocks.state_holder.capacity == SESSIONS_KEPT
 
 
 def test_a_300_mb_upload_is_refused_and_nothing_is_kept(served, http):
@@ -152,6 +155,13 @@ def test_a_sessionless_call_answers_like_the_pages(served, http):
     kind, (overlay, arrays) = call(http, "explain", [file, "MLP"])
     assert kind == "complete" and arrays["label"] == 4
     assert http.get(overlay["url"]).status_code == 200  # served by the app that made it
+
+
+def test_a_sessionless_call_of_another_endpoint_reaches_the_page(served, http):
+    demo, _ = served
+    before = len(demo.state_holder.session_data)
+    kind, _ = call(http, "runs", [])
+    assert kind == "complete" and len(demo.state_holder.session_data) == before + 1
 
 
 def test_a_sessionless_error_is_the_pages_one_line(http):

@@ -32,6 +32,10 @@ from digitnet.ui.draw_tab import DrawHandlers, ParityTally, build_pipeline_steps
 from digitnet.ui.why import EXPLAIN_CONCURRENCY, explain_endpoint
 
 REST_PREFIX = "/_sessionless"  # where the small apps are mounted, on an app of their own
+# Sessions each small Blocks remembers. Every call it takes is a session of its own, never
+# seen again; Gradio's default (10,000) would keep ~55 KB for each of the last 10,000 calls.
+# Above the queue's size, so a call's session outlives its wait.
+SESSIONS_KEPT = 512
 MAX_INSPECTED_BODY = 256 * 1024  # bytes: a larger call body is the page's (predict's is < 100 KB)
 CALL_POST = re.compile(r"^(?P<base>.*)/gradio_api/call/(?:v2/)?(?P<name>[\w-]+)/?$")
 CALL_GET = re.compile(r"^(?P<base>.*)/gradio_api/call/(?:v2/)?(?P<name>[\w-]+)/(?P<event>[\w-]+)$")
@@ -126,6 +130,7 @@ def build_rest_blocks(
         )
     for blocks in apps.values():
         blocks.queue(max_size=256)
+        blocks.state_session_capacity = SESSIONS_KEPT
     return apps
 
 
