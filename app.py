@@ -38,6 +38,7 @@ from digitnet.ui.drawing_policy import AppStore, SavingPolicy, open_app_store  #
 from digitnet.ui.drawings_tab import build_drawings_tab  # noqa: E402
 from digitnet.ui.feedback import build_feedback, make_feedback_handlers, wire_feedback  # noqa: E402
 from digitnet.ui.models import LoadedModel, export_for_browser  # noqa: E402
+from digitnet.ui.rest_api import build_rest_blocks, mount_rest_apps  # noqa: E402
 from digitnet.ui.session import (  # noqa: E402
     ModelChoiceOutputs,
     ModelLookup,
@@ -66,6 +67,13 @@ SHIPPED = dict(ui_models.SHIPPED)  # model choice -> --model name
 LOG = logging.getLogger("digitnet.app")
 
 TITLE = "# ✍️ digitnet: draw a digit"
+
+# A bounded disk on a server that strangers share. Gradio stores every upload before any
+# handler sees it, so the cap is Gradio's own (refused with 413 as the body streams in): a
+# drawing's PNG is a few KB, a phone photo a few MB.
+MAX_UPLOAD = "5mb"
+# Gradio's cache (uploads, a run's download): every 10 minutes, files older than an hour go.
+DELETE_CACHE = (600, 3600)  # (how often, how old), seconds
 
 
 def load_models(extra: str | None = None) -> tuple[dict[str, LoadedModel], list[str]]:
@@ -110,7 +118,7 @@ def build_demo(
     # and CSS are inlined in the page), the exported models, the examples.
     gr.set_static_paths([STATIC_DIR / "pipeline.js", *browser_models.values(), *examples.values()])
     notice = storage_of(app_store.path, environ).notice
-    with gr.Blocks(title="digitnet: draw a digit") as demo:
+    with gr.Blocks(title="digitnet: draw a digit", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(TITLE, elem_id="title")
         for warning in [*(warnings or []), *([notice] if notice else [])]:
             gr.Markdown(f"⚠️ {hide_paths(warning)}")
@@ -137,6 +145,11 @@ def build_demo(
         why = WhyPanel(saliency=draw.beside_input, inside=draw.under_input)
         _wire_panels(demo, lookup, examples, draw, why, dashboard, look_inside)
     demo.queue(default_concurrency_limit=4, max_size=256)
+    # The answer endpoints again, each a Blocks of its own, for REST calls without a session
+    # (see digitnet.ui.rest_api); launch() puts them beside the page.
+    demo.sessionless_blocks = build_rest_blocks(
+        draw.handlers, {name: m.model for name, m in models.items()}, list(models)
+    )
     return demo
 
 
@@ -233,13 +246,14 @@ def server_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> dic
 
 
 def launch(demo: gr.Blocks, **kwargs):
-    """Launch with the page's theme and styles (Gradio 6 takes them in launch())."""
+    """Launch with the page's theme and styles (Gradio 6 takes them in launch()), the upload
+    cap, and the session-less answer endpoints beside the page (``build_demo``'s)."""
+    served = dict(show_error=True, ssr_mode=False, max_file_size=MAX_UPLOAD)
+    sessionless = getattr(demo, "sessionless_blocks", None)
+    if sessionless:
+        kwargs["app_kwargs"] = mount_rest_apps(sessionless, **served).app_kwargs()
     return demo.launch(
-        css=page_css("app.css", *PAGE_CSS),
-        theme=gr.themes.Default(),
-        show_error=True,
-        ssr_mode=False,
-        **kwargs,
+        css=page_css("app.css", *PAGE_CSS), theme=gr.themes.Default(), **served, **kwargs
     )
 
 

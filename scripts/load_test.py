@@ -10,8 +10,14 @@ accuracy, and the machine it ran on.
     python scripts/load_test.py --clients 20 --requests 200
     python scripts/load_test.py --serve --clients 1 --requests 100   # serve in-process
     python scripts/load_test.py --client gradio   # one gradio_client.Client per thread
+    python scripts/load_test.py --client http-no-session gradio --baseline   # against bare Gradio
 
 Ctrl-C stops sending and reports what was measured so far.
+
+``--baseline`` also measures a bare Gradio endpoint of ``classify``'s shape (an image file and
+a model choice in, a JSON out, the same handler and models, nothing else in its Blocks),
+served by a process of its own as ``python app.py`` is, with the same clients and drawings,
+right before the app, and prints the app's throughput as a fraction of it.
 
 ``--client http`` (the default) sends the requests through Gradio's documented REST API
 (upload, ``/call/classify``, read the event stream) with one keep-alive ``httpx.Client`` per
@@ -32,6 +38,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -85,11 +93,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="drawing styles' seed")
     parser.add_argument(
         "--client",
+        nargs="+",
         choices=("gradio", "http", "http-no-session"),
-        default="http",
+        default=["http"],
         help="gradio_client.Client, or plain HTTP keeping one session per client, or plain "
-        "HTTP with a new session for every call (default: %(default)s)",
+        "HTTP without a session (what curl following Gradio's REST docs sends); several are "
+        "measured one after the other (default: http)",
     )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also measure a bare Gradio endpoint of the same shape, and print the ratio",
+    )
+    parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name in ("clients", "requests", "drawings"):
         if getattr(args, name) < 1:
@@ -130,6 +146,63 @@ def serve() -> tuple[str, object]:
         sys.exit("error: no model could be loaded: " + "; ".join(warnings))
     demo, url = app.serve_in_background(models, warnings)
     return url, demo
+
+
+def bare_classify_demo():
+    """A bare Gradio endpoint of ``classify``'s shape: file and model in, JSON out, with the
+    app's own handler, models and queue settings; nothing else in its Blocks."""
+    import gradio as gr
+
+    import app
+    from digitnet.ui.draw_tab import make_draw_handlers
+
+    models, warnings = app.load_models()
+    if not models:
+        sys.exit("error: no model could be loaded: " + "; ".join(warnings))
+    handlers = make_draw_handlers(models, app.example_files())
+    with gr.Blocks() as demo:
+        upload = gr.File(label="An image of a digit", file_types=["image"])
+        choice = gr.Radio(list(models), value=next(iter(models)), label="Model")
+        answer = gr.JSON(label="Answer")
+        upload.change(
+            handlers.classify, [upload, choice], answer, api_name="classify", concurrency_limit=4
+        )
+    demo.queue(default_concurrency_limit=4, max_size=256)
+    return demo
+
+
+def serve_bare() -> int:
+    """``--bare-server``: serve the bare endpoint on a free port, print its URL, serve on."""
+    import torch
+
+    torch.set_num_threads(1)  # as app.main() does
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = bare_classify_demo()
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        show_error=True,
+    )
+    print(url, flush=True)
+    demo.block_thread()  # until terminated
+    return 0
+
+
+def start_bare() -> tuple[str, subprocess.Popen]:
+    """The bare endpoint in a process of its own (as the app is): its URL and the process."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--bare-server"], stdout=subprocess.PIPE, text=True
+    )
+    url = process.stdout.readline().strip()
+    if not url.startswith("http://127.0.0.1:"):
+        process.kill()
+        sys.exit("error: the bare Gradio endpoint did not start")
+    return url, process
 
 
 class Run:
@@ -236,61 +309,90 @@ def client_loop(caller, files, run: Run, model: str | None, ready: threading.Bar
         run.record(time.perf_counter() - began, result.get("label") == str(label), None)
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1, 5, 15 min)"
+
+
+CALLERS = {
+    "gradio": GradioCaller,
+    "http": HttpCaller,
+    "http-no-session": lambda url: HttpCaller(url, keep_session=False),
+}
+
+
+def measure(caller_class, url: str, files, args) -> tuple[Run, float]:
+    """``args.clients`` threads sending ``files`` until ``args.requests`` or the deadline."""
+    callers = [caller_class(url) for _ in range(args.clients)]
+    run = Run(args.requests, args.max_seconds)
+    ready = threading.Barrier(args.clients + 1)
+    threads = [
+        threading.Thread(
+            target=client_loop, args=(caller, files, run, args.model, ready), daemon=True
+        )
+        for caller in callers
+    ]
+    for thread in threads:
+        thread.start()
+    run.start = time.perf_counter()
+    ready.wait()
+    try:
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGINT from latency_benchmark.py
+        run.stopped = True
+        for thread in threads:
+            thread.join()
+    return run, time.perf_counter() - run.start
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    callers_by_name = {
-        "gradio": GradioCaller,
-        "http": HttpCaller,
-        "http-no-session": lambda url: HttpCaller(url, keep_session=False),
-    }
-    caller_class = callers_by_name[args.client]
+    if args.bare_server:
+        return serve_bare()
+    failed = False
     with tempfile.TemporaryDirectory(prefix="digitnet-load-") as temp:
         files = write_drawings(args.data, args.drawings, args.seed, Path(temp))
-        demo = None
+        demo = bare = None
         url = args.url
         if args.serve:
             url, demo = serve()
+        print(f"machine:     {describe_machine()}")
+        print(f"load avg:    {load_average()}")
         try:
-            callers = [caller_class(url) for _ in range(args.clients)]
-            run = Run(args.requests, args.max_seconds)
-            ready = threading.Barrier(args.clients + 1)
-            threads = [
-                threading.Thread(
-                    target=client_loop, args=(caller, files, run, args.model, ready), daemon=True
-                )
-                for caller in callers
-            ]
-            for thread in threads:
-                thread.start()
-            run.start = time.perf_counter()
-            ready.wait()
-            try:
-                for thread in threads:
-                    thread.join()
-            except KeyboardInterrupt:  # Ctrl-C, or SIGINT from latency_benchmark.py
-                run.stopped = True
-                for thread in threads:
-                    thread.join()
-            elapsed = time.perf_counter() - run.start
+            if args.baseline:
+                bare_url, bare = start_bare()
+            for kind in args.client:
+                bare_rate = None
+                if args.baseline:
+                    run, elapsed = measure(CALLERS[kind], bare_url, files, args)
+                    report(args, bare_url, files, run, elapsed, kind, "bare Gradio endpoint")
+                    bare_rate = len(run.latencies) / elapsed
+                    failed |= bool(run.errors) or not run.latencies
+                run, elapsed = measure(CALLERS[kind], url, files, args)
+                where = "served in-process" if args.serve else "running app"
+                report(args, url, files, run, elapsed, kind, where)
+                failed |= bool(run.errors) or not run.latencies
+                if bare_rate:
+                    rate = len(run.latencies) / elapsed
+                    print(f"ratio:       {rate / bare_rate:.2f}x the bare endpoint ({kind})")
         finally:
+            if bare is not None:
+                bare.terminate()
+                bare.wait(timeout=30)
             if demo is not None:
                 demo.close()
-    report(args, url, files, run, elapsed)
-    return 1 if run.errors or not run.latencies else 0
+    print(f"load avg:    {load_average()}, at the end")
+    return 1 if failed else 0
 
 
-def report(args, url: str, files, run: Run, elapsed: float) -> None:
+def report(args, url: str, files, run: Run, elapsed: float, kind: str, where: str) -> None:
     done = len(run.latencies)
     latencies_ms = np.array(run.latencies) * 1000
     n_errors = sum(run.errors.values())
     answered = done - n_errors
-    print(f"machine:     {describe_machine()}")
+    print(f"target:      {url}classify ({where}), model {args.model or 'default'}")
     print(
-        f"target:      {url}classify ({'served in-process' if args.serve else 'running app'}),"
-        f" model {args.model or 'default'}"
-    )
-    print(
-        f"load:        {args.clients} {args.client} clients, {done} of {args.requests} requests "
+        f"load:        {args.clients} {kind} clients, {done} of {args.requests} requests "
         f"({len(files)} distinct drawings) in {elapsed:.1f} s"
     )
     if done:

@@ -31,6 +31,7 @@ from digitnet.predict import (
     preprocess_image_file,
 )
 from digitnet.ui.charts import bars_value, input_view, input_view_value, probability_bars
+from digitnet.ui.inline_image import inline_image
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import PROMPT, digit_pad
 from digitnet.ui.session import ModelLookup, read_pad
@@ -387,7 +388,8 @@ def build_draw_tab(
 
 
 def build_pipeline_steps() -> list[gr.Image]:
-    """The four images of the pipeline, left to right."""
+    """The four images of the pipeline, left to right, sent inside the answer (nothing is
+    written to disk per drawing)."""
     with gr.Row():
         # png: the steps are enlarged by whole pixels, and webp would blur them.
         step_kwargs = dict(
@@ -398,10 +400,10 @@ def build_pipeline_steps() -> list[gr.Image]:
             buttons=[],
         )
         return [
-            gr.Image(label="1. your drawing (ink)", elem_id="step-ink", **step_kwargs),
-            gr.Image(label="2. cropped", elem_id="step-cropped", **step_kwargs),
-            gr.Image(label="3. scaled into 20×20", elem_id="step-boxed", **step_kwargs),
-            gr.Image(label="4. centred 28×28: the input", elem_id="step-input", **step_kwargs),
+            inline_image(label="1. your drawing (ink)", elem_id="step-ink", **step_kwargs),
+            inline_image(label="2. cropped", elem_id="step-cropped", **step_kwargs),
+            inline_image(label="3. scaled into 20×20", elem_id="step-boxed", **step_kwargs),
+            inline_image(label="4. centred 28×28: the input", elem_id="step-input", **step_kwargs),
         ]
 
 

@@ -29,6 +29,7 @@ from digitnet.explain import (
 from digitnet.model import CNN, MLP
 from digitnet.predict import preprocess_image_file
 from digitnet.preprocess import Preprocessed, canvas_to_mnist
+from digitnet.ui.inline_image import inline_image
 
 ACTIVE_TILE_SCALE = 4  # the 8 most active units' 28x28 tiles, each 112 px wide
 FEATURE_MAP_COUNT = 16  # strongest channels shown per CNN block
@@ -104,11 +105,13 @@ class WhyPanel:
         ]
 
 
-def pixel_image(label: str, elem_id: str, height: int, **kwargs) -> gr.Image:
+def pixel_image(label: str, elem_id: str, height: int, inline: bool = True, **kwargs) -> gr.Image:
     """An output image of the panel or Look inside: shown, not edited or downloaded. The
     images come enlarged by whole pixels already; png keeps their colours crisp (webp would
-    blur them)."""
-    return gr.Image(
+    blur them). ``inline`` images (one per drawing) travel in the answer and write nothing to
+    disk; the others (one per model) are cached files."""
+    image_class = inline_image if inline else gr.Image
+    return image_class(
         label=label,
         elem_id=elem_id,
         height=height,
@@ -261,7 +264,7 @@ def build_look_inside() -> LookInside:
     """The dashboard's Look inside: a line on how to read it, and the tiles or filters."""
     with gr.Column(elem_id="look_inside"):
         text = gr.Markdown(elem_id="look_inside_text")
-        image = pixel_image("First layer", "look_inside_tiles", LOOK_INSIDE_HEIGHT)
+        image = pixel_image("First layer", "look_inside_tiles", LOOK_INSIDE_HEIGHT, inline=False)
     return LookInside(text, image)
 
 
