@@ -352,8 +352,8 @@ def test_right_confirms_the_answer_the_page_showed_and_a_gone_model_is_refused(t
     models, _ = app.load_models()
     opened = drawing_policy.open_app_store(tmp_path / "d.sqlite")
     saver = saver_of(opened, models)
-    # A near tie the page read as 1 where the server reads 7: "Right" keeps what was seen.
-    value = {**pad_value(7), "browser": {"answers": {"MLP": [0.0] + [0.5] + [0.0] * 8}}}
+    # The page read 1 where the server reads 7 (a near tie, say): "Right" keeps what was seen.
+    value = {**pad_value(7), "browser": {"answers": {"MLP": [0.0] + [0.9] + [0.0] * 8}}}
     assert "Kept as a **1**, MLP was right" in saver(None)(value, "MLP")
     (row,) = opened.store.list_drawings()
     assert (row.label, row.predicted, row.is_correct) == (1, 1, True)
