@@ -245,10 +245,17 @@ def server_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> dic
     return settings
 
 
+SESSION_CAPACITY = 1_000  # page sessions whose state Gradio keeps (~310 MB at most)
+
+
 def launch(demo: gr.Blocks, **kwargs):
     """Launch with the page's theme and styles (Gradio 6 takes them in launch()), the upload
     cap, and the session-less answer endpoints beside the page (``build_demo``'s)."""
     served = dict(show_error=True, ssr_mode=False, max_file_size=MAX_UPLOAD)
+    # A page session's state is ~310 KB (one entry per component); Gradio keeps 10,000 by
+    # default (~3 GB), so a script opening sessions could fill a small server's memory. Runs,
+    # drawings and the saving switch live in the server's own stores, not in session state.
+    kwargs.setdefault("state_session_capacity", SESSION_CAPACITY)
     sessionless = getattr(demo, "sessionless_blocks", None)
     if sessionless:
         kwargs["app_kwargs"] = mount_rest_apps(sessionless, **served).app_kwargs()
