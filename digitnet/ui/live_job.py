@@ -33,8 +33,9 @@ def status_markdown(snapshot: JobSnapshot) -> str:
         if snapshot.position == 0:
             return f"⏳ {name} starts in a moment."
         runs = "run is" if snapshot.position == 1 else "runs are"
+        wait = f", about {snapshot.wait_seconds:.0f} s" if snapshot.wait_seconds is not None else ""
         return (
-            f"⏳ {name} waits its turn: {snapshot.position} {runs} ahead of yours "
+            f"⏳ {name} waits its turn: {snapshot.position} {runs} ahead of yours{wait} "
             f"(this server trains one at a time)."
         )
     if snapshot.state == PREPARING:

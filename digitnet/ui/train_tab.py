@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 import shutil
 import tempfile
@@ -95,7 +96,15 @@ def curve_frames(snapshot: JobSnapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
     first draws and ignores splits that arrive later, so without that row the validation
     line, whose first point comes only when the first epoch ends, is never drawn.
     """
-    frame = progress_frame(snapshot.reports)
+    return _frames_of_reports(snapshot.reports)
+
+
+# Every page following one training asks for the same frames at each update: a room of 20
+# on one run would otherwise build them 20 times over on the event loop. The reports are
+# frozen dataclasses, so the tuple of them is the key; the frames must not be changed.
+@functools.lru_cache(maxsize=64)
+def _frames_of_reports(reports: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = progress_frame(reports)
     return tuple(
         with_every_split(frame[frame.metric == metric].reset_index(drop=True), metric)
         for metric in ("loss", "accuracy")
