@@ -404,9 +404,10 @@ def test_accuracy_frame_measures_every_model_with_intervals(tmp_path, drawing_fi
     for path, digit in drawing_files[:10]:
         store.save_image(input_of(path).image, digit, session="s")
     frame = drawings_tab.accuracy_frame(store, models)
-    assert list(frame["model"]) == list(models)
-    assert all(cell.endswith("of 10") and "[" in cell for cell in frame["overall"])
-    assert (frame[[str(d) for d in range(10)]] != "–").to_numpy().sum() >= len(models)
+    assert list(frame.columns) == ["true digit", *models]  # a column per model
+    assert list(frame["true digit"]) == ["all", *[str(d) for d in range(10)]]
+    assert all(cell.endswith("of 10") and "[" in cell for cell in frame.iloc[0, 1:])
+    assert (frame.iloc[1:, 1:] != "–").to_numpy().sum() >= len(models)
     counts = drawings_tab.counts_frame(store)
     assert isinstance(counts, pd.DataFrame) and counts["all"].tolist() == [10]
     # A fine-tuned model is measured only on drawings it did not train on.
@@ -415,9 +416,8 @@ def test_accuracy_frame_measures_every_model_with_intervals(tmp_path, drawing_fi
         "tuned-1", models["MLP"].model, {"finetune": {"drawings": {"train_ids": trained_on}}}
     )
     frame = drawings_tab.accuracy_frame(store, {"tuned-1": tuned})
-    (row,) = frame.to_dict("records")
-    assert row["model"] == "tuned-1 (drawings it did not train on)"
-    assert row["overall"].endswith("of 6")
+    assert list(frame.columns) == ["true digit", "tuned-1 (drawings it did not train on)"]
+    assert frame.iloc[0, 1].endswith("of 6")
 
 
 # ---------------------------------------------------------------------------
@@ -586,7 +586,7 @@ def test_each_model_answers_each_stored_drawing_once(tmp_path, drawing_files):
     finally:
         hook.remove()
     assert sum(seen) == 11  # ten drawings once, then the new one
-    assert first.equals(again) and grown["overall"][0].endswith("of 11")
+    assert first.equals(again) and grown["MLP"][0].endswith("of 11")
     fresh = drawings_tab.accuracy_frame(store, {"MLP": models["MLP"]})  # no cache: the same
     assert fresh.equals(grown)
 

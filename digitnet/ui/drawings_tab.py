@@ -84,6 +84,10 @@ def counts_frame(store: DrawingStore) -> pd.DataFrame:
     return pd.DataFrame([counts + [sum(counts)]], columns=DIGIT_LABELS + ["all"])
 
 
+TRUE_DIGIT = "true digit"  # the accuracy table's first column
+ALL_DRAWINGS = "all"  # its first row: every drawing, whatever its digit
+
+
 def cell(correct: int, total: int) -> str:
     """``92% [81–97] of 25``: an accuracy with its 95% Wilson interval, or a dash."""
     if total == 0:
@@ -124,18 +128,19 @@ class AnswerCache:
 def accuracy_frame(
     store: DrawingStore, models: Mapping[str, LoadedModel], cache: AnswerCache | None = None
 ) -> pd.DataFrame:
-    """Every model's accuracy on the labelled drawings: overall and per true digit.
+    """Every model's accuracy on the labelled drawings: a row for all of them, then one per
+    true digit, and a column per model (ten rows fit a phone; ten columns did not).
 
-    A fine-tuned model is measured only on drawings it did not train on (its row says so):
+    A fine-tuned model is measured only on drawings it did not train on (its column says so):
     measured on its own training drawings, it would flatter itself.
     """
     cache = cache if cache is not None else AnswerCache()
-    columns = ["model", "overall", *DIGIT_LABELS]
+    rows = [ALL_DRAWINGS, *DIGIT_LABELS]
     ids = store.drawing_ids()
     digits = store.labelled_digits(ids=ids)
     if len(digits) == 0 or len(digits) != len(ids):  # none yet, or a row deleted meanwhile
-        return pd.DataFrame(columns=columns)
-    rows = []
+        return pd.DataFrame(columns=[TRUE_DIGIT])
+    columns = {TRUE_DIGIT: rows}
     for name, loaded in models.items():
         trained = trained_on_drawings(loaded.metadata)
         keep = ~np.isin(ids, np.asarray(trained, dtype=np.int64))
@@ -144,14 +149,11 @@ def accuracy_frame(
         answered = cache.answers(loaded.model, ids, digits)
         result = accuracy_of(answered[keep], digits.labels[keep])
         label = f"{name} (drawings it did not train on)" if len(trained) else name
-        rows.append(
-            [
-                label,
-                cell(result.overall.correct, result.overall.total),
-                *[cell(a.correct, a.total) for a in result.per_digit],
-            ]
-        )
-    return pd.DataFrame(rows, columns=columns)
+        columns[label] = [
+            cell(result.overall.correct, result.overall.total),
+            *[cell(a.correct, a.total) for a in result.per_digit],
+        ]
+    return pd.DataFrame(columns)
 
 
 # ---------------------------------------------------------------------------
