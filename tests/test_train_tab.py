@@ -118,7 +118,7 @@ def test_the_status_line_says_where_the_run_is():
     for part in ("epoch 2/2", "step 6/8", "last epoch 2.0 s", "validation 90.0%", "ETA 2 s"):
         assert part in line, line
     stopping = snapshot(TRAINING, [step(1, 4, 1.0, 0.6)], stop_reason="stopped by you")
-    assert "stopping (stopped by you)" in status_markdown(stopping)
+    assert "stopping (by you)" in status_markdown(stopping)
     assert "measuring" in status_markdown(snapshot(MEASURING, [step(1, 4, 1, 0.6)]))
     assert "cancelled" in status_markdown(snapshot(CANCELLED, stop_reason="gone"))
 

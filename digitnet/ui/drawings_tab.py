@@ -285,7 +285,7 @@ def build_drawings_view() -> DrawingsView:
 
 def build_save_file_api(handlers: DrawingsHandlers) -> None:
     """The ``save_drawing`` endpoint, behind an accordion of its own."""
-    with gr.Accordion("Save a drawing file (the save_drawing API)", open=False):
+    with gr.Accordion("Save a drawing from an image file", open=False):
         # A File and a Textbox pass anything through, so a non-image or a label like
         # "seven" reaches the store's checks and gets its one-line message (an Image or
         # a Number would fail first, in Gradio's preprocessing, with several lines).

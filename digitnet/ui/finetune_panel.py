@@ -231,7 +231,7 @@ def build_finetune_panel(models: dict[str, LoadedModel]) -> FinetunePanel:
         log = gr.Textbox(label="Progress", lines=6, elem_id="finetune-log")
         curve = finetune_plot()
     before_after = gr.Markdown(label="Before and after", elem_id="finetune-before-after")
-    with gr.Accordion("Summary (what the finetune API returns)", open=False):
+    with gr.Accordion("The fine-tune in numbers (for programs)", open=False):
         summary = gr.JSON(label="Summary", elem_id="finetune-summary")
     return FinetunePanel(base, epochs, start, stop, log, curve, before_after, summary)
 
