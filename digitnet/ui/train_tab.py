@@ -346,7 +346,7 @@ def build_train_tab(
             )
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
-                stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                stop = gr.Button("Stop", elem_id="train-stop")  # not red: nothing may be running
             # Right under Start: on a phone the knobs below are a long scroll, and a run
             # that shows nothing where it was started looks as if it never began.
             status = gr.Markdown(
