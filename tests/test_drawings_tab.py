@@ -241,6 +241,10 @@ def test_one_drawing_is_one_row_however_often_it_is_confirmed_or_corrected(tmp_p
     assert (row.label, row.predicted) == (1, 7)
     assert "Kept as a **7**" in saver(None)(pad_value(7, size=180), "MLP")  # a new one
     assert opened.store.count() == 2
+    # English puts "an" before an 8, whichever the line.
+    assert "Kept as an **8**" in saver(None)(pad_value(8, size=200), "MLP")
+    assert "Already kept as an **8**" in saver(None)(pad_value(8, size=200), "MLP")
+    assert "Changed from an 8 to a **3**" in saver(3)(pad_value(8, size=200), "MLP")
 
 
 def test_the_gallery_caption_says_the_truth_then_the_model_s_answer(tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 
 from digitnet.errors import DigitnetError
 from digitnet.pad_value import PadDrawing, parse_pad_value
-from digitnet.predict import Prediction, classify_preprocessed
+from digitnet.predict import Prediction, classify_preprocessed, with_article
 from digitnet.store import SOURCE_APP, drawing_png
 from digitnet.ui.drawing_policy import AppStore, SavingPolicy
 from digitnet.ui.models import LoadedModel
@@ -154,7 +154,8 @@ def make_feedback_handlers(
         key, last = drawing_key(drawing), kept.last(session)
         again = last is not None and last.key == key
         if again and last.label == true_label:
-            return f"Already kept as a **{true_label}** (drawing #{last.row_id})."
+            article, digit = with_article(true_label).split()
+            return f"Already kept as {article} **{digit}** (drawing #{last.row_id})."
         policy.admit(session)
         if again:  # a correction of the drawing just kept: one row, the new label
             app_store.store.delete(last.row_id, session=session)
@@ -171,9 +172,10 @@ def make_feedback_handlers(
         )
         kept.remember(session, KeptDrawing(key, saved.id, true_label))
         verdict = "right" if true_label == said else f"wrong (it said {said})"
-        changed = f"Changed from a {last.label} to " if again else "Kept as "
+        changed = f"Changed from {with_article(last.label)} to " if again else "Kept as "
+        article, digit = with_article(true_label).split()
         return (
-            f"{changed}a **{true_label}**, {loaded.name} was {verdict}: drawing "
+            f"{changed}{article} **{digit}**, {loaded.name} was {verdict}: drawing "
             f"#{saved.id}, {saved.count} in the store. Thank you!"
         )
 
