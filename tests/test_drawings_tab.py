@@ -619,3 +619,10 @@ def test_the_finetune_handlers_refuse_a_model_the_session_does_not_have(tmp_path
         assert_one_line(caught.value.message, str(MIN_DRAWINGS))
     finally:
         service.close()
+
+
+def test_the_drawings_are_counted_before_a_fine_tune_is_started():
+    from digitnet.ui.finetune_panel import readiness_text
+
+    assert readiness_text(3).startswith("**3 of 20 drawings**: draw 17 more")
+    assert readiness_text(1797) == "**1,797 drawings**: enough to fine-tune."

@@ -34,6 +34,7 @@ from digitnet.ui.feedback import DIGIT_LABELS, SAVE_CONCURRENCY, SAVE_QUEUE
 from digitnet.ui.finetune_panel import (
     build_finetune_panel,
     make_finetune_handlers,
+    readiness,
     wire_finetune_panel,
 )
 from digitnet.ui.models import LoadedModel
@@ -327,14 +328,23 @@ def build_drawings_tab(
     private = dict(api_visibility="private")
     show = dict(fn=handlers.show, inputs=view.inputs, outputs=view.outputs, **private)
     bases = dict(fn=finetune.bases, inputs=None, outputs=panel.base, **private)
+    ready = dict(
+        fn=lambda: readiness(app_store.store),
+        inputs=None,
+        outputs=[panel.ready, panel.start],
+        **private,
+    )
     view.refresh.click(**show)
     view.digit.change(**show)
     view.outcome.change(**show)
     view.refresh.click(**bases)
+    view.refresh.click(**ready)
     view.gallery.select(handlers.remember, view.ids, view.selected, **private)
-    view.delete.click(handlers.delete, view.selected, view.delete_status, **private).then(**show)
-    wire_finetune_panel(panel, finetune, targets).then(**show).then(**bases)
+    deleted = view.delete.click(handlers.delete, view.selected, view.delete_status, **private)
+    deleted.then(**show).then(**ready)
+    wire_finetune_panel(panel, finetune, targets).then(**show).then(**bases).then(**ready)
     if tab is not None:
         tab.select(**show)
         tab.select(**bases)
+        tab.select(**ready)
     return DrawingsTab(view.refresh, panel.base, panel.summary)
