@@ -167,6 +167,12 @@ def test_nothing_is_cut_off_on_any_tab(served, browser, size):
         wait_for_label(page, 7)
         page.wait_for_selector("#why_overlay img", state="attached")
         problems = []
+        if size == "projector":  # the Why panel begins on the first screen
+            top = page.evaluate(
+                "() => document.querySelector('#why').getBoundingClientRect().top + scrollY"
+            )
+            if top > height - 100:
+                problems.append(f"Draw: the Why panel begins at {top:.0f} px, below the fold")
         for tab in TABS:
             show_tab(page, tab)
             settle(page, tab)

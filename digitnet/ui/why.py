@@ -53,7 +53,7 @@ WHY_METHOD = (
     "28×28 the model sees: each pixel's share of the answer, going from a blank input to "
     "your drawing.</details>"
 )
-RUNNER_UP_FLOOR = 0.15  # runner-up colour under this share of its strongest pixel is noise
+RUNNER_UP_FLOOR = 0.25  # runner-up colour under this share of its strongest pixel is noise
 # A colour scale under each map (styled in app.css): what its ends mean, in words.
 SCALE_HTML = (
     '<div class="why-scale"><span>argued against</span>'
