@@ -91,6 +91,11 @@ OVERFLOWS = """(selector) => {
             found.push(`${name(e)} is cropped to fill its tile`);
         }
     }
+    for (const wrap of root.querySelectorAll('.mistakes .grid-wrap')) {
+        if (shown(wrap) && wrap.scrollHeight > wrap.clientHeight + 1) {
+            found.push(`${name(wrap)} hides mistakes below a scroll`);
+        }
+    }
     return found;
 }"""
 
