@@ -61,8 +61,14 @@ OVERFLOWS = """(selector) => {
         if (r.width === 0 || r.height === 0) return;
         for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
             const style = getComputedStyle(a);
-            if (/(auto|scroll)/.test(style.overflowX)) break;  // it scrolls in its own box
             const box = a.getBoundingClientRect();
+            if (/(auto|scroll)/.test(style.overflowX)) {  // it scrolls in its own box...
+                if (r.left < box.left - a.scrollLeft - 1) {  // ...but not to the left
+                    found.push(`${name(e)} starts left of ${name(a)}, out of scroll's reach`);
+                    return;
+                }
+                break;
+            }
             const clipsX = /(hidden|clip)/.test(style.overflowX);
             const clipsY = /(hidden|clip)/.test(style.overflowY);
             if ((clipsX && (r.left < box.left - 1 || r.right > box.right + 1))
