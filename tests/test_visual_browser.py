@@ -124,6 +124,7 @@ HIDDEN_COLUMNS = """(selector) => {
     }
     return hidden;
 }"""
+RIGHT_COLOUR = "() => getComputedStyle(document.querySelector('#right')).backgroundColor"
 SHOTS = os.environ.get("DIGITNET_VISUAL_DIR")  # full-page screenshots of each tab, if set
 
 
@@ -224,8 +225,11 @@ def accuracy_table_problems(page, in_view: bool) -> list[str]:
 def test_the_answer_reads_from_the_back_of_the_room(served, browser):
     page = open_app(browser, served, viewport={"width": 1366, "height": 768})
     try:
+        blank_right = page.evaluate(RIGHT_COLOUR)
         draw(page, 8)
         wait_for_label(page, 8)
+        # Right is coloured only once there is an answer to confirm.
+        assert page.evaluate(RIGHT_COLOUR) != blank_right
         answer = page.locator("#answer")
         assert "It's an 8" in answer.inner_text()
         size = page.evaluate(
