@@ -153,6 +153,8 @@ class FlatModel(nn.Module):
 def check_answer(outputs, digit: int) -> None:
     answer, label, bars, view, ink, cropped, boxed, centred, comparison, tally = outputs
     assert f"**{digit}**" in answer and "Not sure" not in answer, answer
+    article = "an" if digit == 8 else "a"  # "It's an 8", as the page says it (pad.js)
+    assert answer.startswith(f"It's {article} **{digit}**"), answer
     assert list(label) == DIGITS
     assert max(label, key=label.get) == str(digit)
     assert sum(label.values()) == pytest.approx(1.0, abs=1e-4)
