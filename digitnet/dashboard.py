@@ -14,6 +14,7 @@ import pandas as pd
 
 # Figure objects, not pyplot: no global backend switch, no figures kept alive by pyplot.
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from digitnet.data import IMAGE_SIZE, NUM_CLASSES
 
@@ -62,6 +63,7 @@ def curves_figure(metadata: dict) -> Figure | None:
             axes.plot(part.epoch, part.value, label=label, linewidth=1.8)
         axes.set_title(metric.capitalize())
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epoch 1, 2, never 1.2
         axes.set_ylabel(unit)
         axes.grid(alpha=0.3)
     best = metadata.get("best_epoch")
@@ -111,15 +113,19 @@ def per_class_frame(metadata: dict) -> pd.DataFrame:
 
 
 ACCURACY_AXIS_MARGIN = 2.0  # percentage points left under the lowest per-digit bar
+COMMON_ACCURACY_FLOOR = 50.0  # %: the per-digit axis every model shares (see below)
 
 
 def accuracy_axis_range(accuracies: Sequence[float]) -> list[float]:
-    """The per-digit accuracy bars' y range (%): from a little under the lowest bar, down to
-    a multiple of 10, to 100. On 0-100, bars of 93% and 99% look the same; on 90-100 the
-    weak digit stands out."""
+    """The per-digit accuracy bars' y range (%): 50-100 for every model, so two models'
+    bars compare by eye (a 94.7% digit reads the same on each), while 93% and 99% still look
+    different, as they would not on 0-100. A model with a digit under 52% (a short run)
+    gets a floor a little under it, a multiple of 10, so its weakest bar still shows."""
     values = [value for value in accuracies if value is not None and np.isfinite(value)]
     if not values:
         return [0.0, 100.0]
+    if min(values) - ACCURACY_AXIS_MARGIN >= COMMON_ACCURACY_FLOOR:
+        return [COMMON_ACCURACY_FLOOR, 100.0]
     floor = 10 * np.floor((min(values) - ACCURACY_AXIS_MARGIN) / 10)
     return [float(np.clip(floor, 0, 90)), 100.0]
 
@@ -207,9 +213,65 @@ def mistake_gallery(metadata: dict, scale: int = 4) -> list[tuple[np.ndarray, st
     return items
 
 
-def model_card_markdown(card: dict[str, str]) -> str:
-    """A model card as a Markdown list, one fact a line."""
-    return "### Model card\n" + "\n".join(f"- **{key}**: {value}" for key, value in card.items())
+def model_card_markdown(card: dict[str, str], metadata: dict | None = None) -> str:
+    """A model card: with ``metadata``, in sentences (what it is, what it learnt from, how
+    long, how well), then every fact of ``card`` folded for the curious; else the facts."""
+    facts = "\n".join(f"- **{key}**: {value}" for key, value in card.items())
+    if metadata is None:
+        return "### Model card\n" + facts
+    return (
+        "### Model card\n"
+        + "\n\n".join(model_card_sentences(metadata, card))
+        + f"\n\n<details><summary>Every detail</summary>\n\n{facts}\n\n</details>"
+    )
+
+
+def model_card_sentences(metadata: dict, card: dict[str, str]) -> list[str]:
+    """What a learner asks of a model, one sentence each: what it is, what it learnt from,
+    how long it trained, how well it does on digits it never saw."""
+    parameters = metadata.get("parameters")
+    sentences = [
+        f"**What it is.** {card.get('architecture', 'A model')}, with "
+        f"{parameters:,} parameters (the numbers it learnt)."
+        if parameters
+        else f"**What it is.** {card.get('architecture', 'A model')}."
+    ]
+    data = metadata.get("data") or {}
+    config = metadata.get("config") or {}
+    if data.get("train_count"):
+        varied = card.get("augmentation", "none")
+        how = f", each varied a little ({varied}) as people draw" if varied != "none" else ""
+        sentences.append(
+            f"**What it learnt from.** {data['train_count']:,} labelled digits{how}; "
+            f"{data.get('val_count', 0):,} more were kept aside to check it."
+        )
+    history = metadata.get("history") or []
+    if history:
+        seconds = metadata.get("training_seconds")
+        took = f" in {seconds:.0f} seconds" if seconds is not None else ""
+        best = metadata.get("best_epoch")
+        kept = f"; it keeps epoch {best}'s weights, its best" if best else ""
+        sentences.append(
+            f"**How long.** {len(history)} passes over its digits (epochs){took}{kept}."
+            f" It learnt with {config.get('optimizer', 'an optimiser')} at learning rate "
+            f"{config.get('lr')}, {config.get('batch_size')} digits a step."
+            if config.get("lr") is not None
+            else f"**How long.** {len(history)} passes over its digits (epochs){took}{kept}."
+        )
+    metrics = metadata.get("metrics") or {}
+    validation, drawings = metrics.get("validation") or {}, metrics.get("drawings") or {}
+    if validation.get("accuracy") is not None:
+        well = (
+            f"**How well.** Right on {100 * validation['accuracy']:.1f}% of "
+            f"{validation['count']:,} digits it never learnt from"
+        )
+        if drawings.get("accuracy") is not None:
+            well += (
+                f", and on {100 * drawings['accuracy']:.1f}% of {drawings['count']:,} "
+                f"drawings made like the pad's"
+            )
+        sentences.append(well + ".")
+    return sentences
 
 
 def progress_frame(reports: Sequence) -> pd.DataFrame:

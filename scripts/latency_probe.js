@@ -70,7 +70,7 @@
 
   const comparison = document.querySelector("#comparison");
   new MutationObserver(() =>
-    probe.serverChecks.push({ t: performance.now(), text: comparison.innerText }),
+    probe.serverChecks.push({ t: performance.now(), text: comparison.textContent }),
   ).observe(comparison, {
     childList: true,
     subtree: true,

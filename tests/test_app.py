@@ -153,6 +153,8 @@ class FlatModel(nn.Module):
 def check_answer(outputs, digit: int) -> None:
     answer, label, bars, view, ink, cropped, boxed, centred, comparison, tally = outputs
     assert f"**{digit}**" in answer and "Not sure" not in answer, answer
+    article = "an" if digit == 8 else "a"  # "It's an 8", as the page says it (pad.js)
+    assert answer.startswith(f"It's {article} **{digit}**"), answer
     assert list(label) == DIGITS
     assert max(label, key=label.get) == str(digit)
     assert sum(label.values()) == pytest.approx(1.0, abs=1e-4)
@@ -165,7 +167,7 @@ def check_answer(outputs, digit: int) -> None:
     assert max(boxed.shape) == 20 * STEP_SCALE
     assert centred.shape == (28 * STEP_SCALE, 28 * STEP_SCALE)
     assert centred.max() == 255 and centred[0, 0] == 0  # white ink on black, like MNIST
-    assert comparison.startswith("Every model's answer") and f"**{digit}**" in comparison
+    assert "Every model's answer" in comparison and f"**{digit}**" in comparison
     assert isinstance(tally, ParityTally)
 
 
@@ -291,6 +293,7 @@ def test_an_agreeing_browser_keeps_its_answer_on_screen(handlers):
     assert outputs[4] is not None  # the pipeline strip is the server's
     assert outputs[-1] == ParityTally(5, 0)
     assert "agreed with the server's on 5 of 5 drawings" in outputs[-2]
+    assert "<details>" in outputs[-2]  # agreement, folded: a developer's check
     assert (handlers.parity.checked, handlers.parity.disagreements) == (before[0] + 1, before[1])
 
 
@@ -301,6 +304,7 @@ def test_a_disagreeing_browser_is_counted_and_corrected(handlers, caplog):
     check_answer(outputs, 4)  # the server's answer replaces the browser's
     assert outputs[-1] == ParityTally(1, 1)
     assert "agreed with the server's on 0 of 1" in outputs[-2]
+    assert "<details open>" in outputs[-2]  # a disagreement is not folded away
     assert handlers.parity.disagreements == disagreements + 1
     assert "browser and server disagree on CNN" in caplog.text
 

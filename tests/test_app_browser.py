@@ -126,11 +126,11 @@ def wait_for_server_check(page, checked: int) -> str:
     """Wait for the server's check of the ``checked``-th drawing; return its text."""
     pattern = rf"agreed with the server's on \d+ of {checked} drawings"
     page.wait_for_function(
-        "pattern => new RegExp(pattern).test(document.querySelector('#comparison')?.innerText"
+        "pattern => new RegExp(pattern).test(document.querySelector('#comparison')?.textContent"
         " ?? '')",
         arg=pattern,
     )
-    return page.locator("#comparison").inner_text()
+    return page.locator("#comparison").text_content()  # folded: shown text or not
 
 
 def draw(page, digit: int, style: PenStyle = UPRIGHT) -> None:
@@ -270,7 +270,7 @@ def test_choosing_the_cnn_shows_its_answer_at_once(server, browser):
             "() => (document.querySelector('#card')?.innerText ?? '').includes('CNN')"
         )
         page.get_by_role("tab", name="Draw", exact=True).click()
-        assert "on 1 of 1 drawings" in page.locator("#comparison").inner_text()  # not recounted
+        assert "on 1 of 1 drawings" in page.locator("#comparison").text_content()  # not recounted
     finally:
         page.context.close()
 
@@ -305,14 +305,15 @@ def test_a_finger_on_a_phone_draws_a_7_with_the_answer_on_the_first_screen(serve
             for i in range(1, 9):
                 send("touchMove", x0 + (x1 - x0) * i / 8, y0 + (y1 - y0) * i / 8)
         wait_for_label(page, 7)  # the finger is still down
-        headline = page.locator("#label h2").bounding_box()
+        # The answer in words (the ten probabilities' headline is for screen readers only).
+        headline = page.locator("#answer").bounding_box()
         assert headline["y"] >= 0 and headline["y"] + headline["height"] <= 900, headline
         label = page.locator("#label").bounding_box()
         assert label["x"] >= 0 and label["x"] + label["width"] <= 412, label
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 412
         assert abs(box["width"] - box["height"]) <= 1, box  # the pad is square
-        assert page.locator("#label h2").is_visible()
-        assert page.evaluate(UNCOVERED, ["#label h2", "#label"]), "something covers the answer"
+        assert page.locator("#answer").is_visible()
+        assert page.evaluate(UNCOVERED, ["#answer", "#answer"]), "something covers the answer"
         assert page.evaluate("() => window.scrollY") == 0
         send("touchEnd")
         assert "agreed with the server's on 1 of 1" in wait_for_server_check(page, 1)
@@ -332,7 +333,7 @@ def test_on_a_desktop_the_answer_sits_beside_the_pad(server, browser):
         assert label["y"] < pad["y"] + pad["height"] and pad["y"] < label["y"] + label["height"]
         assert label["x"] + label["width"] <= 1280
         assert abs(pad["width"] - pad["height"]) <= 1, pad
-        assert page.evaluate(UNCOVERED, ["#label h2", "#label"])
+        assert page.evaluate(UNCOVERED, ["#answer", "#answer"])
     finally:
         page.context.close()
 

@@ -85,14 +85,15 @@ def test_the_best_epoch_label_stays_in_the_frame_and_clear_of_the_legend(epochs,
 @pytest.mark.parametrize(
     ("accuracies", "expected"),
     [
-        ([99.0, 100.0, 93.9, 98.0], [90.0, 100.0]),  # 91.9 floored to 90
-        ([100.0, 91.0], [80.0, 100.0]),  # 89 floored to 80: the weakest bar still shows
-        ([100.0, 100.0], [90.0, 100.0]),  # all perfect: bars still have a height
+        ([99.0, 100.0, 93.9, 98.0], [50.0, 100.0]),  # every model on one axis
+        ([100.0, 71.0], [50.0, 100.0]),
+        ([100.0, 100.0], [50.0, 100.0]),  # all perfect: bars still have a height
+        ([100.0, 51.0], [40.0, 100.0]),  # under the common floor: the weakest bar shows
         ([45.0, 12.0, 80.0], [10.0, 100.0]),
         ([1.0, 50.0], [0.0, 100.0]),  # never below 0
         ([], [0.0, 100.0]),
         ([None, float("nan")], [0.0, 100.0]),
     ],
 )
-def test_the_per_digit_axis_starts_a_little_under_the_weakest_digit(accuracies, expected):
+def test_the_per_digit_axis_is_shared_unless_a_digit_falls_below_it(accuracies, expected):
     assert accuracy_axis_range(accuracies) == expected

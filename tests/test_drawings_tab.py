@@ -243,6 +243,10 @@ def test_one_drawing_is_one_row_however_often_it_is_confirmed_or_corrected(tmp_p
     assert (row.label, row.predicted) == (1, 7)
     assert "Kept as a **7**" in saver(None)(pad_value(7, size=180), "MLP")  # a new one
     assert opened.store.count() == 2
+    # English puts "an" before an 8, whichever the line.
+    assert "Kept as an **8**" in saver(None)(pad_value(8, size=200), "MLP")
+    assert "Already kept as an **8**" in saver(None)(pad_value(8, size=200), "MLP")
+    assert "Changed from an 8 to a **3**" in saver(3)(pad_value(8, size=200), "MLP")
 
 
 def test_the_gallery_caption_says_the_truth_then_the_model_s_answer(tmp_path):
@@ -482,9 +486,10 @@ def test_accuracy_frame_measures_every_model_with_intervals(tmp_path, drawing_fi
     for path, digit in drawing_files[:10]:
         store.save_image(input_of(path).image, digit, session="s")
     frame = drawings_tab.accuracy_frame(store, models)
-    assert list(frame["model"]) == list(models)
-    assert all(cell.endswith("of 10") and "[" in cell for cell in frame["overall"])
-    assert (frame[[str(d) for d in range(10)]] != "–").to_numpy().sum() >= len(models)
+    assert list(frame.columns) == ["true digit", *models]  # a column per model
+    assert list(frame["true digit"]) == ["all", *[str(d) for d in range(10)]]
+    assert all(cell.endswith("of 10") and "[" in cell for cell in frame.iloc[0, 1:])
+    assert (frame.iloc[1:, 1:] != "–").to_numpy().sum() >= len(models)
     counts = drawings_tab.counts_frame(store)
     assert isinstance(counts, pd.DataFrame) and counts["all"].tolist() == [10]
     # A fine-tuned model is measured only on drawings it did not train on.
@@ -493,9 +498,8 @@ def test_accuracy_frame_measures_every_model_with_intervals(tmp_path, drawing_fi
         "tuned-1", models["MLP"].model, {"finetune": {"drawings": {"train_ids": trained_on}}}
     )
     frame = drawings_tab.accuracy_frame(store, {"tuned-1": tuned})
-    (row,) = frame.to_dict("records")
-    assert row["model"] == "tuned-1 (drawings it did not train on)"
-    assert row["overall"].endswith("of 6")
+    assert list(frame.columns) == ["true digit", "tuned-1 (drawings it did not train on)"]
+    assert frame.iloc[0, 1].endswith("of 6")
 
 
 # ---------------------------------------------------------------------------
@@ -664,7 +668,7 @@ def test_each_model_answers_each_stored_drawing_once(tmp_path, drawing_files):
     finally:
         hook.remove()
     assert sum(seen) == 11  # ten drawings once, then the new one
-    assert first.equals(again) and grown["overall"][0].endswith("of 11")
+    assert first.equals(again) and grown["MLP"][0].endswith("of 11")
     fresh = drawings_tab.accuracy_frame(store, {"MLP": models["MLP"]})  # no cache: the same
     assert fresh.equals(grown)
 
@@ -693,3 +697,10 @@ def test_the_finetune_handlers_refuse_a_model_the_session_does_not_have(tmp_path
         assert_one_line(caught.value.message, str(MIN_DRAWINGS))
     finally:
         service.close()
+
+
+def test_the_drawings_are_counted_before_a_fine_tune_is_started():
+    from digitnet.ui.finetune_panel import readiness_text
+
+    assert readiness_text(3).startswith("**3 of 20 drawings**: draw 17 more")
+    assert readiness_text(1797) == "**1,797 drawings**: enough to fine-tune."

@@ -126,7 +126,7 @@ def test_undo_or_clear_in_the_middle_of_a_stroke(server, browser, action):  # no
         assert after[-1][0] == [40.0, 140.0]
         page.wait_for_function(  # the server heard of the last drawing, without complaint
             "n => digitnetPads.pad.value().strokes.length === n"
-            " && document.querySelector('#comparison')?.innerText.includes('agreed')",
+            " && document.querySelector('#comparison')?.textContent.includes('agreed')",
             arg=len(after),
         )
         assert_no_error_shown(page)

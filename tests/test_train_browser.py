@@ -141,7 +141,7 @@ def test_train_watch_stop_pick_and_draw(server, browser):
         wait_for_status(page, "measuring", "is ready")
         print(f"Stop -> training ended, seen in the page: {time.perf_counter() - began:.2f} s")
         done = wait_for_status(page, "is ready")
-        assert "Stopped (stopped by you)" in done, done
+        assert "Stopped by you after epoch" in done and done.count("topped") == 1, done
         assert "run-1" in page.locator("#train-runs").inner_text()
         page.wait_for_selector("#train-download", state="visible")
         page.wait_for_selector("#train-confusion img, #train-confusion svg")

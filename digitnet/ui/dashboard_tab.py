@@ -48,7 +48,7 @@ def make_dashboard_handler(models: ModelLookup | dict[str, LoadedModel]) -> Call
 
     def dashboard_of(metadata: dict):
         return (
-            model_card_markdown(model_card(metadata)),
+            model_card_markdown(model_card(metadata), metadata),
             curves_figure(metadata),
             per_class_bars(metadata),
             confusion_figure(metadata),

@@ -47,7 +47,8 @@ SET_CHOICE_JS = "(choice) => {{ globalThis.digitnetPads?.[{pad!r}]?.setChoice(ch
 
 HELP = """Draw one digit, 0 to 9, as big or small as you like, anywhere on the pad. The answer
 updates **while you draw**: the models run in your browser. After each stroke the server runs
-the same pipeline in Python and checks the browser's answer (the line under the bars)."""
+the same pipeline in Python and checks the browser's answer (*Checked on the server*, under the
+bars)."""
 
 PIPELINE_HELP = """### What the model sees
 Checked on the server after each stroke: your drawing → cropped to the ink → scaled into a
@@ -143,19 +144,25 @@ def disagreements(drawing: PadDrawing, answers: dict[str, Prediction]) -> list[s
 
 
 def comparison_text(answers: dict[str, Prediction], tally: ParityTally | None) -> str:
-    """Every model's answer from the server, and how the browser's answers compared."""
+    """Every model's answer from the server, and how the browser's answers compared: folded
+    under "Checked on the server" (a check for the curious), open once they disagreed."""
     chosen = next(iter(answers.values()), None)
     if chosen is None or chosen.is_blank:
         return ""
     parts = [f"{name}: **{a.label}** ({100 * a.confidence:.1f}%)" for name, a in answers.items()]
     text = "Every model's answer, checked on the server: " + " · ".join(parts)
+    summary, opened = "Checked on the server", ""
     if tally is not None and tally.checked:
         agreed = tally.checked - tally.disagreements
         text += (
             f"  \nThe browser's answers agreed with the server's on {agreed} of "
             f"{tally.checked} drawings this session."
         )
-    return text
+        if tally.disagreements:
+            summary, opened = "⚠️ The browser and the server disagreed", " open"
+        else:
+            summary += " ✓"
+    return f"<details{opened}><summary>{summary}</summary>\n\n{text}\n\n</details>"
 
 
 @dataclass(frozen=True)
@@ -352,6 +359,7 @@ def build_draw_tab(
                 show_label=False,
             )
             bars = probability_bars(label="Every model's probabilities", elem_id="bars")
+            # A developer's check, not a learner's: folded (comparison_text) unless they differ.
             comparison = gr.Markdown(label="The server's check", elem_id="comparison")
     # The 28x28 the model sees, and beside it whatever explains it (the Why panel).
     with gr.Row(equal_height=False, elem_id="input-row"):

@@ -33,6 +33,7 @@ from digitnet.ui.feedback import DIGIT_LABELS, SAVE_CONCURRENCY, SAVE_QUEUE
 from digitnet.ui.finetune_panel import (
     build_finetune_panel,
     make_finetune_handlers,
+    readiness,
     wire_finetune_panel,
 )
 from digitnet.ui.models import LoadedModel
@@ -86,6 +87,10 @@ def counts_frame(store: DrawingStore) -> pd.DataFrame:
     return pd.DataFrame([counts + [sum(counts)]], columns=LABELS + ["all"])
 
 
+TRUE_DIGIT = "true digit"  # the accuracy table's first column
+ALL_DRAWINGS = "all"  # its first row: every drawing, whatever its digit
+
+
 def cell(correct: int, total: int) -> str:
     """``92% [81–97] of 25``: an accuracy with its 95% Wilson interval, or a dash."""
     if total == 0:
@@ -127,18 +132,19 @@ class AnswerCache:
 def accuracy_frame(
     store: DrawingStore, models: Mapping[str, LoadedModel], cache: AnswerCache | None = None
 ) -> pd.DataFrame:
-    """Every model's accuracy on the labelled drawings: overall and per true digit.
+    """Every model's accuracy on the labelled drawings: a row for all of them, then one per
+    true digit, and a column per model (ten rows fit a phone; ten columns did not).
 
-    A fine-tuned model is measured only on drawings it did not train on (its row says so):
+    A fine-tuned model is measured only on drawings it did not train on (its column says so):
     measured on its own training drawings, it would flatter itself.
     """
     cache = cache if cache is not None else AnswerCache()
-    columns = ["model", "overall", *LABELS]
+    rows = [ALL_DRAWINGS, *LABELS]
     ids = store.drawing_ids()
     digits = store.labelled_digits(ids=ids)
     if len(digits) == 0 or len(digits) != len(ids):  # none yet, or a row deleted meanwhile
-        return pd.DataFrame(columns=columns)
-    rows = []
+        return pd.DataFrame(columns=[TRUE_DIGIT])
+    columns = {TRUE_DIGIT: rows}
     for name, loaded in models.items():
         trained = trained_on_drawings(loaded.metadata)
         keep = ~np.isin(ids, np.asarray(trained, dtype=np.int64))
@@ -147,14 +153,11 @@ def accuracy_frame(
         answered = cache.answers(loaded.model, ids, digits)
         result = accuracy_of(answered[keep], digits.labels[keep])
         label = f"{name} (drawings it did not train on)" if len(trained) else name
-        rows.append(
-            [
-                label,
-                cell(result.overall.correct, result.overall.total),
-                *[cell(a.correct, a.total) for a in result.per_label],
-            ]
-        )
-    return pd.DataFrame(rows, columns=columns)
+        columns[label] = [
+            cell(result.overall.correct, result.overall.total),
+            *[cell(a.correct, a.total) for a in result.per_label],
+        ]
+    return pd.DataFrame(columns)
 
 
 # ---------------------------------------------------------------------------
@@ -288,7 +291,7 @@ def build_drawings_view() -> DrawingsView:
 
 def build_save_file_api(handlers: DrawingsHandlers) -> None:
     """The ``save_drawing`` endpoint, behind an accordion of its own."""
-    with gr.Accordion("Save a drawing file (the save_drawing API)", open=False):
+    with gr.Accordion("Save a drawing from an image file", open=False):
         # A File and a Textbox pass anything through, so a non-image or a label like
         # "seven" reaches the store's checks and gets its one-line message (an Image or
         # a Number would fail first, in Gradio's preprocessing, with several lines).
@@ -330,14 +333,23 @@ def build_drawings_tab(
     private = dict(api_visibility="private")
     show = dict(fn=handlers.show, inputs=view.inputs, outputs=view.outputs, **private)
     bases = dict(fn=finetune.bases, inputs=None, outputs=panel.base, **private)
+    ready = dict(
+        fn=lambda: readiness(app_store.store),
+        inputs=None,
+        outputs=[panel.ready, panel.start],
+        **private,
+    )
     view.refresh.click(**show)
     view.digit.change(**show)
     view.outcome.change(**show)
     view.refresh.click(**bases)
+    view.refresh.click(**ready)
     view.gallery.select(handlers.remember, view.ids, view.selected, **private)
-    view.delete.click(handlers.delete, view.selected, view.delete_status, **private).then(**show)
-    wire_finetune_panel(panel, finetune, targets).then(**show).then(**bases)
+    deleted = view.delete.click(handlers.delete, view.selected, view.delete_status, **private)
+    deleted.then(**show).then(**ready)
+    wire_finetune_panel(panel, finetune, targets).then(**show).then(**bases).then(**ready)
     if tab is not None:
         tab.select(**show)
         tab.select(**bases)
+        tab.select(**ready)
     return DrawingsTab(view.refresh, panel.base, panel.summary)

@@ -32,6 +32,23 @@ from digitnet.ui.models import LoadedModel
 from digitnet.ui.session import ModelChoiceOutputs, ModelLookup, session_of, visitor_error
 
 
+def readiness_text(count: int) -> str:
+    """The drawings counted before anyone presses Start: how many, and how many more."""
+    if count < MIN_DRAWINGS:
+        more = MIN_DRAWINGS - count
+        return (
+            f"**{count} of {MIN_DRAWINGS} drawings**: draw {more} more (and press *Right* or "
+            f"*No, it's a …* on the Draw tab) to fine-tune."
+        )
+    return f"**{count:,} drawings**: enough to fine-tune."
+
+
+def readiness(store: DrawingStore | None) -> tuple[str, dict]:
+    """The count line, and Start enabled only when a fine-tune can start."""
+    count = store.count() if store is not None else 0
+    return readiness_text(count), gr.Button(interactive=count >= MIN_DRAWINGS)
+
+
 def finetune_request(
     store: DrawingStore | None, loaded: LoadedModel, epochs: object
 ) -> FinetuneRequest:
@@ -196,6 +213,7 @@ class FinetunePanel:
     curve: gr.LinePlot
     before_after: gr.Markdown
     summary: gr.JSON
+    ready: gr.Markdown | None = None  # how many drawings there are, before Start is pressed
 
     @property
     def outputs(self) -> list[gr.Component]:
@@ -213,6 +231,7 @@ def build_finetune_panel(models: dict[str, LoadedModel]) -> FinetunePanel:
         f"{MIN_DRAWINGS} labelled drawings. It waits its turn behind other training, and the "
         f"result is a run of yours (`tuned-N`) to draw against, like the Train tab's."
     )
+    ready = gr.Markdown(elem_id="finetune-ready")
     with gr.Row():
         # Custom values pass through to the handler, which names the models one may start
         # from (the session's runs too), where the dropdown's own check would not.
@@ -232,9 +251,9 @@ def build_finetune_panel(models: dict[str, LoadedModel]) -> FinetunePanel:
         log = gr.Textbox(label="Progress", lines=6, elem_id="finetune-log")
         curve = finetune_plot()
     before_after = gr.Markdown(label="Before and after", elem_id="finetune-before-after")
-    with gr.Accordion("Summary (what the finetune API returns)", open=False):
+    with gr.Accordion("The fine-tune in numbers (for programs)", open=False):
         summary = gr.JSON(label="Summary", elem_id="finetune-summary")
-    return FinetunePanel(base, epochs, start, stop, log, curve, before_after, summary)
+    return FinetunePanel(base, epochs, start, stop, log, curve, before_after, summary, ready)
 
 
 def wire_finetune_panel(
@@ -249,7 +268,9 @@ def wire_finetune_panel(
         api_name="finetune",
         concurrency_limit=None,  # the training service queues; followers only wait
         trigger_mode="once",
-        show_progress="minimal",
+        # No spinner or red "Error" badge over the log and the chart: a refusal ("17 more")
+        # is an expected "not yet", said once in a message; the log shows the progress.
+        show_progress="hidden",
     )
     # The Train tab's ``stop`` endpoint stops a fine-tune too: both are the session's job.
     panel.stop.click(

@@ -26,6 +26,14 @@ UPDATE_SECONDS = 0.25  # a follower looks at its job this often: 4 redraws a sec
 IDLE_REDRAW_SECONDS = 1.0  # and redraws a waiting job this often, so its clock moves
 
 
+def stopped_by(reason: str | None) -> str:
+    """ "stopped by you", "stopped by the server's time cap": one "stopped", whatever the reason
+    (the service's reasons are phrases such as "stopped by you" or "the server's time cap")."""
+    if not reason:
+        return "stopped"
+    return reason if reason.startswith("stopped") else f"stopped: {reason}"
+
+
 def status_markdown(snapshot: JobSnapshot) -> str:
     """One line: where the run is, with the epoch, the epoch time and an ETA."""
     name = f"**{snapshot.name}**"
@@ -57,10 +65,12 @@ def status_markdown(snapshot: JobSnapshot) -> str:
         if validated:
             parts.append(f"validation {100 * validated[-1].val_accuracy:.1f}%")
     if snapshot.state == MEASURING:
-        ended = f"stopped ({snapshot.stop_reason})" if snapshot.stop_reason else "trained"
+        ended = stopped_by(snapshot.stop_reason) if snapshot.stop_reason else "trained"
         return f"⏱️ {' · '.join(parts)} · {ended}; measuring it on canvas-like drawings and saving…"
     if snapshot.stop_reason:
-        return f"🛑 {' · '.join(parts)} · stopping ({snapshot.stop_reason})…"
+        return (
+            f"🛑 {' · '.join(parts)} · stopping ({snapshot.stop_reason.removeprefix('stopped ')})…"
+        )
     if step is not None:
         parts.append(f"ETA {step.eta_seconds:.0f} s")
     return "🏋️ " + " · ".join(parts)
@@ -70,8 +80,8 @@ def done_markdown(record: RunRecord) -> str:
     summary = record.summary()
     drawings = summary["drawing_accuracy"]
     stopped = (
-        f" Stopped ({summary['stop_reason']}) after epoch {summary['epochs']}; it keeps "
-        f"epoch {summary['best_epoch']}'s weights."
+        f" {stopped_by(summary['stop_reason']).capitalize()} after epoch {summary['epochs']};"
+        f" it keeps epoch {summary['best_epoch']}'s weights."
         if summary["stopped"]
         else ""
     )

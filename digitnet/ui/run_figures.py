@@ -10,7 +10,7 @@ from digitnet.dashboard import DIGITS, accuracy_axis_range, per_class_frame
 
 # A chart or table narrower than this is unreadable: a row of them wraps on a phone instead.
 MIN_CHART_WIDTH = 320
-MISTAKES_HEIGHT = 360  # px: three rows of thumbnails and captions; more scroll
+MISTAKES_HEIGHT = "auto"  # every mistake whole: the gallery grows to its rows, no scrolling
 
 
 def per_class_plot(elem_id: str) -> gr.BarPlot:

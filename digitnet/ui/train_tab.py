@@ -58,13 +58,23 @@ TYPED_KNOBS = ("lr",)  # a learning rate spans decades, which a linear slider ca
 TRAIN_SIZE = "train_size"
 SPLIT_COLOURS = {"train": "#1f77b4", "validation": "#ff7f0e"}  # as the dashboard's figures
 CURVE_MIN_WIDTH = 280  # px: the two live curves and their legends fit side by side, or stack
-# Knobs by group, in the order they show; augmentation knobs and any new field find their own.
+# Knobs by group, in the order they show: what a first run turns open, the rest folded.
+# Augmentation knobs and any new field find their own group.
 OPEN_GROUPS = {
-    "Model": ("architecture", "hidden_sizes", "cnn_channels", "cnn_hidden", "dropout"),
-    "Training": ("epochs", "batch_size", TRAIN_SIZE, "optimizer", "lr", "schedule"),
+    "Model": ("architecture", "hidden_sizes", "cnn_channels", "cnn_hidden"),
+    "Training": ("epochs", "lr"),  # then train_size
 }
 CLOSED_GROUPS = {
-    "Optimiser details": ("momentum", "warmup_fraction", "weight_decay", "label_smoothing"),
+    "How it learns (advanced)": (
+        "batch_size",
+        "optimizer",
+        "schedule",
+        "momentum",
+        "warmup_fraction",
+        "weight_decay",
+        "label_smoothing",
+        "dropout",
+    ),
     "Augmentation": (),  # every field whose help starts with "augmentation"
     "Data and seed": ("shuffle", "val_fraction", "seed"),
 }
@@ -75,10 +85,62 @@ and the accuracy climbs, on the digits it trains on and on **validation** digits
 When the run ends it is yours: pick it under **Model** on the *Draw* tab and draw against it.
 Runs are private to this browser tab."""
 
+# Each knob in a learner's words, with one short sentence; the config name (what the API and
+# the CLI call it) follows the label, so a program's author still finds it.
+PLAIN_KNOBS = {
+    "architecture": (
+        "Kind of network",
+        "MLP: layers of units; CNN: small filters slid over the image.",
+    ),
+    "hidden_sizes": (
+        "Layers and their sizes",
+        "One number per hidden layer: its units, e.g. 512, 512.",
+    ),
+    "cnn_channels": (
+        "Filters per block",
+        "How many patterns each of the CNN's two blocks looks for.",
+    ),
+    "cnn_hidden": ("Units before the answer", "The CNN's last layer, before the ten answers."),
+    "dropout": (
+        "Dropout",
+        "Share of units switched off at random while training, so none is relied on.",
+    ),
+    "epochs": ("Epochs", "How many times it goes through all its training digits."),
+    "batch_size": ("Digits per step", "How many digits it looks at before each small correction."),
+    "optimizer": ("Optimiser", "The rule that turns mistakes into changes of the weights."),
+    "lr": (
+        "Learning rate",
+        "How big each correction is: too big and it jumps about, too small and it crawls.",
+    ),
+    "schedule": (
+        "Learning-rate schedule",
+        "constant, cosine (slows to a stop) or onecycle (speeds up, then slows).",
+    ),
+    "momentum": ("Momentum", "How much of the last step SGD carries into the next."),
+    "warmup_fraction": ("Warm-up share", "Share of the steps onecycle spends speeding up."),
+    "weight_decay": ("Weight decay", "A pull of every weight towards zero, against memorising."),
+    "label_smoothing": ("Label smoothing", "Teaches it to be a little less than 100% sure."),
+    "shuffle": ("Shuffle", "Deal the digits in a new order every epoch."),
+    "augment": (
+        "Vary the digits",
+        "Rotate, zoom, shift and thicken training digits a little, as people draw.",
+    ),
+    "nondigit_fraction": (
+        "Not-a-digit examples",
+        "Letters, shapes and scribbles mixed in, taught to get no answer (0: off).",
+    ),
+    "val_fraction": (
+        "Held-out share",
+        "Share of each digit kept aside to measure on, never learnt from.",
+    ),
+    "seed": ("Seed", "Fixes the dice: the same seed and knobs train the same network."),
+}
+
 PRESET_NOTES = {
     "digitnet's recipe": "AdamW, one-cycle learning rate, label smoothing and augmentation: "
     "the shipped model's recipe, 15 epochs (about a minute).",
-    "tiny and fast": "one hidden layer of 256 and light augmentation: 95% in seconds.",
+    "tiny and fast": "one hidden layer of 256 and light augmentation: about 95% in seconds "
+    "with the MLP (the CNN takes minutes).",
     "the original tutorial": "plain SGD, lr 0.01, batch 100, no shuffling, no augmentation, "
     "as the tutorial this project started from (20 of its 100 epochs).",
 }
@@ -168,10 +230,21 @@ def servable(path: Path) -> Path:
 # The knobs, generated from field metadata
 
 
+def knob_label(name: str) -> str:
+    """A knob's label: its plain name, then the config name the API and CLI use."""
+    plain = PLAIN_KNOBS.get(name, (None, None))[0]
+    return f"{plain} · {name}" if plain else name
+
+
+def knob_info(field: dataclasses.Field) -> str:
+    """One short sentence a learner reads; the field's own help where none is written."""
+    return PLAIN_KNOBS.get(field.name, (None, None))[1] or knob_help(field)
+
+
 def knob_component(field: dataclasses.Field, value: object, max_epochs: int) -> gr.Component:
-    """The input for one config field: its help and range as the info line."""
+    """The input for one config field: its plain label and one sentence of help."""
     meta = field.metadata
-    common = dict(label=field.name, info=knob_help(field), elem_id=f"knob-{field.name}")
+    common = dict(label=knob_label(field.name), info=knob_info(field), elem_id=f"knob-{field.name}")
     if meta["choices"]:
         return gr.Radio(list(meta["choices"]), value=value, **common)
     if isinstance(value, bool):
@@ -181,7 +254,7 @@ def knob_component(field: dataclasses.Field, value: object, max_epochs: int) -> 
     low, high = meta["low"], meta["high"]
     if field.name == "epochs":
         high = min(high, max_epochs)
-        common["info"] = f"{meta['help']}, at most {max_epochs} here"
+        common["info"] = f"{knob_info(field)} At most {max_epochs} here."
     whole = isinstance(value, int)
     if (
         low is not None
@@ -202,9 +275,9 @@ def train_size_component(max_train_size: int) -> gr.Slider:
         max_train_size,
         value=max_train_size,
         step=10,
-        label=TRAIN_SIZE,
-        info="digits to train on: the first N of the training split (500, 2,000...), or "
-        "all of it when N is larger",
+        label=f"Digits to learn from · {TRAIN_SIZE}",
+        info="The first N digits of the training split, or all of them when it has fewer "
+        "(the status says how many it learnt from).",
         elem_id=f"knob-{TRAIN_SIZE}",
     )
 
@@ -285,7 +358,12 @@ def build_train_tab(
             )
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
-                stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                stop = gr.Button("Stop", elem_id="train-stop")  # not red: nothing may be running
+            # Right under Start: on a phone the knobs below are a long scroll, and a run
+            # that shows nothing where it was started looks as if it never began.
+            status = gr.Markdown(
+                "Press **Start** to train.", label="Status", elem_id="train-status"
+            )
             for group, fields in grouped_fields().items():
                 if not fields:  # "More": no field is left over today
                     continue
@@ -297,9 +375,6 @@ def build_train_tab(
                     if group == "Training":
                         knobs[TRAIN_SIZE] = train_size_component(service.caps.max_train_size)
         with gr.Column(scale=2, min_width=320):
-            status = gr.Markdown(
-                "Press **Start** to train.", label="Status", elem_id="train-status"
-            )
             with gr.Row():  # side by side on a laptop, one above the other on a phone
                 loss = curve_plot(
                     "Loss (cross-entropy)", "loss", "train-loss", min_width=CURVE_MIN_WIDTH
@@ -311,7 +386,7 @@ def build_train_tab(
                     y_lim=[0, 100],
                     min_width=CURVE_MIN_WIDTH,
                 )
-            with gr.Accordion("Run summary (what the train API returns)", open=False):
+            with gr.Accordion("The run in numbers (for programs)", open=False):
                 summary = gr.JSON(label="Summary", elem_id="train-summary")
             download = gr.DownloadButton(
                 "Download the checkpoint", visible=False, elem_id="train-download"

@@ -24,6 +24,7 @@ from digitnet.explain import (
     explain,
     feature_map_grid,
     first_layer_tiles,
+    saliency_overlay,
     tile_grid,
 )
 from digitnet.model import CNN, MLP
@@ -44,9 +45,24 @@ LOOK_INSIDE_HEIGHT = 480
 EXPLAIN_CONCURRENCY = 2  # explanations at once; two cores serve the answers too
 
 WHY_INTRO = (
-    "**Why this answer.** "
-    "**Red** pixels push the model *toward* its answer, **blue** ones push it *away* "
-    "(integrated gradients over the 28×28 it sees)."
+    "**Why this answer.** **Red**: ink here made it say its answer. **Blue**: ink here "
+    "argued against it. The stronger the colour, the more that pixel counted."
+)
+# For the curious, folded: how the colours are computed.
+WHY_METHOD = (
+    "<details><summary>How the colours are found</summary>Integrated gradients over the "
+    "28×28 the model sees: each pixel's share of the answer, going from a blank input to "
+    "your drawing.</details>"
+)
+RUNNER_UP_FLOOR = 0.25  # runner-up colour under this share of its strongest pixel is noise
+# A colour scale under each map (styled in app.css): what its ends mean, in words.
+SCALE_HTML = (
+    '<div class="why-scale"><span>argued against</span>'
+    '<span class="why-scale-bar" aria-hidden="true"></span><span>made it say so</span></div>'
+)
+RUNNER_UP_SCALE_HTML = (
+    '<div class="why-scale"><span>for the answer</span>'
+    '<span class="why-scale-bar" aria-hidden="true"></span><span>for the runner-up</span></div>'
 )
 WHY_PROMPT = "Draw a digit to see why the model answers what it does."
 LOOK_INSIDE_MLP = (
@@ -129,16 +145,16 @@ def build_why_beside_input() -> WhySaliency:
     with gr.Column(scale=4, min_width=280, elem_id="why"):
         gr.Markdown(WHY_INTRO)
         with gr.Row():
-            overlay = pixel_image(
-                "What pushed toward the answer", "why_overlay", OVERLAY_HEIGHT, min_width=140
-            )
-            runner_up_overlay = pixel_image(
-                "What would make it the runner-up",
-                "why_runner_up_overlay",
-                OVERLAY_HEIGHT,
-                min_width=140,
-            )
+            with gr.Column(min_width=140):
+                overlay = pixel_image("What made it say its answer", "why_overlay", OVERLAY_HEIGHT)
+                gr.HTML(SCALE_HTML, elem_classes=["why-scale-row"])
+            with gr.Column(min_width=140):
+                runner_up_overlay = pixel_image(
+                    "What would make it the runner-up", "why_runner_up_overlay", OVERLAY_HEIGHT
+                )
+                gr.HTML(RUNNER_UP_SCALE_HTML, elem_classes=["why-scale-row"])
         runner_up_text = gr.Markdown(WHY_PROMPT, elem_id="why_runner_up")
+        gr.Markdown(WHY_METHOD, elem_classes=["why-method"])
     return WhySaliency(overlay, runner_up_text, runner_up_overlay)
 
 
@@ -154,15 +170,17 @@ def runner_up_markdown(explanation: Explanation) -> str:
     """The runner-up, its probability and how to read its saliency."""
     second = explanation.runner_up
     return (
+        f"Red: ink here made it say {explanation.label}. Blue: ink here argued against.  \n"
         f"**The runner-up and what would change it:** **{second.label}** at "
         f"{100 * second.prob:.1f}% (the answer, **{explanation.label}**, has "
         f"{100 * explanation.probs[explanation.label]:.1f}%). On the right, **red** is where "
-        f"more ink would favour {second.label} over {explanation.label}, **blue** where it "
-        f"would favour {explanation.label}."
+        f"ink would tip it to {second.label}, **blue** where ink keeps it "
+        f"{explanation.label}."
     )
 
 
 def inside_markdown(explanation: Explanation) -> str:
+    """How to read the picture inside the model; unit numbers folded for the curious."""
     if explanation.active_units is not None:
         units = explanation.active_units
         listed = ", ".join(
@@ -170,14 +188,17 @@ def inside_markdown(explanation: Explanation) -> str:
             for unit, activation in zip(units.units.tolist(), units.activations.tolist())
         )
         return (
-            f"**The {len(units.units)} first-layer units your drawing excites most** "
-            f"(unit and activation: {listed}). Each tile is what the unit looks for: red "
-            f"where ink excites it, blue where ink silences it."
+            f"**Inside the model: the {len(units.units)} first-layer units your drawing "
+            f"wakes up most.** Each tile is what one unit looks for: red where ink wakes it, "
+            f"blue where ink quiets it.\n\n<details><summary>Unit numbers and how strongly "
+            f"each fired</summary>{listed}</details>"
         )
     return (
-        f"**The CNN's strongest feature maps** for your drawing: top, the "
-        f"{FEATURE_MAP_COUNT} strongest of block 1's channels (14×14, edges and strokes); "
-        f"bottom, of block 2's (7×7, parts of digits). Dark = the channel fires there."
+        f"**Inside the model: what the CNN's filters found in your drawing** (its strongest "
+        f"feature maps). Top: edges and strokes its first block found; bottom: parts of "
+        f"digits its second block found. Dark: found here.\n\n<details><summary>Which maps"
+        f"</summary>The {FEATURE_MAP_COUNT} strongest of block 1's channels (14×14) and of "
+        f"block 2's (7×7).</details>"
     )
 
 
@@ -218,10 +239,21 @@ def why_outputs(model_name: str, model: nn.Module, preprocessed: Preprocessed) -
     return (
         explanation.overlay(),
         f"{model_name} answers **{explanation.label}**. " + runner_up_markdown(explanation),
-        explanation.runner_up_overlay(),
+        runner_up_overlay(explanation),
         inside,
         inside_image(explanation),
     )
+
+
+def runner_up_overlay(explanation: Explanation) -> np.ndarray | None:
+    """The runner-up's map with its faint background speckle left out: only the pixels
+    where ink would matter (at least ``RUNNER_UP_FLOOR`` of the strongest) keep a colour."""
+    if explanation.runner_up is None:
+        return None
+    saliency = np.asarray(explanation.runner_up.saliency, dtype=np.float32)
+    strongest = float(np.abs(saliency).max())
+    cleaned = np.where(np.abs(saliency) >= RUNNER_UP_FLOOR * strongest, saliency, 0.0)
+    return saliency_overlay(explanation.image, cleaned)
 
 
 def why_for_drawing(
