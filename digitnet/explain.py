@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from digitnet.calibration import calibration_of
 from digitnet.data import IMAGE_SIZE, NUM_CLASSES
 from digitnet.errors import DigitnetError
 from digitnet.model import CNN, MLP
@@ -135,11 +136,13 @@ def class_probs(model: nn.Module, image) -> np.ndarray:
     """The ten class probabilities (10,) for one input."""
     _check_model(model)
     logits = _logits(model, as_input(image)[None])[0]
-    return _softmax(logits)
+    return _probs(model, logits)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+def _probs(model: nn.Module, logits: np.ndarray) -> np.ndarray:
+    """The model's calibrated probabilities for ``logits``, as every answer shows them."""
+    scaled = logits / calibration_of(model).temperature
+    shifted = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
@@ -282,7 +285,7 @@ def occlusion(
     for index in range(cells * cells):
         row, col = divmod(index, cells)
         hidden[index + 1, row * patch : (row + 1) * patch, col * patch : (col + 1) * patch] = 0.0
-    probs = _softmax(_logits(model, hidden))[:, target]
+    probs = _probs(model, _logits(model, hidden))[:, target]
     drops = (probs[0] - probs[1:]).reshape(cells, cells).astype(np.float32)
     return Occlusion(drops, target, float(probs[0]), patch)
 
