@@ -461,7 +461,8 @@ def test_dashboard_of_the_mlp(loaded):
     from digitnet.ui.dashboard_tab import make_dashboard_handler
 
     dashboard = make_dashboard_handler(loaded[0])
-    card, curves, per_class, confusion, mistakes = dashboard("MLP")
+    card, curves, per_class, confusion, mistakes, reliability = dashboard("MLP")
+    assert "Calibration error" in reliability.axes[0].get_title()
     assert card.startswith("### Model card") and "parameters" in card and "MLP" in card
     assert curves is not None and confusion is not None
     bars = pd.DataFrame(per_class.value["data"], columns=per_class.value["columns"])

@@ -18,6 +18,7 @@ from digitnet.dashboard import (
     curves_figure,
     mistake_gallery,
     model_card_markdown,
+    reliability_figure,
 )
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.run_figures import confusion_and_mistakes, per_class_bars, per_class_plot
@@ -30,6 +31,15 @@ is how wrong it is on average (lower is better). When the training digits are au
 (randomly rotated, thickened and distorted each time, which is what makes the model hold up on
 real drawings), training accuracy sits *below* validation. The best epoch's weights are the
 ones you are drawing against."""
+
+
+RELIABILITY_HELP = """**Honest probabilities.** Each dot gathers drawings the model was about
+equally sure of (bigger dots, more drawings): across, how sure it said it was; up, how often it
+was right. On the dashed line, "90% sure" means right 90% of the time. The drawings are the
+validation digits drawn as on a canvas, which the model never trained on. Training with label
+smoothing leaves a model *less* sure than it should be; a temperature fitted after training
+moves the dots onto the line (the title gives the calibration error before and after). A
+drawing it is much less sure of than usual gets "That doesn't look like a digit"."""
 
 
 def make_dashboard_handler(models: ModelLookup | dict[str, LoadedModel]) -> Callable:
@@ -53,6 +63,7 @@ def make_dashboard_handler(models: ModelLookup | dict[str, LoadedModel]) -> Call
             per_class_bars(metadata),
             confusion_figure(metadata),
             mistake_gallery(metadata),
+            reliability_figure(metadata),
         )
 
     return dashboard
@@ -80,6 +91,13 @@ def build_dashboard_tab(models: ModelLookup | dict[str, LoadedModel]) -> Dashboa
         with gr.Column(scale=1):
             card = gr.Markdown(elem_id="card")
     confusion, mistakes = confusion_and_mistakes("confusion", "mistakes")
-    outputs = [card, curves, per_class, confusion, mistakes]
+    with gr.Row():
+        reliability = gr.Plot(
+            label="How sure it says it is, against how often it is right",
+            elem_id="reliability",
+            elem_classes=["label-above"],
+        )
+        gr.Markdown(RELIABILITY_HELP, elem_id="reliability-help")
+    outputs = [card, curves, per_class, confusion, mistakes, reliability]
     choice.change(handler, choice, outputs, api_visibility="private")
     return DashboardTab(choice, outputs, handler)
