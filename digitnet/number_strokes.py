@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from digitnet.numbers import strokes_touch
-from digitnet.strokes import BRUSH_RADIUS, PAD_SIZE, PenStyle, _arc, digit_strokes
+from digitnet.strokes import (
+    BRUSH_RADIUS,
+    PAD_SIZE,
+    PenStyle,
+    _arc,
+    digit_strokes,
+    place_template,
+)
 
 # A 5 drawn as many people do: the body first, then the bar.
 FIVE_IN_TWO_STROKES = [
@@ -36,19 +43,7 @@ def _template_strokes(digit: int, style: PenStyle, two_strokes: bool):
     """``digit_strokes``, with the two-stroke 5 when asked."""
     if digit != 5 or not two_strokes:
         return digit_strokes(digit, style)
-    half_height = style.height / 2
-    half_width = style.width_ratio * half_height
-    cx, cy = style.centre
-    return [
-        [
-            (
-                round(cx + x * half_width - style.slant * y * half_height, 1),
-                round(cy + y * half_height, 1),
-            )
-            for x, y in stroke
-        ]
-        for stroke in FIVE_IN_TWO_STROKES
-    ]
+    return place_template(FIVE_IN_TWO_STROKES, style)
 
 
 def _span(strokes) -> tuple[float, float]:

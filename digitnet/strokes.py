@@ -302,6 +302,13 @@ def random_pen_style(rng: np.random.Generator, size: int = PAD_SIZE) -> PenStyle
 
 def digit_strokes(digit: int, style: PenStyle) -> list[list[tuple[float, float]]]:
     """The template of ``digit`` drawn in ``style``: strokes of (x, y) in pad units."""
+    return place_template(DIGIT_TEMPLATES[digit], style)
+
+
+def place_template(
+    template: list[list[tuple[float, float]]], style: PenStyle
+) -> list[list[tuple[float, float]]]:
+    """Strokes in a unit box (x, y from -1 to 1, y down) drawn in ``style``, in pad units."""
     half_height = style.height / 2
     half_width = style.width_ratio * half_height
     cx, cy = style.centre
@@ -313,7 +320,7 @@ def digit_strokes(digit: int, style: PenStyle) -> list[list[tuple[float, float]]
             )
             for x, y in stroke
         ]
-        for stroke in DIGIT_TEMPLATES[digit]
+        for stroke in template
     ]
 
 
