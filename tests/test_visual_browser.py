@@ -24,8 +24,8 @@ from test_app_browser import draw, open_app, wait_for_label  # noqa: E402
 
 import app  # noqa: E402
 from digitnet.drawing_data import import_sklearn_digits  # noqa: E402
-from digitnet.jobs import TrainingService  # noqa: E402
 from digitnet.store import open_store  # noqa: E402
+from digitnet.training_service import TrainingService  # noqa: E402
 from digitnet.ui import drawing_policy  # noqa: E402
 
 pytestmark = BROWSER_MARKS
