@@ -9,10 +9,13 @@ Prints the machine first, then:
   issue) anywhere on the pad, read with the brush scaled to the digit and, for comparison,
   with the screen's brush (today's single-digit path);
 - the time per read: median and p90 of ``read_strokes`` here, and with ``--browser`` of
-  pipeline.js's ``readNumber`` in headless Chromium (the pad's work every frame).
+  pipeline.js's ``readNumber`` in headless Chromium (the pad's work every frame);
+- with ``--url``, the same numbers sent to a served app's ``read`` endpoint (gradio_client),
+  as a program would: how many come back exactly right, and the time per call.
 
     python scripts/numbers_benchmark.py
     python scripts/numbers_benchmark.py --model cnn --numbers 200 --browser
+    python app.py --port 7860 &  python scripts/numbers_benchmark.py --url http://127.0.0.1:7860/
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="the drawings' seed (default 0)")
     parser.add_argument("--browser", action="store_true", help="also time readNumber in Chromium")
     parser.add_argument("--chromium", default=CHROMIUM, help=f"Chromium (default {CHROMIUM})")
+    parser.add_argument("--url", help="also read the numbers through this served app's read API")
+    parser.add_argument(
+        "--choice", default="MLP", help="the served model to read with --url (default MLP)"
+    )
     return parser.parse_args(argv)
 
 
@@ -56,10 +63,15 @@ def percentile(values: list[float], share: float) -> float:
     return float(np.percentile(values, 100 * share))
 
 
+def generated_numbers(count: int, seed: int) -> list:
+    """The numbers every measure here reads: 2-4 digits, as ``random_number`` draws them."""
+    rng = np.random.default_rng(seed)
+    return [random_number(rng) for _ in range(count)]
+
+
 def bench_numbers(model, count: int, seed: int) -> tuple[list, list[float]]:
     """Generated numbers read with ``read_strokes``: their drawings and the seconds each."""
-    rng = np.random.default_rng(seed)
-    numbers = [random_number(rng) for _ in range(count)]
+    numbers = generated_numbers(count, seed)
     right = digits_right = digits = 0
     times = []
     for number in numbers:
@@ -130,6 +142,26 @@ def bench_browser(model, metadata, drawings: list, chromium: str) -> list[float]
     return times
 
 
+def bench_served(url: str, choice: str, count: int, seed: int) -> None:
+    """The same numbers through a served app's ``read`` endpoint, as a program calls it."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False, analytics_enabled=False)
+    right, times, wrong = 0, [], []
+    for number in generated_numbers(count, seed):
+        start = time.perf_counter()
+        text = client.predict({"strokes": number.strokes}, choice, api_name="/read")["text"]
+        times.append(time.perf_counter() - start)
+        right += text == number.text
+        if text != number.text:
+            wrong.append(f"{number.text}->{text or '(blank)'}")
+    print(
+        f"numbers through {url} read ({choice}): {right}/{count} exactly right; "
+        f"median {1000 * statistics.median(times):.0f} ms per call"
+        + (f"; wrong: {', '.join(wrong)}" if wrong else "")
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"machine: {describe_machine()}")
@@ -141,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         f"read_strokes (Python): median {1000 * statistics.median(times):.1f} ms, "
         f"p90 {1000 * percentile(times, 0.9):.1f} ms per number"
     )
+    if args.url:
+        bench_served(args.url, args.choice, args.numbers, args.seed)
     if args.browser:
         browser_times = bench_browser(model, metadata, drawings, args.chromium)
         if browser_times:

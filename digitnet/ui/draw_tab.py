@@ -22,6 +22,7 @@ import pandas as pd
 
 from digitnet.dashboard import DIGITS
 from digitnet.errors import DigitnetError
+from digitnet.numbers import read_image, read_strokes
 from digitnet.pad_value import PadDrawing, parse_pad_value
 from digitnet.predict import (
     NOT_A_LABEL,
@@ -34,7 +35,7 @@ from digitnet.ui.charts import bars_value, input_view, input_view_value, probabi
 from digitnet.ui.inline_image import inline_image
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import PROMPT, digit_pad
-from digitnet.ui.session import ModelLookup, read_pad
+from digitnet.ui.session import ModelLookup, read_pad, visitor_error
 from digitnet.ui.static_files import served_path
 
 STEP_SCALE = 8  # small step images are enlarged by whole pixels so nothing is smoothed
@@ -172,6 +173,8 @@ class DrawHandlers:
     predict: Callable  # (pad value, choice, tally) -> the answer outputs
     recheck: Callable  # the same for another model choice: the same drawing, not counted again
     classify: Callable  # (image file, choice) -> the ten confidences
+    read: Callable  # (pad value, choice) -> the number drawn: {"text", "confidence", "digits"}
+    read_image: Callable  # (image file, choice) -> the number in it, as ``read``
     pick_example: Callable  # (gr.SelectData) -> the pad value for that example
     parity: ParityLog
 
@@ -247,6 +250,33 @@ def make_draw_handlers(
             raise gr.Error(str(error)) from None
         return label_value(classify_preprocessed(pick(choice, request).model, preprocessed))
 
+    def read(value, choice: str | None = None, request: gr.Request | None = None) -> dict:
+        """Pad value -> the number drawn (the ``read`` API endpoint): ``{"text", "confidence",
+        "digits": [{"label", "confidence", "box"}, ...]}``, boxes in pad units; a blank pad
+        has empty text."""
+        try:
+            drawing = parse_pad_value(value, frozenset(examples))
+            if drawing.example:
+                raise DigitnetError(
+                    'read takes strokes, not an example; send {"strokes": [[[x, y], ...]]} '
+                    "(or an image file to read_image)"
+                )
+            return read_strokes(pick(choice, request).model, drawing.strokes).as_dict()
+        except DigitnetError as error:
+            raise visitor_error(error) from None
+
+    def read_image_file(
+        path: str | None, choice: str | None = None, request: gr.Request | None = None
+    ) -> dict:
+        """Any image file of a number -> the number, as ``read`` (boxes in the image's pixels;
+        the ``read_image`` API endpoint)."""
+        if not path:
+            raise gr.Error("No image was sent; upload a PNG or JPEG of a number.")
+        try:
+            return read_image(pick(choice, request).model, path).as_dict()
+        except DigitnetError as error:
+            raise visitor_error(error) from None
+
     def pick_example(event: gr.SelectData) -> dict:
         names = list(examples)
         index = event.index if isinstance(event.index, int) else 0
@@ -271,7 +301,7 @@ def make_draw_handlers(
             return tuple(gr.skip() for _ in outputs)
         return outputs
 
-    return DrawHandlers(predict, recheck, classify, pick_example, parity)
+    return DrawHandlers(predict, recheck, classify, read, read_image_file, pick_example, parity)
 
 
 # ---------------------------------------------------------------------------
@@ -469,3 +499,11 @@ def _wire(
     upload.change(
         handlers.classify, [upload, choice], upload_label, api_name="classify", concurrency_limit=4
     )
+    # Numbers: API-only endpoints (no trigger on the page), named by the handlers' parameters
+    # and this output's label.
+    number = gr.JSON(label="number", visible=False, elem_id="number-read")
+    for handler, source, name in (
+        (handlers.read, pad, "read"),
+        (handlers.read_image, upload, "read_image"),
+    ):
+        gr.on([], handler, [source, choice], number, api_name=name, concurrency_limit=4)

@@ -12,6 +12,9 @@
  *   model (a dense one right there, a convolutional one in a Web Worker so that it never holds
  *   up a frame), then fires "input"; the app's browser-only listener reads liveOutputs() into
  *   the label, the bars and the 28x28.
+ * - A drawing of several digits (pipeline.js's splitDigits, as the server's read endpoint)
+ *   is a number: each model answers every digit with the whole drawing, and the answer is the
+ *   number, each digit with its top probability.
  * - When a stroke ends (debounced), sets props.value to the drawing (small JSON, documented in
  *   the README), which fires "change": the server runs the Python pipeline and checks the
  *   browser's answers.
@@ -53,6 +56,8 @@ const live = {
   choice: props.default_choice,
   models: [], // {name, runner, probs, version, ready}
   input: null, // the latest 28x28 (Float32Array) or null when blank
+  parts: [], // a number's digits, left to right: [{box, image}] (none for one digit)
+  numberError: null, // the one line for a drawing that is no number (too many digits)
   inputVersion: -1,
   shownVersion: -1, // the drawing version of the last answer handed out
   // What each answer component was last handed, to skip those that would not change ([]:
@@ -379,8 +384,9 @@ async function makeRunner(spec, onResult, onError) {
   const inThisThread = (parsed) => ({
     inWorker: false,
     calibration: model.calibration,
-    run(version, input) {
-      onResult(version, pipeline.runModel(parsed, input));
+    run(version, input, parts) {
+      const partLogits = parts.map((part) => pipeline.runModel(parsed, part));
+      onResult(version, pipeline.runModel(parsed, input), partLogits);
     },
   });
   if (!model.ops.some((op) => op.op === "conv2d")) return inThisThread(model);
@@ -398,7 +404,7 @@ async function makeRunner(spec, onResult, onError) {
         loaded = true;
         resolve();
       } else if (data.type === "result") {
-        onResult(data.version, data.logits);
+        onResult(data.version, data.logits, data.partLogits ?? []);
       } else if (data.type === "error") {
         if (loaded) onError(new Error(data.message));
         else reject(new Error(data.message));
@@ -421,8 +427,8 @@ async function makeRunner(spec, onResult, onError) {
   return {
     inWorker: true,
     calibration: model.calibration,
-    run(version, input) {
-      worker.postMessage({ type: "run", version, input });
+    run(version, input, parts) {
+      worker.postMessage({ type: "run", version, input, parts });
     },
   };
 }
@@ -431,21 +437,24 @@ function addModel(spec) {
   const model = {
     name: spec.name,
     probs: null, // calibrated: softmax(logits / temperature)
+    digits: [], // a number's digits' calibrated probabilities, left to right (none: one digit)
     rejectBelow: 0, // a lower top probability is "not a digit"
     version: -1,
     ready: false,
     busy: false,
-    pending: null, // [version, input]: the newest drawing, waiting for the model
+    pending: null, // [version, input, parts]: the newest drawing, waiting for the model
     startedAt: 0, // when the model was last given an input
     restUntil: 0,
     timer: null,
     runner: null,
   };
-  const onResult = (version, logits) => {
+  const onResult = (version, logits, partLogits) => {
     model.busy = false;
     model.version = version;
     const { temperature, rejectBelow } = model.runner.calibration;
-    model.probs = globalThis.digitnetPipeline.softmax(logits, temperature);
+    const softmax = globalThis.digitnetPipeline.softmax;
+    model.probs = softmax(logits, temperature);
+    model.digits = partLogits.map((part) => softmax(part, temperature));
     model.rejectBelow = rejectBelow;
     if (model.runner.inWorker) {
       const now = performance.now();
@@ -466,8 +475,8 @@ function addModel(spec) {
   );
 }
 
-function submit(model, version, input) {
-  model.pending = [version, input]; // only the newest drawing is worth answering
+function submit(model, version, input, parts) {
+  model.pending = [version, input, parts]; // only the newest drawing is worth answering
   pump(model);
 }
 
@@ -482,12 +491,12 @@ function pump(model) {
     }, wait);
     return;
   }
-  const [version, input] = model.pending;
+  const [version, input, parts] = model.pending;
   model.pending = null;
   model.busy = true;
   model.startedAt = performance.now();
   try {
-    model.runner.run(version, input);
+    model.runner.run(version, input, parts);
   } catch (error) {
     fail(error);
   }
@@ -525,14 +534,17 @@ function frame() {
       : pipeline.strokesToMnist(drawing.strokes); // a brush scaled to the digit, as the server
     live.inputVersion = version;
     live.input = result.blank ? null : result.image;
+    readParts(example ? [] : drawing.strokes);
+    const parts = live.parts.map((part) => part.image);
     for (const model of live.models) {
       if (!model.ready) continue;
       if (result.blank) {
         model.pending = null;
         model.version = version;
         model.probs = null;
+        model.digits = [];
       } else {
-        submit(model, version, result.image);
+        submit(model, version, result.image, parts);
       }
     }
     if (result.blank) queueTrigger();
@@ -541,6 +553,29 @@ function frame() {
   } finally {
     live.inFrame = false;
   }
+}
+
+/** The drawing's digits into live.parts when it is a number (two digits or more, as the
+ * server's read finds them); a drawing that is no number keeps its one line in numberError. */
+function readParts(strokes) {
+  const pipeline = globalThis.digitnetPipeline;
+  live.parts = [];
+  live.numberError = null;
+  if (strokes.length === 0) return;
+  let split;
+  try {
+    split = pipeline.splitDigits(strokes);
+  } catch (error) {
+    live.numberError = String(error.message || error);
+    return;
+  }
+  if (split.length < 2) return; // one digit: the whole drawing, exactly as before
+  const parts = [];
+  for (const part of split) {
+    const { image, blank } = pipeline.partToMnist(part);
+    if (!blank) parts.push({ box: part.box, image });
+  }
+  if (parts.length >= 2) live.parts = parts;
 }
 
 /** Fire "input" once for the answers at hand: right after a frame's own answers (they are
@@ -588,6 +623,10 @@ function computeOutputs(chosen) {
   if (!chosen || !chosen.probs || !live.input) {
     return [props.prompt, {}, null, null]; // {}: gr.Label's empty value
   }
+  if (live.numberError) return [live.numberError, {}, null, null];
+  if (chosen.digits.length >= 2 && chosen.digits.length === live.parts.length) {
+    return numberOutputs(chosen);
+  }
   const probs = chosen.probs;
   const order = probs.map((p, digit) => [p, digit]).sort((a, b) => b[0] - a[0]);
   const [best, second] = order;
@@ -610,6 +649,33 @@ function computeOutputs(chosen) {
     rows.push(Array.from(live.input.subarray(row * 28, row * 28 + 28), (v) => Math.round(v * 1000) / 1000));
   }
   return [answer, label, bars, rows];
+}
+
+/** A number's answer (as the server's read: a digit under rejectBelow is "?", the confidence
+ * the product of the digits'): the number, and each digit with its top probability in the
+ * label; the 28x28 is the first digit's. */
+function numberOutputs(chosen) {
+  const digits = chosen.digits.map((probs) => {
+    let best = 0;
+    for (let k = 1; k < probs.length; k++) if (probs[k] > probs[best]) best = k;
+    const p = probs[best];
+    return { label: p >= chosen.rejectBelow ? String(best) : "?", p };
+  });
+  const text = digits.map((digit) => digit.label).join("");
+  const confidence = digits.reduce((product, digit) => product * digit.p, 1);
+  const each = digits.map((digit) => `${digit.label} (${percent(digit.p, 0)})`).join(" · ");
+  const lead = confidence < props.unsure_below ? "Not sure: maybe" : "It's";
+  const answer = `${lead} **${text}** (${percent(confidence, 1)} sure)  \n${each}`;
+  const label = {
+    label: text,
+    confidences: digits.map((digit, k) => ({ label: `digit ${k + 1}: ${digit.label}`, confidence: digit.p })),
+  };
+  const image = live.parts[0].image;
+  const rows = [];
+  for (let row = 0; row < 28; row++) {
+    rows.push(Array.from(image.subarray(row * 28, row * 28 + 28), (v) => Math.round(v * 1000) / 1000));
+  }
+  return [answer, label, null, rows];
 }
 
 /* ------------------------------------------------------------ the server's copy */

@@ -554,7 +554,7 @@
   }
 
   /* In a Web Worker (pad.js starts one per heavy model): take the model (its file's bytes, or
-   * a URL to load), then answer each input with the logits. */
+   * a URL to load), then answer each input with the logits (and each of its parts', if any). */
   function serveModelInWorker() {
     let model = null;
     root.onmessage = async (message) => {
@@ -567,8 +567,10 @@
           model = await loadModel(request.url);
           root.postMessage({ type: "loaded" });
         } else if (request.type === "run") {
+          // parts: each digit of a number, answered with the drawing (pad.js's numbers).
           const logits = runModel(model, request.input);
-          root.postMessage({ type: "result", version: request.version, logits });
+          const partLogits = (request.parts ?? []).map((part) => runModel(model, part));
+          root.postMessage({ type: "result", version: request.version, logits, partLogits });
         }
       } catch (error) {
         root.postMessage({ type: "error", message: String((error && error.message) || error) });
