@@ -21,6 +21,7 @@ from digitnet.preprocess import Preprocessed, canvas_to_mnist, digits_to_inputs,
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 UNSURE_BELOW = 0.6  # a top probability under this is reported as unsure
+MOST_SURE = 99.9  # percent: the most an answer claims (the pad caps it the same way)
 NOT_A_LABEL = "not a digit"  # the API's label for a drawing the model refuses
 # The answer to a refused drawing: the best guess stays visible, but small (the pad fills in
 # {digit} and {percent} the same way).
@@ -101,7 +102,8 @@ def answer_sentence(prediction: Prediction, prompt: str = "") -> str:
             f"or **{second}** ({100 * probs[second]:.0f}%)"
         )
     article, digit = with_article(int(best)).split()
-    return f"It's {article} **{digit}** ({100 * probs[best]:.1f}% sure)"
+    # Never "100.0% sure": calibrated, the surest answers are right ~99.9% of the time.
+    return f"It's {article} **{digit}** ({min(100 * probs[best], MOST_SURE):.1f}% sure)"
 
 
 def classify_drawing(model: nn.Module, image) -> Prediction:

@@ -323,14 +323,15 @@ def test_the_gallery_and_the_tables_show_non_digits_as_such(tmp_path):
     counts = drawings_tab.counts_frame(opened.store)
     assert counts["not a digit"].tolist() == [2] and counts["all"].tolist() == [3]
     assert counts["1"].tolist() == [1]
-    frame = drawings_tab.accuracy_frame(opened.store, models).set_index("model")
+    # A column per model, a row per true label.
+    frame = drawings_tab.accuracy_frame(opened.store, models).set_index(drawings_tab.TRUE_DIGIT)
     # The MLP gives a digit to everything: right on the 1, wrong on both non-digits.
-    assert frame.loc["MLP", "overall"].startswith("33% [") and frame.loc["MLP", "1"][:4] == "100%"
-    assert frame.loc["MLP", "not a digit"].startswith("0% [")
-    assert frame.loc["MLP", "not a digit"].endswith("of 2")
+    assert frame.loc["all", "MLP"].startswith("33% [") and frame.loc["1", "MLP"][:4] == "100%"
+    assert frame.loc["not a digit", "MLP"].startswith("0% [")
+    assert frame.loc["not a digit", "MLP"].endswith("of 2")
     # Strict refuses everything: right on the non-digits, wrong on the 1.
-    assert frame.loc["Strict", "not a digit"].startswith("100% [")
-    assert frame.loc["Strict", "1"].startswith("0% [")
+    assert frame.loc["not a digit", "Strict"].startswith("100% [")
+    assert frame.loc["1", "Strict"].startswith("0% [")
     assert "not a digit" in drawings_tab.LABELS and drawings_tab.INTRO.count("refuses") == 1
 
 
@@ -487,7 +488,7 @@ def test_accuracy_frame_measures_every_model_with_intervals(tmp_path, drawing_fi
         store.save_image(input_of(path).image, digit, session="s")
     frame = drawings_tab.accuracy_frame(store, models)
     assert list(frame.columns) == ["true digit", *models]  # a column per model
-    assert list(frame["true digit"]) == ["all", *[str(d) for d in range(10)]]
+    assert list(frame["true digit"]) == ["all", *[str(d) for d in range(10)], "not a digit"]
     assert all(cell.endswith("of 10") and "[" in cell for cell in frame.iloc[0, 1:])
     assert (frame.iloc[1:, 1:] != "–").to_numpy().sum() >= len(models)
     counts = drawings_tab.counts_frame(store)

@@ -1,7 +1,8 @@
 """Fine-tuning on the stored drawings, a panel of the "Your drawings" tab and the ``finetune``
 API endpoint.
 
-A fine-tune is a job of the app's :class:`~digitnet.training_service.TrainingService`: it queues behind
+A fine-tune is a job of the app's
+:class:`~digitnet.training_service.TrainingService`: it queues behind
 other visitors' runs, under the same caps, and its result is the session's own run, which
 joins the Draw tab's model choice like a Train-tab run.
 """

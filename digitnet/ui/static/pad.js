@@ -636,7 +636,8 @@ function computeOutputs(chosen) {
   } else if (best[0] < props.unsure_below) {
     answer = `Not sure: maybe **${best[1]}** (${percent(best[0], 0)}) or **${second[1]}** (${percent(second[0], 0)})`;
   } else {
-    answer = `It's ${best[1] === 8 ? "an" : "a"} **${best[1]}** (${percent(best[0], 1)} sure)`;
+    // Never "100.0% sure" (as predict.answer_sentence): the surest are right ~99.9% of the time.
+    answer = `It's ${best[1] === 8 ? "an" : "a"} **${best[1]}** (${percent(Math.min(best[0], 0.999), 1)} sure)`;
   }
   const label = {
     label: String(best[1]),
@@ -665,7 +666,7 @@ function numberOutputs(chosen) {
   const confidence = digits.reduce((product, digit) => product * digit.p, 1);
   const each = digits.map((digit) => `${digit.label} (${percent(digit.p, 0)})`).join(" · ");
   const lead = confidence < props.unsure_below ? "Not sure: maybe" : "It's";
-  const answer = `${lead} **${text}** (${percent(confidence, 1)} sure)  \n${each}`;
+  const answer = `${lead} **${text}** (${percent(Math.min(confidence, 0.999), 1)} sure)  \n${each}`;
   const label = {
     label: text,
     confidences: digits.map((digit, k) => ({ label: `digit ${k + 1}: ${digit.label}`, confidence: digit.p })),
