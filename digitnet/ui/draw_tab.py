@@ -179,6 +179,53 @@ class DrawHandlers:
     parity: ParityLog
 
 
+def make_api_only_handlers(pick: Callable, examples: dict[str, Path]) -> tuple[Callable, ...]:
+    """The answers programs ask for, which the page never triggers: ``classify`` (an image
+    file), ``read`` (a pad value holding a number) and ``read_image`` (an image of a number).
+    ``pick(choice, request)`` finds the model (a session's own runs too)."""
+
+    def classify(
+        path: str | None, choice: str | None = None, request: gr.Request | None = None
+    ) -> dict[str, float]:
+        """Any image file -> the ten label confidences (the ``classify`` API endpoint)."""
+        if not path:
+            raise gr.Error("No image was sent; upload a PNG or JPEG of a digit.")
+        try:
+            preprocessed = preprocess_image_file(path)
+        except DigitnetError as error:
+            raise gr.Error(str(error)) from None
+        return label_value(classify_preprocessed(pick(choice, request).model, preprocessed))
+
+    def read(value, choice: str | None = None, request: gr.Request | None = None) -> dict:
+        """Pad value -> the number drawn (the ``read`` API endpoint): ``{"text", "confidence",
+        "digits": [{"label", "confidence", "box"}, ...]}``, boxes in pad units; a blank pad
+        has empty text."""
+        try:
+            drawing = parse_pad_value(value, frozenset(examples))
+            if drawing.example:
+                raise DigitnetError(
+                    'read takes strokes, not an example; send {"strokes": [[[x, y], ...]]} '
+                    "(or an image file to read_image)"
+                )
+            return read_strokes(pick(choice, request).model, drawing.strokes).as_dict()
+        except DigitnetError as error:
+            raise visitor_error(error) from None
+
+    def read_image_file(
+        path: str | None, choice: str | None = None, request: gr.Request | None = None
+    ) -> dict:
+        """Any image file of a number -> the number, as ``read`` (boxes in the image's pixels;
+        the ``read_image`` API endpoint)."""
+        if not path:
+            raise gr.Error("No image was sent; upload a PNG or JPEG of a number.")
+        try:
+            return read_image(pick(choice, request).model, path).as_dict()
+        except DigitnetError as error:
+            raise visitor_error(error) from None
+
+    return classify, read, read_image_file
+
+
 def make_draw_handlers(
     models: ModelLookup | dict[str, LoadedModel], examples: dict[str, Path]
 ) -> DrawHandlers:
@@ -238,44 +285,7 @@ def make_draw_handlers(
             tally,
         )
 
-    def classify(
-        path: str | None, choice: str | None = None, request: gr.Request | None = None
-    ) -> dict[str, float]:
-        """Any image file -> the ten label confidences (the ``classify`` API endpoint)."""
-        if not path:
-            raise gr.Error("No image was sent; upload a PNG or JPEG of a digit.")
-        try:
-            preprocessed = preprocess_image_file(path)
-        except DigitnetError as error:
-            raise gr.Error(str(error)) from None
-        return label_value(classify_preprocessed(pick(choice, request).model, preprocessed))
-
-    def read(value, choice: str | None = None, request: gr.Request | None = None) -> dict:
-        """Pad value -> the number drawn (the ``read`` API endpoint): ``{"text", "confidence",
-        "digits": [{"label", "confidence", "box"}, ...]}``, boxes in pad units; a blank pad
-        has empty text."""
-        try:
-            drawing = parse_pad_value(value, frozenset(examples))
-            if drawing.example:
-                raise DigitnetError(
-                    'read takes strokes, not an example; send {"strokes": [[[x, y], ...]]} '
-                    "(or an image file to read_image)"
-                )
-            return read_strokes(pick(choice, request).model, drawing.strokes).as_dict()
-        except DigitnetError as error:
-            raise visitor_error(error) from None
-
-    def read_image_file(
-        path: str | None, choice: str | None = None, request: gr.Request | None = None
-    ) -> dict:
-        """Any image file of a number -> the number, as ``read`` (boxes in the image's pixels;
-        the ``read_image`` API endpoint)."""
-        if not path:
-            raise gr.Error("No image was sent; upload a PNG or JPEG of a number.")
-        try:
-            return read_image(pick(choice, request).model, path).as_dict()
-        except DigitnetError as error:
-            raise visitor_error(error) from None
+    classify, read, read_image_file = make_api_only_handlers(pick, examples)
 
     def pick_example(event: gr.SelectData) -> dict:
         names = list(examples)
