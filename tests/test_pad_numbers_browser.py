@@ -90,7 +90,7 @@ def test_42_drawn_with_the_mouse_reads_as_42_before_the_pen_lifts(served, browse
         # The server's check (the whole drawing, as one digit, as before) leaves it shown.
         page.wait_for_function(
             "() => /agreed with the server's on 1 of 1/.test(document.querySelector("
-            "'#comparison')?.innerText ?? '')"
+            "'#comparison')?.textContent ?? '')"
         )
         assert "42" in page.evaluate(ANSWER)
     finally:

@@ -57,7 +57,6 @@ const live = {
   models: [], // {name, runner, probs, version, ready}
   input: null, // the latest 28x28 (Float32Array) or null when blank
   parts: [], // a number's digits, left to right: [{box, image}] (none for one digit)
-  numberError: null, // the one line for a drawing that is no number (too many digits)
   inputVersion: -1,
   shownVersion: -1, // the drawing version of the last answer handed out
   // What each answer component was last handed, to skip those that would not change ([]:
@@ -556,17 +555,17 @@ function frame() {
 }
 
 /** The drawing's digits into live.parts when it is a number (two digits or more, as the
- * server's read finds them); a drawing that is no number keeps its one line in numberError. */
+ * server's read finds them); otherwise none, and the drawing is answered as one. */
 function readParts(strokes) {
   const pipeline = globalThis.digitnetPipeline;
   live.parts = [];
-  live.numberError = null;
   if (strokes.length === 0) return;
   let split;
   try {
     split = pipeline.splitDigits(strokes);
   } catch (error) {
-    live.numberError = String(error.message || error);
+    // More marks than a number has (a 7 tapped out in dots, a scribble): the pad answers the
+    // whole drawing as one, as the server's check does; the read API gives this line.
     return;
   }
   if (split.length < 2) return; // one digit: the whole drawing, exactly as before
@@ -623,8 +622,7 @@ function computeOutputs(chosen) {
   if (!chosen || !chosen.probs || !live.input) {
     return [props.prompt, {}, null, null]; // {}: gr.Label's empty value
   }
-  if (live.numberError) return [live.numberError, {}, null, null];
-  if (chosen.digits.length >= 2 && chosen.digits.length === live.parts.length) {
+  if (chosen.digits.length >= 2 && chosen.digits.length === live.parts.length && readsAsNumber(chosen)) {
     return numberOutputs(chosen);
   }
   const probs = chosen.probs;
@@ -650,6 +648,13 @@ function computeOutputs(chosen) {
     rows.push(Array.from(live.input.subarray(row * 28, row * 28 + 28), (v) => Math.round(v * 1000) / 1000));
   }
   return [answer, label, bars, rows];
+}
+
+/** Whether most of the drawing's parts are digits to the model: a tangle whose pieces the
+ * model mostly refuses ("?1??2") is one drawing that is not a digit, not a number. */
+function readsAsNumber(chosen) {
+  const refused = chosen.digits.filter((probs) => Math.max(...probs) < chosen.rejectBelow).length;
+  return refused * 2 <= chosen.digits.length;
 }
 
 /** A number's answer (as the server's read: a digit under rejectBelow is "?", the confidence
