@@ -58,7 +58,7 @@ from digitnet.jobs import (
 )
 from digitnet.knobs import parse_knobs
 from digitnet.nondigits import make_nondigits
-from digitnet.runs import PreparedData, prepare_data, run_metadata
+from digitnet.runs import CALIBRATION_NONDIGITS, PreparedData, prepare_data, run_metadata
 from digitnet.session_runs import SessionRuns
 from digitnet.train import TrainConfig, TrainingRun, resolve_device
 
@@ -627,6 +627,9 @@ def _lower_priority(nice: int) -> None:
 
 
 def _warm_up() -> None:
-    """Import what the first optimiser step needs (torch's compiler, ~3 s) before any run, so
-    that the first visitor's clock does not pay for it."""
+    """Import what the first optimiser step needs (torch's compiler, ~3 s) and draw the
+    non-digits every run shares and the held-out ones its calibration measures (~8 s, kept
+    for the process) before any run, so that the first visitor's clock does not pay for it."""
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+    shared_nondigits()
+    make_nondigits(CALIBRATION_NONDIGITS, seed=0, split="heldout")
