@@ -27,7 +27,6 @@ to measure all this (``tests/test_numbers.py``, ``scripts/numbers_benchmark.py``
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,8 +39,7 @@ from torch import nn
 
 from digitnet.calibration import calibration_of
 from digitnet.errors import DigitnetError, ImageError
-from digitnet.files import write_atomically
-from digitnet.predict import Prediction, predict_probs
+from digitnet.predict import Prediction, predict_probs, write_csv
 from digitnet.preprocess import Preprocessed, canvas_to_mnist, image_to_ink, load_image_file
 from digitnet.strokes import (
     BRUSH_RADIUS,
@@ -627,11 +625,4 @@ def read_image_files(
 
 def write_number_predictions(rows: list[tuple[str, str, float]], out_path: str | Path) -> Path:
     """CSV ``file,text,confidence``, written atomically."""
-
-    def write(temp: Path) -> None:
-        with temp.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["file", "text", "confidence"])
-            writer.writerows(rows)
-
-    return write_atomically(out_path, write)
+    return write_csv(out_path, ["file", "text", "confidence"], rows)

@@ -128,10 +128,12 @@ def predict_submission(model: nn.Module, csv_path: str | Path) -> np.ndarray:
 def write_submission(labels: np.ndarray, out_path: str | Path) -> Path:
     """Kaggle's ``ImageId,Label`` with ImageId from 1 in row order, written atomically."""
     rows = ((i, int(label)) for i, label in enumerate(labels, start=1))
-    return _write_csv(out_path, ["ImageId", "Label"], rows)
+    return write_csv(out_path, ["ImageId", "Label"], rows)
 
 
-def _write_csv(out_path: str | Path, header: list[str], rows: Iterable) -> Path:
+def write_csv(out_path: str | Path, header: list[str], rows: Iterable) -> Path:
+    """A CSV of ``header`` and ``rows``, written atomically (never a half-written file)."""
+
     def write(temp: Path) -> None:
         with temp.open("w", newline="") as handle:
             writer = csv.writer(handle)
@@ -198,4 +200,4 @@ def predict_image_files(
 
 def write_image_predictions(rows: list[tuple[str, int, float, int]], out_path: str | Path) -> Path:
     """CSV ``file,label,confidence,is_digit``, written atomically."""
-    return _write_csv(out_path, ["file", "label", "confidence", "is_digit"], rows)
+    return write_csv(out_path, ["file", "label", "confidence", "is_digit"], rows)

@@ -71,19 +71,12 @@ def _predict_submission(model, csv_path: str, out: str) -> int:
 
 
 def _predict_images(model, inputs: list[str], out: str, *, skip_bad: bool) -> int:
-    """file,label,confidence for image files and folders of them."""
+    """file,label,confidence,is_digit for image files and folders of them."""
     from digitnet.predict import list_image_files, predict_image_files, write_image_predictions
 
     paths = [path for item in inputs for path in list_image_files(item)]
     rows, problems = predict_image_files(model, paths, skip_bad=skip_bad)
-    for problem in problems:
-        print(f"skipped: {problem}", file=sys.stderr)
-    if not rows:
-        raise DigitnetError("no image could be classified; nothing was written")
-    write_image_predictions(rows, out)
-    skipped = f", {len(problems)} skipped" if problems else ""
-    print(f"wrote {out}: {len(rows)} predictions{skipped}")
-    return 0
+    return _write_rows(rows, problems, write_image_predictions, out, "classified", "predictions")
 
 
 def _predict_numbers(model, folder: str, out: str, *, skip_bad: bool) -> int:
@@ -92,11 +85,16 @@ def _predict_numbers(model, folder: str, out: str, *, skip_bad: bool) -> int:
     from digitnet.predict import list_image_files
 
     rows, problems = read_image_files(model, list_image_files(folder), skip_bad=skip_bad)
+    return _write_rows(rows, problems, write_number_predictions, out, "read", "numbers")
+
+
+def _write_rows(rows, problems: list[str], write, out: str, verb: str, noun: str) -> int:
+    """Say what was skipped, refuse an empty result in one line, write the rest."""
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
     if not rows:
-        raise DigitnetError("no image could be read; nothing was written")
-    write_number_predictions(rows, out)
+        raise DigitnetError(f"no image could be {verb}; nothing was written")
+    write(rows, out)
     skipped = f", {len(problems)} skipped" if problems else ""
-    print(f"wrote {out}: {len(rows)} numbers{skipped}")
+    print(f"wrote {out}: {len(rows)} {noun}{skipped}")
     return 0
