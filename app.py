@@ -20,6 +20,8 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -46,7 +48,7 @@ from digitnet.ui.session import (  # noqa: E402
     read_pad,
     session_of,
 )
-from digitnet.ui.static_files import STATIC_DIR, page_css  # noqa: E402
+from digitnet.ui.static_files import STATIC_DIR, page_css, serve_files  # noqa: E402
 from digitnet.ui.train_tab import build_train_tab  # noqa: E402
 from digitnet.ui.why import (  # noqa: E402
     EXPLAIN_CONCURRENCY,
@@ -116,7 +118,7 @@ def build_demo(
         LOG.warning(warning)
     # Served as they are, these files and no others: the pipeline the pad runs (its other JS
     # and CSS are inlined in the page), the exported models, the examples.
-    gr.set_static_paths([STATIC_DIR / "pipeline.js", *browser_models.values(), *examples.values()])
+    serve_files([STATIC_DIR / "pipeline.js", *browser_models.values(), *examples.values()])
     notice = storage_of(app_store.path, environ).notice
     with gr.Blocks(title="digitnet: draw a digit", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(TITLE, elem_id="title")
@@ -291,6 +293,19 @@ def log_storage(storage: Storage) -> None:
         print(f"warning: {storage.notice}", file=sys.stderr)
 
 
+def announce_when_ready(training: TrainingService) -> None:
+    """Tell the operator (and scripts/room_sim.py, which waits for this line) when the Train
+    tab's worker has warmed up: runs start at once from then on."""
+    began = time.monotonic()
+
+    def wait() -> None:
+        if training.ready.wait(timeout=600):
+            seconds = time.monotonic() - began
+            print(f"digitnet: training is ready ({seconds:.0f} s of warm-up)", file=sys.stderr)
+
+    threading.Thread(target=wait, name="digitnet-ready", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)  # one small forward pass per request; parallelism is requests
@@ -310,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         # The Train tab's folder (under a Space's persistent storage when it has one) and caps.
         training = service_from_environ({**os.environ, RUNS_ENV: str(storage.runs_dir)})
         training.start()  # its one-time warm-up now, not in the first visitor's run
+        announce_when_ready(training)
         SavingPolicy(os.environ)  # a bad operator setting stops the start, in one line
     except DigitnetError as error:
         print(f"error: {error}", file=sys.stderr)

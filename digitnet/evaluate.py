@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import threading
+
 import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -120,14 +124,30 @@ def format_per_class_table(metrics: dict) -> str:
 def drawing_inputs(images: np.ndarray, seed: int = 0) -> np.ndarray:
     """Canvas-like renders of ``images`` through the app's preprocessing: (N, 28, 28) float32.
 
-    They depend on the digits and the seed, never on a model, so a caller measuring many
-    models on the same digits may keep them (rendering 200 takes seconds).
+    They depend on the digits and the seed, never on a model, so the last few sets are kept:
+    a server whose runs share a split (every run's calibration and drawings measurement)
+    renders them once, where each run paid ~1.6 s per 400 digits. Do not modify the result.
     """
     from digitnet.drawings import render_drawings
     from digitnet.preprocess import canvas_to_mnist
 
+    key = (hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest(), seed)
+    with _renders_lock:
+        if key in _renders:
+            _renders.move_to_end(key)
+            return _renders[key]
     drawings = render_drawings(images, seed=seed)
-    return np.stack([canvas_to_mnist(drawing).image for drawing in drawings])
+    inputs = np.stack([canvas_to_mnist(drawing).image for drawing in drawings])
+    with _renders_lock:
+        _renders[key] = inputs
+        while len(_renders) > RENDERS_KEPT:
+            _renders.popitem(last=False)
+    return inputs
+
+
+RENDERS_KEPT = 8  # sets of renders kept: a few splits and seeds, ~1 MB each
+_renders: collections.OrderedDict[tuple[str, int], np.ndarray] = collections.OrderedDict()
+_renders_lock = threading.Lock()
 
 
 def drawing_accuracy(model: nn.Module, inputs: np.ndarray, labels: np.ndarray, seed: int) -> dict:

@@ -27,13 +27,12 @@ from digitnet.calibration import (
 )
 from digitnet.checkpoint import checkpoint_files, load_checkpoint, resolve_model_path
 from digitnet.data import Digits, fingerprint, load_training_sources, rows_fingerprint, summarize
-from digitnet.drawings import render_drawings
 from digitnet.errors import DataError
-from digitnet.evaluate import evaluate, evaluate_drawings
+from digitnet.evaluate import drawing_inputs, evaluate, evaluate_drawings
 from digitnet.files import write_text_atomically
 from digitnet.nondigits import make_nondigits
 from digitnet.predict import predict_logits
-from digitnet.preprocess import canvas_to_mnist, digits_to_inputs
+from digitnet.preprocess import digits_to_inputs
 from digitnet.train import TrainConfig, TrainResult
 
 CALIBRATION_DRAWINGS = 2000  # canvas-like renders of validation digits the temperature fits
@@ -183,8 +182,7 @@ def fit_calibration(
     val_inputs, val_labels = data.val
     chosen = data.val_index[:drawings]
     labels = data.digits.labels[chosen]
-    renders = render_drawings(data.digits.images[chosen], seed=seed + 1)
-    render_inputs = np.stack([canvas_to_mnist(drawing).image for drawing in renders])
+    render_inputs = drawing_inputs(data.digits.images[chosen], seed=seed + 1)
     set_calibration(model, Calibration())  # raw logits below
     render_logits = predict_logits(model, render_inputs)
     temperature = fit_temperature(render_logits, labels)

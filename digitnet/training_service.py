@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 
 REPORTS_PER_EPOCH = 5  # step reports per epoch: a live curve moves inside long epochs
 DRAWINGS_MEASURED = 200  # canvas-like renders each run is measured on
-DRAWING_SPLITS_KEPT = 4  # splits (val_fraction, seed) whose rendered drawings are kept
 # What a run's identity covers besides its config and data: bump it when the same config
 # and data would train or save a different run, so no stale run is handed out as identical.
 RUN_FORMAT_VERSION = 2  # 2: runs see non-digits (one shared bank) and are calibrated
@@ -145,7 +144,9 @@ class TrainingService:
         self._data: tuple[Digits, list[dict]] | None = None
         self._data_print = _files_fingerprint(self.data_paths)
         self._throughput = FIRST_THROUGHPUT
-        self._drawing_inputs: dict[tuple, np.ndarray] = {}  # by split: (N, 28, 28) float32
+        # Set once the worker has warmed up and loaded the digits: from then on a run starts
+        # at once. A room simulation waits for it, as a room arrives after the server is up.
+        self.ready = threading.Event()
 
     @property
     def keep_runs(self) -> int:
@@ -392,8 +393,10 @@ class TrainingService:
         _warm_up()
         try:
             self._digits()  # admission's sizes are exact from now on
+            self._render_default_split()
         except DigitnetError as error:
             log.warning("could not load the training digits: %s", error)
+        self.ready.set()
         while True:
             with self._lock:
                 while not self._queue and not self._closing:
@@ -584,18 +587,23 @@ class TrainingService:
             self._data = load_training_sources(self.data_paths)
         return self._data[0]
 
+    def _render_default_split(self) -> None:
+        """Render the drawings a run on the default split is calibrated and measured on
+        (~3 s), as ``run_metadata`` and ``_measure_drawings`` will ask for them: most runs,
+        every preset's included, use that split."""
+        config = TrainConfig()
+        data = self._prepare(config, None)
+        images = data.digits.images[data.val_index]
+        drawing_inputs(images[:CALIBRATION_DRAWINGS], seed=config.seed + 1)
+        if self.drawings:
+            drawing_inputs(images[: self.drawings], seed=config.seed)
+
     def _measure_drawings(self, model: nn.Module, config: TrainConfig, data: PreparedData) -> dict:
-        """``evaluate_drawings``' figure on the first validation digits, keeping each split's
-        renders: they depend on the digits and the seed, never on the model."""
+        """``evaluate_drawings``' figure on the first validation digits (their renders are
+        kept by ``drawing_inputs``: they depend on the split and the seed, not the model)."""
         chosen = data.val_index[: self.drawings]
-        key = (config.val_fraction, config.seed)
-        if key not in self._drawing_inputs:
-            if len(self._drawing_inputs) >= DRAWING_SPLITS_KEPT:
-                self._drawing_inputs.pop(next(iter(self._drawing_inputs)))
-            self._drawing_inputs[key] = drawing_inputs(data.digits.images[chosen], config.seed)
-        return drawing_accuracy(
-            model, self._drawing_inputs[key], data.digits.labels[chosen], config.seed
-        )
+        inputs = drawing_inputs(data.digits.images[chosen], config.seed)
+        return drawing_accuracy(model, inputs, data.digits.labels[chosen], config.seed)
 
 
 def _files_fingerprint(paths: list[str | Path]) -> list[list]:

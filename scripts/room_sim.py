@@ -52,6 +52,7 @@ from digitnet.strokes import PenStyle, digit_strokes  # noqa: E402
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 PHASES = ("hostile", "same", "distinct", "kept")
 MAX_LEARNERS = 40
+READY_LINE = "digitnet: training is ready"
 TINY_AND_FAST = {"hidden_sizes": "256", "epochs": 10, "thickness_prob": 0, "hard_stroke_prob": 0}
 HOSTILE = {
     "100,000 layers": {"hidden_sizes": ", ".join(["1"] * 100_000)},
@@ -150,13 +151,17 @@ def start_server(folder: Path) -> Server:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"app.py exited ({process.returncode}); see {folder / 'server.log'}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return Server(url, process.pid, cache, process)
-        except OSError:
-            time.sleep(0.5)
+        # A room arrives at a server that is up: wait until it listens and its training
+        # worker has warmed up (app.py prints READY_LINE), as minutes before a workshop.
+        if READY_LINE in (folder / "server.log").read_text(errors="replace"):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return Server(url, process.pid, cache, process)
+            except OSError:
+                pass
+        time.sleep(0.5)
     process.kill()
-    raise SystemExit("app.py did not start listening within 120 s")
+    raise SystemExit("app.py was not listening and ready to train within 120 s")
 
 
 def new_client(url: str):

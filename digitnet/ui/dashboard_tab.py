@@ -14,14 +14,19 @@ import gradio as gr
 
 from digitnet.checkpoint import model_card
 from digitnet.dashboard import (
-    confusion_figure,
     curves_figure,
     mistake_gallery,
     model_card_markdown,
     reliability_figure,
 )
 from digitnet.ui.models import LoadedModel
-from digitnet.ui.run_figures import confusion_and_mistakes, per_class_bars, per_class_plot
+from digitnet.ui.run_figures import (
+    confusion_and_mistakes,
+    confusion_plot,
+    encoded_plot,
+    per_class_bars,
+    per_class_plot,
+)
 from digitnet.ui.session import ModelLookup
 
 INTRO = """## How the model was trained
@@ -59,11 +64,11 @@ def make_dashboard_handler(models: ModelLookup | dict[str, LoadedModel]) -> Call
     def dashboard_of(metadata: dict):
         return (
             model_card_markdown(model_card(metadata), metadata),
-            curves_figure(metadata),
+            encoded_plot(curves_figure(metadata)),
             per_class_bars(metadata),
-            confusion_figure(metadata),
+            confusion_plot(metadata),
             mistake_gallery(metadata),
-            reliability_figure(metadata),
+            encoded_plot(reliability_figure(metadata)),
         )
 
     return dashboard

@@ -23,6 +23,7 @@ from digitnet.preprocess import Preprocessed
 from digitnet.training_service import TrainingService
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import pad_models
+from digitnet.ui.static_files import serve_files
 
 LOCAL_SESSION = "local"  # a handler called directly, with no browser session
 # An absolute path: a slash, then folders, then the name (which is kept).
@@ -126,7 +127,7 @@ class ModelChoiceOutputs:
             values.append(gr.Radio(choices=names))
         if self.pad is not None:
             if new is not None and new.web_model is not None:
-                gr.set_static_paths([new.web_model])  # this one file, at an unguessable path
+                serve_files([new.web_model])  # this one file, at an unguessable path
             browser = {**self.pad_browser_models, **browser_runs(records)}
             values.append(gr.HTML(models=pad_models(browser)))
         return values

@@ -13,21 +13,14 @@ import asyncio
 import dataclasses
 import functools
 import math
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from digitnet.dashboard import (
-    confusion_figure,
-    mistake_gallery,
-    progress_frame,
-)
+from digitnet.dashboard import progress_frame
 from digitnet.errors import DigitnetError
 from digitnet.evaluate import format_per_class_table
 from digitnet.jobs import (
@@ -48,10 +41,13 @@ from digitnet.ui.live_job import follow_job, status_markdown
 from digitnet.ui.run_figures import (
     MIN_CHART_WIDTH,
     confusion_and_mistakes,
+    confusion_plot,
+    mistake_files,
     per_class_bars,
     per_class_plot,
 )
 from digitnet.ui.session import ModelChoiceOutputs, session_of
+from digitnet.ui.static_files import servable, served_folder
 
 SLIDER_SPAN = 200  # a bounded knob narrower than this is a slider; a wider one a number box
 TYPED_KNOBS = ("lr",)  # a learning rate spans decades, which a linear slider cannot pick
@@ -213,17 +209,6 @@ def curve_plot(label: str, y_title: str, elem_id: str, **kwargs) -> gr.LinePlot:
         elem_id=elem_id,
         **kwargs,
     )
-
-
-def servable(path: Path) -> Path:
-    """Gradio serves files from the working folder and the temp folder; copy others there."""
-    resolved = path.resolve()
-    for root in (Path.cwd(), Path(tempfile.gettempdir())):
-        if resolved.is_relative_to(root.resolve()):
-            return resolved
-    copy = Path(tempfile.mkdtemp(prefix="digitnet-run-")) / path.name
-    shutil.copyfile(path, copy)
-    return copy
 
 
 # ---------------------------------------------------------------------------
@@ -447,16 +432,15 @@ def make_train_handlers(
     """``train`` fills the tab's :meth:`TrainTab.train_outputs`, then ``targets``' outputs."""
     targets_skip = [gr.skip()] * len(targets.outputs)  # they change only when a run is done
 
-    def progress(snapshot: JobSnapshot, first: bool) -> list:
+    def progress(snapshot: JobSnapshot, first: bool, axes: bool) -> list:
+        """With ``axes``, the curves' x range too: an update of a component's settings costs
+        Gradio a copy of its config for the session, so it goes once, values after that."""
         loss, accuracy = curve_frames(snapshot)
-        epochs = snapshot.last_step.epochs if snapshot.last_step else None
-        x_lim = [0, epochs] if epochs else None
-        values = [
-            snapshot.summary(),
-            status_markdown(snapshot),
-            gr.LinePlot(value=loss, x_lim=x_lim),
-            gr.LinePlot(value=accuracy, x_lim=x_lim),
-        ]
+        if axes:
+            x_lim = [0, snapshot.last_step.epochs]
+            loss = gr.LinePlot(value=loss, x_lim=x_lim)
+            accuracy = gr.LinePlot(value=accuracy, x_lim=x_lim)
+        values = [snapshot.summary(), status_markdown(snapshot), loss, accuracy]
         if first:  # the last run's dashboard goes: it would be mistaken for this one's
             values += [None, "", None, [], gr.skip(), gr.DownloadButton(visible=False)]
         else:
@@ -475,8 +459,8 @@ def make_train_handlers(
             accuracy,
             per_class_bars(metadata),
             per_digit_markdown(metadata),
-            confusion_figure(metadata),
-            mistake_gallery(metadata),
+            confusion_plot(metadata),
+            mistake_files(metadata, served_folder(record.download.parent)),
             runs_frame(records),
             gr.DownloadButton(
                 f"Download {record.name} (.safetensors + .json, zipped)",
@@ -493,14 +477,15 @@ def make_train_handlers(
             job = await asyncio.to_thread(service.submit, session, values)
         except DigitnetError as error:
             raise gr.Error(str(error), print_exception=False) from None
-        first = True
+        first, axes_sent = True, False
         async with aclosing(follow_job(service, job)) as snapshots:
             async for snapshot in snapshots:
                 if not snapshot.finished:
-                    yield progress(snapshot, first)
-                    first = False
+                    axes = not axes_sent and snapshot.last_step is not None
+                    yield progress(snapshot, first, axes)
+                    first, axes_sent = False, axes_sent or axes
         if snapshot.record is None:  # cancelled
-            yield progress(snapshot, first)
+            yield progress(snapshot, first, False)
             return
         # The figures take a moment to draw; the event loop keeps serving meanwhile.
         yield await asyncio.to_thread(finished, snapshot, session)
