@@ -31,6 +31,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import multiprocessing  # noqa: E402
+import queue  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -222,38 +224,54 @@ def first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
 
 
+def draw_until(url: str, ready, stop, results) -> None:
+    """The drawing visitor's loop, in a process of its own (see :class:`Drawer`)."""
+    client = new_client(url)
+    strokes = {"strokes": digit_strokes(7, PenStyle(200, (140, 140), 0.1))}
+    latencies, errors = [], []
+    ready.set()
+    try:
+        while not stop.is_set():
+            began = time.perf_counter()
+            try:
+                client.predict(strokes, "MLP", api_name="/predict")
+                latencies.append(time.perf_counter() - began)
+            except Exception as error:
+                errors.append(first_line(error))
+            stop.wait(max(0.0, DRAW_EVERY_S - (time.perf_counter() - began)))
+    finally:
+        client.close()
+        results.put((latencies, errors))
+
+
 @dataclass
 class Drawer:
-    """One session sending a drawn 7 to /predict twice a second."""
+    """One visitor sending a drawn 7 to /predict twice a second, from a process of its own:
+    in the simulator's, its clock also ran while the learners' 20 clients held the GIL."""
 
     url: str
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        client = new_client(self.url)
-        strokes = {"strokes": digit_strokes(7, PenStyle(200, (140, 140), 0.1))}
-        try:
-            while not self._stop.is_set():
-                began = time.perf_counter()
-                try:
-                    client.predict(strokes, "MLP", api_name="/predict")
-                    self.latencies.append(time.perf_counter() - began)
-                except Exception as error:
-                    self.errors.append(first_line(error))
-                self._stop.wait(max(0.0, DRAW_EVERY_S - (time.perf_counter() - began)))
-        finally:
-            client.close()
 
     def __enter__(self) -> Drawer:
-        self._thread = threading.Thread(target=self.run, daemon=True)
-        self._thread.start()
+        context = multiprocessing.get_context("spawn")
+        self._ready, self._stop, self._results = context.Event(), context.Event(), context.Queue()
+        self._process = context.Process(
+            target=draw_until, args=(self.url, self._ready, self._stop, self._results)
+        )
+        self._process.start()
+        if not self._ready.wait(timeout=120):  # connected: its first call is the phase's
+            self._process.kill()
+            raise SystemExit("the drawing client did not connect within 120 s")
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join(30)
+        try:
+            self.latencies, self.errors = self._results.get(timeout=60)
+        except queue.Empty:
+            self.errors.append("the drawing process sent no figures")
+        self._process.join(10)
 
     def report(self) -> str:
         if not self.latencies:
