@@ -28,6 +28,7 @@ from digitnet.setup_links import (
 from digitnet.ui.static_files import read_static
 
 COPY_LABEL = "Copy link to this setup"
+LINK_CSS = ("setup_link.css",)  # page-level, beside the app's own
 
 
 @dataclass(frozen=True)
