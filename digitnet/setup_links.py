@@ -85,7 +85,7 @@ def setup_from_query(
     preset = given.pop(PRESET_PARAM, DEFAULT_PRESET).strip() or DEFAULT_PRESET
     if preset not in PRESETS:
         notes.append(
-            f"{PRESET_PARAM}={preset} in the link is not one of the presets "
+            f"{PRESET_PARAM}={shorten(preset)} in the link is not one of the presets "
             f"({', '.join(PRESETS)}); kept {DEFAULT_PRESET}"
         )
         preset = DEFAULT_PRESET
