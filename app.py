@@ -40,6 +40,7 @@ from digitnet.ui.drawing_policy import AppStore, SavingPolicy, open_app_store  #
 from digitnet.ui.drawings_tab import build_drawings_tab  # noqa: E402
 from digitnet.ui.feedback import build_feedback, make_feedback_handlers, wire_feedback  # noqa: E402
 from digitnet.ui.models import LoadedModel, export_for_browser  # noqa: E402
+from digitnet.ui.present import PRESENT_CSS, build_present_view  # noqa: E402
 from digitnet.ui.rest_api import build_rest_blocks, mount_rest_apps  # noqa: E402
 from digitnet.ui.session import (  # noqa: E402
     ModelChoiceOutputs,
@@ -48,6 +49,7 @@ from digitnet.ui.session import (  # noqa: E402
     read_pad,
     session_of,
 )
+from digitnet.ui.setup_link import LINK_CSS  # noqa: E402
 from digitnet.ui.static_files import STATIC_DIR, page_css, serve_files  # noqa: E402
 from digitnet.ui.train_tab import build_train_tab  # noqa: E402
 from digitnet.ui.why import (  # noqa: E402
@@ -134,6 +136,7 @@ def build_demo(
                 )
                 draw = build_draw_tab(lookup, browser_models, examples, slots)
                 build_explain_api({name: m.model for name, m in models.items()}, draw.choice)
+                build_present_view(demo, app_store)  # ?view=present: for the projector
             with gr.Tab("How it was trained", id="dashboard", elem_id="dashboard-tab"):
                 dashboard = build_dashboard_tab(lookup)
                 look_inside = build_look_inside()
@@ -261,9 +264,8 @@ def launch(demo: gr.Blocks, **kwargs):
     sessionless = getattr(demo, "sessionless_blocks", None)
     if sessionless:
         kwargs["app_kwargs"] = mount_rest_apps(sessionless, **served).app_kwargs()
-    return demo.launch(
-        css=page_css("app.css", *PAGE_CSS), theme=gr.themes.Default(), **served, **kwargs
-    )
+    css = page_css("app.css", *PAGE_CSS, *LINK_CSS, *PRESENT_CSS)
+    return demo.launch(css=css, theme=gr.themes.Default(), **served, **kwargs)
 
 
 def serve_in_background(

@@ -47,6 +47,12 @@ from digitnet.ui.run_figures import (
     per_class_plot,
 )
 from digitnet.ui.session import ModelChoiceOutputs, session_of
+from digitnet.ui.setup_link import (
+    SetupLinkPanel,
+    build_copy_link,
+    build_link_notes,
+    wire_setup_link,
+)
 from digitnet.ui.static_files import servable, served_folder
 
 SLIDER_SPAN = 200  # a bounded knob narrower than this is a slider; a wider one a number box
@@ -302,6 +308,7 @@ class TrainTab:
     mistakes: gr.Gallery
     runs: gr.Dataframe
     download: gr.DownloadButton
+    setup_link: SetupLinkPanel | None = None  # the knobs from a link, and a link to them
 
     @property
     def train_outputs(self) -> list[gr.Component]:
@@ -341,6 +348,7 @@ def build_train_tab(
                 info=PRESET_NOTES[DEFAULT_PRESET],
                 elem_id="train-preset",
             )
+            link_notes = build_link_notes()  # what a link set that could not be used
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
                 stop = gr.Button("Stop", elem_id="train-stop")  # not red: nothing may be running
@@ -359,6 +367,7 @@ def build_train_tab(
                         )
                     if group == "Training":
                         knobs[TRAIN_SIZE] = train_size_component(service.caps.max_train_size)
+            setup_link = build_copy_link(link_notes)
         with gr.Column(scale=2, min_width=320):
             with gr.Row():  # side by side on a laptop, one above the other on a phone
                 loss = curve_plot(
@@ -410,8 +419,10 @@ def build_train_tab(
         mistakes=mistakes,
         runs=runs,
         download=download,
+        setup_link=setup_link,
     )
     _wire(tab, service, demo, targets or ModelChoiceOutputs())
+    wire_setup_link(setup_link, demo, preset, knobs, service.caps, PRESET_NOTES)
     return tab
 
 
@@ -531,7 +542,8 @@ def _wire(
         show_progress="minimal",
     )
     tab.stop.click(handlers.stop, None, tab.status, api_name="stop", concurrency_limit=None)
-    tab.preset.change(
+    # A visitor's pick only: a page opened from a link sets the preset and then its own knobs.
+    tab.preset.input(
         handlers.apply_preset,
         tab.preset,
         [tab.preset] + [tab.knobs[name] for name in knob_names],
