@@ -80,7 +80,8 @@ def knobs_text(metadata: dict) -> tuple[str, str | None, dict[str, object]]:
         drawings = finetune.get("drawings", {}).get("train_count", 0)
         epochs = len(metadata.get("history", []))
         base = finetune.get("base_model")
-        return f"fine-tuned {base} on {drawings} drawings, {epochs} epochs", None, {}
+        epochs_text = "1 epoch" if epochs == 1 else f"{epochs} epochs"
+        return f"fine-tuned {base} on {drawings} drawings, {epochs_text}", None, {}
     preset, changed = preset_differences(TrainConfig.from_dict(metadata.get("config") or {}))
     if not changed:
         return preset, preset, {}

@@ -226,13 +226,17 @@ class RoomHandlers:
     publish_from_page: Callable  # (run, nickname, request) -> the status line (HTML)
     leaderboard: Callable  # () -> {"rows": [...], ...}
     room_counts: Callable  # () -> {"counts": {...}, "total": n}
-    room_model: Callable  # () -> the room's fine-tune's status
+    room_model: Callable  # (request) -> the fine-tune's status, then ``targets``' outputs
     remove_entry: Callable  # (entry_id, token) -> what was removed
     room_finetune: Callable  # (token, base, epochs) -> the fine-tune's status
     operator_line: Callable  # (action, entry_id, token, base, epochs) -> a line (HTML)
 
 
-def make_room_handlers(room: Room) -> RoomHandlers:
+def make_room_handlers(room: Room, targets: ModelChoiceOutputs | None = None) -> RoomHandlers:
+    """``room_model`` also fills ``targets`` (the Draw tab's model choice and pad) with the
+    session's models, the room's model included: a program's session may then draw with it."""
+    targets = targets or ModelChoiceOutputs()
+
     def publish(run: str, nickname: str, request: gr.Request = None) -> dict:
         """Publish one of this session's runs (by name, e.g. run-1) under a nickname;
         returns its leaderboard row."""
@@ -269,9 +273,11 @@ def make_room_handlers(room: Room) -> RoomHandlers:
         counts = room.digit_counts()
         return {"counts": counts, "total": sum(counts.values())}
 
-    def room_model() -> dict:
-        """The room's model: its name once the operator's fine-tune is done, or its progress."""
-        return room.finetune_status()
+    def room_model(request: gr.Request = None) -> list:
+        """The room's model: its name once the operator's fine-tune is done, or its progress;
+        then the Draw tab's model choice and pad with it added."""
+        runs = room.service.runs(session_of(request))
+        return [room.finetune_status(), *targets.updates(runs)]
 
     def remove_entry(entry_id: float, token: str) -> dict:
         """The operator removes a leaderboard entry (needs the operator's token)."""
@@ -388,7 +394,7 @@ def build_room_tab(view: RoomView, base_names: list[str]) -> RoomTab:
     )
 
 
-def build_room_api(handlers: RoomHandlers) -> None:
+def build_room_api(handlers: RoomHandlers, targets: ModelChoiceOutputs) -> None:
     """The room's endpoints, with named parameters and results (no trigger on the page)."""
     with gr.Column(visible=False):
         run = gr.Textbox(label="Run")
@@ -406,7 +412,8 @@ def build_room_api(handlers: RoomHandlers) -> None:
     gr.on([], handlers.publish, [run, nickname], entry, api_name="publish", **api)
     gr.on([], handlers.leaderboard, None, board, api_name="leaderboard", **api)
     gr.on([], handlers.room_counts, None, counts, api_name="room_counts", **api)
-    gr.on([], handlers.room_model, None, model, api_name="room_model", **api)
+    outputs = [model, *targets.outputs]
+    gr.on([], handlers.room_model, None, outputs, api_name="room_model", **api)
     gr.on([], handlers.remove_entry, [entry_id, token], removed, api_name="remove_entry", **api)
     gr.on([], handlers.room_finetune, [token, base, epochs], model, api_name="room_finetune")
 
@@ -420,8 +427,8 @@ def wire_room(
 ) -> None:
     """The poll (a ``gr.Timer`` at the page's root, so it ticks whichever tab shows), the
     publish form, the operator's buttons and the room's endpoints."""
-    handlers = make_room_handlers(view.room)
-    build_room_api(handlers)
+    handlers = make_room_handlers(view.room, targets)
+    build_room_api(handlers, targets)
     private = dict(api_visibility="private")
     seen = gr.State({"key": None, "runs": None, "model": None})
     outputs = [tab.board, tab.counts, tab.status, seen, *targets.outputs]
