@@ -318,3 +318,24 @@ def test_the_handlers_say_what_went_wrong_in_one_line(room, published):
     assert "already on the leaderboard" in line and "<i>" not in line
     assert handlers.leaderboard()["rows"] == room.leaderboard_rows()
     assert handlers.room_counts()["total"] == sum(room.digit_counts().values())
+
+
+def test_the_operator_lists_and_removes_entries_from_the_command_line(tmp_path, capsys):
+    from digitnet.cli import main
+    from digitnet.room_store import add_entry
+
+    path = tmp_path / "drawings.sqlite"
+    with open_store(path) as store:
+        for nickname, accuracy in [("ada", 0.9), ("<b>bob</b>", 0.95)]:
+            figures = {"val_accuracy": accuracy, "test_accuracy": 0.9, "knobs": "tiny and fast"}
+            add_entry(
+                store, session="s", nickname=nickname, run="run-1", kind="run", folder=None,
+                figures=figures,
+            )  # fmt: skip
+    assert main(["room", "list", "--db", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("#2") and "'<b>bob</b>'" in lines[0] and "95.00%" in lines[0]
+    assert main(["room", "remove", "1", "--db", str(path)]) == 0
+    assert "removed entry 1: 'ada'" in capsys.readouterr().out
+    assert main(["room", "remove", "1", "--db", str(path)]) == 2
+    assert_one_line(capsys.readouterr().err, "no entry 1")

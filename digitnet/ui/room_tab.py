@@ -64,7 +64,7 @@ def room_cell(row: dict) -> str:
     low, high = row["room_interval"]
     return (
         f"{100 * row['room_accuracy']:.0f}% [{100 * low:.0f}–{100 * high:.0f}] "
-        f"of {row['room_count']}"
+        f"of {row['room_count']:,}"
     )
 
 
@@ -115,9 +115,10 @@ def render_leaderboard_html(rows: list[dict], large: bool = False) -> str:
             + "".join(f"<td>{escape(str(cell))}</td>" for cell in cells)
             + "</tr>"
         )
+    # In a box of its own that scrolls sideways on a phone, rather than crushing 8 columns.
     return (
-        f'<table class="{classes}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="room-scroll"><table class="{classes}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
@@ -128,7 +129,10 @@ def render_counts_html(counts: Mapping[str, int], large: bool = False) -> str:
     values = [*counts.values(), sum(counts.values())]
     head = "".join(f"<th>{escape(label)}</th>" for label in labels)
     cells = "".join(f"<td>{int(value):,}</td>" for value in values)
-    return f'<table class="{classes}"><tr>{head}</tr><tr>{cells}</tr></table>'
+    return (
+        f'<div class="room-scroll"><table class="{classes}"><tr>{head}</tr>'
+        f"<tr>{cells}</tr></table></div>"
+    )
 
 
 def status_text(status: dict) -> str:
