@@ -179,8 +179,10 @@ class Room:
     # -- what a UI reads -------------------------------------------------------
 
     def key(self) -> tuple:
-        """Moves whenever the rows, the counts or the room's model may have changed."""
-        return change_mark(self.store), self._version
+        """Moves whenever the rows, the counts or the room's model (or its fine-tune's
+        progress) may have changed."""
+        job = self._job if self._watching else None
+        return change_mark(self.store), self._version, job.version if job else None
 
     def leaderboard_rows(self) -> list[dict]:
         """Every entry as a row (:func:`digitnet.leaderboard.entry_row`), best validation

@@ -316,6 +316,10 @@ def test_the_handlers_say_what_went_wrong_in_one_line(room, published):
     assert_one_line(caught.value.message, "no run called 'run-9'", "your runs: run-1")
     line = handlers.publish_from_page("run-1", "<i>x</i>", Request("session-64"))
     assert "already on the leaderboard" in line and "<i>" not in line
+    line = handlers.operator_line("remove", 999, "guess", "MLP", 1)
+    assert "wrong operator token" in line and line.startswith('<p class="room-line">')
+    assert "no entry 999" in handlers.operator_line("remove", 999, TOKEN, "MLP", 1)
+    assert "at least" in handlers.operator_line("finetune", None, TOKEN, "MLP", 0)  # epochs
     assert handlers.leaderboard()["rows"] == room.leaderboard_rows()
     assert handlers.room_counts()["total"] == sum(room.digit_counts().values())
 

@@ -179,24 +179,26 @@ class RoomView:
     def __init__(self, room: Room):
         self.room = room
         self._lock = threading.Lock()
-        self._rendered: tuple[tuple, dict] | None = None
+        self._rendered: dict[bool, tuple[tuple, dict]] = {}  # by size: (key, what is shown)
         self._served: set[Path] = set()
 
-    def shown(self) -> tuple[tuple, dict]:
-        """(the room's key, {"board", "counts", "status"} as HTML and text)."""
+    def shown(self, large: bool = False) -> tuple[tuple, dict]:
+        """(the room's key, {"board", "counts", "status"}): the leaderboard and the counts as
+        HTML (``large``: for a projector) and the room's model's line. A page that has seen
+        this key has nothing new to show."""
         key = self.room.key()
         with self._lock:
-            if self._rendered is None or self._rendered[0] != key:
+            if key != self._rendered.get(large, (None,))[0]:
                 room = self.room
-                self._rendered = (
+                self._rendered[large] = (
                     key,
                     {
-                        "board": render_leaderboard_html(room.leaderboard_rows()),
-                        "counts": render_counts_html(room.digit_counts()),
+                        "board": render_leaderboard_html(room.leaderboard_rows(), large),
+                        "counts": render_counts_html(room.digit_counts(), large),
                         "status": status_text(room.finetune_status()),
                     },
                 )
-            return self._rendered
+            return self._rendered[large]
 
     def shared_models(self) -> SharedModels:
         """The room's model as every session's shared model (and its web file, served)."""
