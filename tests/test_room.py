@@ -319,7 +319,9 @@ def test_the_handlers_say_what_went_wrong_in_one_line(room, published):
     line = handlers.operator_line("remove", 999, "guess", "MLP", 1)
     assert "wrong operator token" in line and line.startswith('<p class="room-line">')
     assert "no entry 999" in handlers.operator_line("remove", 999, TOKEN, "MLP", 1)
-    assert "at least" in handlers.operator_line("finetune", None, TOKEN, "MLP", 0)  # epochs
+    assert "epochs must be in [1, 100], got 0" in handlers.operator_line(
+        "finetune", 1, TOKEN, "MLP", 0
+    )
     assert handlers.leaderboard()["rows"] == room.leaderboard_rows()
     assert handlers.room_counts()["total"] == sum(room.digit_counts().values())
 
