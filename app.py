@@ -318,10 +318,17 @@ def log_storage(storage: Storage) -> None:
         print(f"warning: {storage.notice}", file=sys.stderr)
 
 
-def log_room(settings: RoomSettings) -> None:
+def log_room(settings: RoomSettings, app_store: AppStore) -> None:
     """Whether room mode is on, and whether anyone can act as its operator."""
     if not settings.enabled:
         print("digitnet: room mode off (set DIGITNET_ROOM=1 to turn it on)", file=sys.stderr)
+        return
+    if not app_store.saving:
+        print(
+            "digitnet: room mode off: it keeps its leaderboard in the drawings database, "
+            "which could not be opened",
+            file=sys.stderr,
+        )
         return
     operator = "set" if settings.operator_token else "not set: nobody can remove entries"
     print(f"digitnet: room mode on; operator token {operator}", file=sys.stderr)
@@ -355,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     log_storage(storage)
     if app_store.warning:
         print(f"warning: {app_store.warning}", file=sys.stderr)
-    log_room(room_settings)
+    log_room(room_settings, app_store)
     launch(build_demo(models, warnings, training=training, app_store=app_store), **settings)
     return 0
 
