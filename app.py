@@ -29,6 +29,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from digitnet.errors import DigitnetError  # noqa: E402
+from digitnet.room import Room, RoomSettings  # noqa: E402
 from digitnet.service_settings import service_from_environ  # noqa: E402
 from digitnet.storage import RUNS_ENV, Storage, storage_of  # noqa: E402
 from digitnet.training_service import TrainingService  # noqa: E402
@@ -42,12 +43,20 @@ from digitnet.ui.feedback import build_feedback, make_feedback_handlers, wire_fe
 from digitnet.ui.models import LoadedModel, export_for_browser  # noqa: E402
 from digitnet.ui.present import PRESENT_CSS, build_present_view  # noqa: E402
 from digitnet.ui.rest_api import build_rest_blocks, mount_rest_apps  # noqa: E402
+from digitnet.ui.room_tab import (  # noqa: E402
+    RoomView,
+    build_publish_form,
+    build_room_rest_blocks,
+    build_room_tab,
+    open_room,
+    wire_room,
+)
 from digitnet.ui.session import (  # noqa: E402
     ModelChoiceOutputs,
     ModelLookup,
+    SharedModels,
     hide_paths,
     read_pad,
-    session_of,
 )
 from digitnet.ui.setup_link import LINK_CSS  # noqa: E402
 from digitnet.ui.static_files import STATIC_DIR, page_css, serve_files  # noqa: E402
@@ -102,17 +111,22 @@ def build_demo(
     training: TrainingService | None = None,
     app_store: AppStore | None = None,
     environ: Mapping[str, str] | None = None,
+    room: Room | None = None,
 ) -> gr.Blocks:
     """Wire the page. ``models`` must hold at least one model; the first is the default.
 
     ``training`` serves the Train tab and fine-tunes (default: runs/app with the default
     caps); ``app_store`` keeps drawings (default: ``$DIGITNET_DB``, else the default of
-    ``digitnet.storage``); ``environ`` holds the operator's settings (default: os.environ).
+    ``digitnet.storage``); ``environ`` holds the operator's settings (default: os.environ);
+    ``room`` is the room mode's leaderboard and model (default: as ``environ`` says).
     """
     environ = os.environ if environ is None else environ
     training = training if training is not None else TrainingService()
     app_store = app_store if app_store is not None else open_app_store()
-    lookup = ModelLookup(models, training)
+    room = room if room is not None else open_room(app_store, training, models, environ)
+    room_view = RoomView(room) if room is not None else None
+    shared = room_view.shared_models() if room_view is not None else SharedModels()
+    lookup = ModelLookup(models, training, shared)
     policy = SavingPolicy(environ)
     examples = example_files()
     browser_models, export_warnings = export_for_browser(models, web_dir or WEB_DIR)
@@ -136,15 +150,23 @@ def build_demo(
                 )
                 draw = build_draw_tab(lookup, browser_models, examples, slots)
                 build_explain_api({name: m.model for name, m in models.items()}, draw.choice)
-                build_present_view(demo, app_store)  # ?view=present: for the projector
+                build_present_view(demo, app_store, *presenter_room(room_view))  # ?view=present
             with gr.Tab("How it was trained", id="dashboard", elem_id="dashboard-tab"):
                 dashboard = build_dashboard_tab(lookup)
                 look_inside = build_look_inside()
             with gr.Tab("Train", id="train", elem_id="train-tab"):
-                targets = ModelChoiceOutputs(draw.choice, list(models), draw.pad, browser_models)
+                targets = ModelChoiceOutputs(
+                    draw.choice, list(models), draw.pad, browser_models, shared
+                )
                 build_train_tab(training, demo, targets)
+                publish = build_publish_form() if room_view is not None else None
             with gr.Tab("Your drawings", id="drawings", elem_id="drawings-tab") as tab:
                 build_drawings_tab(app_store, lookup, training, targets, policy, tab)
+            if room_view is not None:
+                with gr.Tab("Room", id="room", elem_id="room-tab"):
+                    room_tab = build_room_tab(room_view, list(models))
+        if room_view is not None:
+            wire_room(demo, room_view, room_tab, publish, targets)
         feedback = make_feedback_handlers(app_store, examples, lookup, policy)
         wire_feedback(draw.under_answer, draw.pad, draw.choice, feedback)
         why = WhyPanel(saliency=draw.beside_input, inside=draw.under_input)
@@ -155,7 +177,24 @@ def build_demo(
     demo.sessionless_blocks = build_rest_blocks(
         draw.handlers, {name: m.model for name, m in models.items()}, list(models)
     )
+    if room is not None:
+        demo.sessionless_blocks.update(build_room_rest_blocks(room))
     return demo
+
+
+def presenter_room(room_view: RoomView | None) -> tuple:
+    """The presenter view's leaderboard (large) and the room's drawings per label, or
+    (None, None) where room mode is off."""
+    if room_view is None:
+        return None, None
+
+    def board() -> str:
+        return room_view.shown(large=True)[1]["board"]
+
+    def drawings() -> list[int]:
+        return list(room_view.room.digit_counts().values())
+
+    return board, drawings
 
 
 def _wire_panels(demo, lookup: ModelLookup, examples, draw, why, dashboard, look_inside) -> None:
@@ -164,8 +203,7 @@ def _wire_panels(demo, lookup: ModelLookup, examples, draw, why, dashboard, look
 
     def follow_choice(choice: str | None, request: gr.Request):
         """The dashboard shows the model chosen for drawing, the session's runs included."""
-        runs = [run.name for run in lookup.service.runs(session_of(request))]
-        return gr.Radio(choices=[*lookup.models, *runs], value=choice)
+        return gr.Radio(choices=list(lookup.session_models(request)), value=choice)
 
     def why_for_pad(value, choice: str | None, request: gr.Request):
         """The Why panel for the pad's drawing: its own event, never the answer's."""
@@ -264,7 +302,7 @@ def launch(demo: gr.Blocks, **kwargs):
     sessionless = getattr(demo, "sessionless_blocks", None)
     if sessionless:
         kwargs["app_kwargs"] = mount_rest_apps(sessionless, **served).app_kwargs()
-    css = page_css("app.css", *PAGE_CSS, *LINK_CSS, *PRESENT_CSS)
+    css = page_css("app.css", "room.css", *PAGE_CSS, *LINK_CSS, *PRESENT_CSS)
     return demo.launch(css=css, theme=gr.themes.Default(), **served, **kwargs)
 
 
@@ -273,6 +311,7 @@ def serve_in_background(
     warnings: list[str] | None = None,
     training: TrainingService | None = None,
     app_store: AppStore | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[gr.Blocks, str]:
     """Serve on 127.0.0.1 and a free port without blocking (tests, the load script).
 
@@ -281,7 +320,7 @@ def serve_in_background(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    demo = build_demo(models, warnings, training=training, app_store=app_store)
+    demo = build_demo(models, warnings, training=training, app_store=app_store, environ=environ)
     _, url, _ = launch(
         demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
     )
@@ -308,6 +347,22 @@ def announce_when_ready(training: TrainingService) -> None:
     threading.Thread(target=wait, name="digitnet-ready", daemon=True).start()
 
 
+def log_room(settings: RoomSettings, app_store: AppStore) -> None:
+    """Whether room mode is on, and whether anyone can act as its operator."""
+    if not settings.enabled:
+        print("digitnet: room mode off (set DIGITNET_ROOM=1 to turn it on)", file=sys.stderr)
+        return
+    if not app_store.saving:
+        print(
+            "digitnet: room mode off: it keeps its leaderboard in the drawings database, "
+            "which could not be opened",
+            file=sys.stderr,
+        )
+        return
+    operator = "set" if settings.operator_token else "not set: nobody can remove entries"
+    print(f"digitnet: room mode on; operator token {operator}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)  # one small forward pass per request; parallelism is requests
@@ -329,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         training.start()  # its one-time warm-up now, not in the first visitor's run
         announce_when_ready(training)
         SavingPolicy(os.environ)  # a bad operator setting stops the start, in one line
+        room_settings = RoomSettings.from_environ(os.environ)
     except DigitnetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -336,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     log_storage(storage)
     if app_store.warning:
         print(f"warning: {app_store.warning}", file=sys.stderr)
+    log_room(room_settings, app_store)
     launch(build_demo(models, warnings, training=training, app_store=app_store), **settings)
     return 0
 

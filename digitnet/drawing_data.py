@@ -7,14 +7,17 @@
   MNIST's) rendered as canvas drawings, the stand-in for a workshop's drawings.
 - :func:`split_by_seed`, :func:`wilson_interval`, :func:`accuracy_on_drawings`: held-out
   halves, and every model's accuracy on the drawings, overall and per label, with a 95%
-  interval. A drawing kept as "not a digit" counts too: a model is right on it when it
-  refuses it (:func:`model_answers`), and right on a digit when it gives that digit
-  without refusing it.
+  interval; :class:`AnswerCache` keeps each model's answers for tables shown again. A
+  drawing kept as "not a digit" counts too: a model is right on it when it refuses it
+  (:func:`model_answers`), and right on a digit when it gives that digit without refusing
+  it.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,6 +288,35 @@ def accuracy_of(answers: np.ndarray, labels: np.ndarray) -> ModelAccuracy:
 
     per_digit = tuple(of(digit) for digit in range(NUM_CLASSES))
     return ModelAccuracy(Accuracy(int(right.sum()), len(right)), per_digit, of(NOT_A_DIGIT))
+
+
+class AnswerCache:
+    """Each model's answer to each stored drawing (a digit, or NOT_A_DIGIT where it refuses
+    it), computed once.
+
+    A row's pixels never change and neither do a model's weights, so after a new drawing only
+    that drawing is run through each model; 1,800 drawings through the CNN take ~3 s here,
+    too long to repeat every time the tab is shown. Models are held weakly: a run removed to
+    make room takes its answers with it.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._answers: weakref.WeakKeyDictionary[nn.Module, dict[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def answers(self, model: nn.Module, ids: np.ndarray, digits: Digits) -> np.ndarray:
+        """``model``'s answer to each drawing (``ids[i]`` is ``digits``' row i)."""
+        with self._lock:
+            known = self._answers.setdefault(model, {})
+            missing = [row for row, drawing_id in enumerate(ids) if int(drawing_id) not in known]
+        if missing:
+            inputs = digits_to_inputs(digits.images[missing])
+            found = model_answers(model, inputs)
+            with self._lock:
+                known.update(zip((int(ids[row]) for row in missing), found.tolist()))
+        return np.array([known[int(drawing_id)] for drawing_id in ids], dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------

@@ -86,33 +86,12 @@ from digitnet.store_schema import (
 
 # Importers read the store's names from here; the schema and the paths have modules of their own.
 __all__ = [
-    "APPLICATION_ID",
-    "DB_ENV",
-    "DEFAULT_DB_PATH",
-    "IMPORT_SESSION",
-    "LABEL_COUNT",
-    "MAX_MB_ENV",
-    "NOT_A_DIGIT",
-    "NOT_A_DIGIT_TEXT",
-    "SCHEMA_VERSION",
-    "SOURCE_API",
-    "SOURCE_APP",
-    "SOURCE_IMPORT",
-    "SOURCE_SKLEARN",
-    "DrawingStore",
-    "SavedDrawing",
-    "StoreError",
-    "StoreStats",
-    "StoredDrawing",
-    "as_pixels",
-    "check_label",
-    "drawing_png",
-    "label_text",
-    "open_store",
-    "utc_text",
-    "resolve_db_path",
-    "resolve_max_bytes",
-]
+    "APPLICATION_ID", "DB_ENV", "DEFAULT_DB_PATH", "IMPORT_SESSION", "LABEL_COUNT",
+    "MAX_MB_ENV", "NOT_A_DIGIT", "NOT_A_DIGIT_TEXT", "SCHEMA_VERSION", "SOURCE_API",
+    "SOURCE_APP", "SOURCE_IMPORT", "SOURCE_SKLEARN", "DrawingStore", "SavedDrawing",
+    "StoreError", "StoreStats", "StoredDrawing", "as_pixels", "check_label", "drawing_png",
+    "label_text", "open_store", "utc_text", "resolve_db_path", "resolve_max_bytes",
+]  # fmt: skip
 
 BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's write lock
 DEFAULT_PAGE_SIZE = 60  # rows per page when listing
@@ -256,6 +235,16 @@ class DrawingStore:
                 if self._connection.in_transaction:
                     self._connection.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def writing(self, action: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction, its failures one line: for the room's tables (room_store)."""
+        with self._guard(action), self._transaction() as connection:
+            yield connection
+
+    def reading(self, action: str):
+        """The connection under the lock, its failures one line: for the room's tables."""
+        return self._guard(action)
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[sqlite3.Connection]:

@@ -65,7 +65,8 @@ _V3_COLUMNS = (
 # append a new one. Version 1 kept only the 28x28 input; version 2 keeps the drawing too;
 # version 3 lets a label be "not a digit" (10). SQLite cannot change a CHECK constraint, so
 # version 3 rebuilds the table: every row is copied with its id, AUTOINCREMENT's counter is
-# carried over (a deleted id is never given again), and the indexes are made anew.
+# carried over (a deleted id is never given again), and the indexes are made anew. Version 4
+# adds the room's leaderboard (digitnet.room_store): the drawings table is left as it is.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE drawings (
@@ -98,6 +99,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX drawings_label ON drawings (label)",
         "CREATE INDEX drawings_session ON drawings (session)",
         "CREATE INDEX drawings_source ON drawings (source)",
+    ),
+    (
+        # One published run (or the room's model) per row; ``figures`` is JSON, measured
+        # when it was published, so a row outlives its run's files.
+        """CREATE TABLE room_entries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            session TEXT NOT NULL,
+            nickname TEXT NOT NULL,
+            run TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('run', 'room')),
+            folder TEXT,
+            figures TEXT NOT NULL
+        )""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,6 +33,7 @@ from conftest import assert_one_line, close_when_idle  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import app  # noqa: E402
+from digitnet import drawing_data  # noqa: E402
 from digitnet.calibration import Calibration, set_calibration  # noqa: E402
 from digitnet.drawings import render_drawings  # noqa: E402
 from digitnet.errors import DigitnetError  # noqa: E402
@@ -659,7 +660,7 @@ def test_each_model_answers_each_stored_drawing_once(tmp_path, drawing_files):
     store = open_store(tmp_path / "d.sqlite")
     for path, digit in drawing_files[:10]:
         store.save_image(input_of(path).image, digit, session="s")
-    cache = drawings_tab.AnswerCache()
+    cache = drawing_data.AnswerCache()
     try:
         first = drawings_tab.accuracy_frame(store, {"MLP": models["MLP"]}, cache)
         again = drawings_tab.accuracy_frame(store, {"MLP": models["MLP"]}, cache)

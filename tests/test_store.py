@@ -441,7 +441,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
         saved = store.save(ink(1), 5, session="new", png=drawing_png(seven_on_canvas()))
         assert saved.count == 2 and store.list_drawings()[0].png is not None
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     check.close()
 
@@ -478,7 +478,7 @@ def test_a_version_2_database_is_rebuilt_keeping_every_row_and_id(tmp_path):
         assert saved.id == 6  # not 5: the deleted id stays unused
         assert store.list_drawings(digit=10)[0].id == 6
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert check.execute("SELECT * FROM drawings WHERE id < 6 ORDER BY id").fetchall() == before
     indexes = {
         row[0] for row in check.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
@@ -487,7 +487,7 @@ def test_a_version_2_database_is_rebuilt_keeping_every_row_and_id(tmp_path):
     tables = [
         row[0] for row in check.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
     ]
-    assert sorted(tables) == ["drawings", "sqlite_sequence"]
+    assert sorted(tables) == ["drawings", "room_entries", "sqlite_sequence"]  # no drawings_v3
     assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with pytest.raises(sqlite3.IntegrityError):  # the new CHECK still bounds the labels
         check.execute(insert, ["t", "s", ink().tobytes(), None, None, None, 11, "app", None, None])

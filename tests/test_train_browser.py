@@ -147,7 +147,11 @@ def test_train_watch_stop_pick_and_draw(server, browser):
         print(f"Stop -> training ended, seen in the page: {time.perf_counter() - began:.2f} s")
         done = wait_for_status(page, "is ready")
         assert "Stopped by you after epoch" in done and done.count("topped") == 1, done
-        assert "run-1" in page.locator("#train-runs").inner_text()
+        # The table comes in the same update as the status line, but a loaded machine may
+        # draw it a frame later: wait for it rather than read it at once.
+        page.wait_for_function(
+            "() => (document.querySelector('#train-runs')?.innerText ?? '').includes('run-1')"
+        )
         page.wait_for_selector("#train-download", state="visible")
         page.wait_for_selector("#train-confusion img, #train-confusion svg")
 

@@ -24,6 +24,7 @@ from test_app_browser import draw, open_app, wait_for_label  # noqa: E402
 
 import app  # noqa: E402
 from digitnet.drawing_data import import_sklearn_digits  # noqa: E402
+from digitnet.room_store import add_entry  # noqa: E402
 from digitnet.store import open_store  # noqa: E402
 from digitnet.training_service import TrainingService  # noqa: E402
 from digitnet.ui import drawing_policy  # noqa: E402
@@ -36,6 +37,23 @@ TABS = {
     "How it was trained": "#dashboard-tab",
     "Train": "#train-tab",
     "Your drawings": "#drawings-tab",
+    "Room": "#room-tab",
+}
+LONG_ENTRY = {  # a leaderboard entry whose every text is as long as it gets (its files gone)
+    "nickname": "W" * 24,
+    "run": "tuned-12",
+    "kind": "run",
+    "folder": None,
+    "figures": {
+        "knobs": "the original tutorial + hidden_sizes 4096, 4096, 4096, 4096, epochs 100, "
+        "lr 0.0123, batch_size 512, optimizer adamw, augment True",
+        "train_digits": 10_000,
+        "val_accuracy": 0.9876,
+        "test_accuracy": 0.9812,
+        "room_correct": 912,
+        "room_count": 1_234,
+        "train_seconds": 119.9,
+    },
 }
 MIN_ANSWER_PX = 24  # the digit and how sure, read from the back of a workshop room
 STATUS_IN_VIEW_S = 5
@@ -133,6 +151,8 @@ def served(tmp_path_factory, checkpoint):
     path = tmp_path_factory.mktemp("store") / "drawings.sqlite"
     with open_store(path) as store:
         import_sklearn_digits(store)
+        for rank in range(3):  # the Room tab's leaderboard with its longest texts
+            add_entry(store, **LONG_ENTRY, session=f"s{rank}")
     service = TrainingService(tmp_path_factory.mktemp("runs"))
     models, warnings = app.load_models(str(checkpoint))
     assert len(models) == 3, warnings

@@ -1,9 +1,9 @@
-"""``python -m digitnet train | evaluate | predict | info | download | export | drawings``.
+"""``python -m digitnet train | evaluate | ... | drawings | room``: the command line.
 
 Each subcommand's parser sits beside its handler, one module per subcommand:
-``train``, ``evaluate``, ``predict``, ``info``, ``download``, ``export`` and ``drawings``
-(``export``, ``import``, ``stats``, ``finetune``). ``options`` holds the flags several share,
-``interrupt`` what Ctrl-C does to a run.
+``train``, ``evaluate``, ``predict``, ``info``, ``download``, ``export``, ``drawings``
+(``export``, ``import``, ``stats``, ``finetune``) and ``room`` (``list``, ``remove``).
+``options`` holds the flags several share, ``interrupt`` what Ctrl-C does to a run.
 
 Every expected failure is one line on stderr and a non-zero exit, never a traceback.
 """
@@ -15,7 +15,17 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from digitnet.cli import calibrate, download, drawings, evaluate, export, info, predict, train
+from digitnet.cli import (
+    calibrate,
+    download,
+    drawings,
+    evaluate,
+    export,
+    info,
+    predict,
+    room,
+    train,
+)
 from digitnet.cli.options import EXIT_FAILURE, EXIT_INTERRUPTED
 from digitnet.errors import DigitnetError
 
@@ -30,6 +40,7 @@ SUBCOMMANDS = (
     download,
     export,
     drawings,
+    room,
 )  # in --help's order
 
 

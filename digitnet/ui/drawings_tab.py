@@ -9,8 +9,6 @@ are :mod:`digitnet.ui.feedback`.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from io import BytesIO
@@ -19,13 +17,10 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 from PIL import Image
-from torch import nn
 
-from digitnet.data import Digits
-from digitnet.drawing_data import Accuracy, accuracy_of, model_answers
+from digitnet.drawing_data import Accuracy, AnswerCache, accuracy_of
 from digitnet.errors import DigitnetError
 from digitnet.finetune import trained_on_drawings
-from digitnet.preprocess import digits_to_inputs
 from digitnet.store import NOT_A_DIGIT_TEXT, DrawingStore, label_text
 from digitnet.training_service import TrainingService
 from digitnet.ui.drawing_policy import VISITOR_STORE_WARNING, AppStore, SavingPolicy
@@ -98,35 +93,6 @@ def cell(correct: int, total: int) -> str:
     accuracy = Accuracy(correct, total)
     low, high = accuracy.interval
     return f"{100 * accuracy.value:.0f}% [{100 * low:.0f}–{100 * high:.0f}] of {total}"
-
-
-class AnswerCache:
-    """Each model's answer to each stored drawing (a digit, or NOT_A_DIGIT where it refuses
-    it), computed once.
-
-    A row's pixels never change and neither do a model's weights, so after a new drawing only
-    that drawing is run through each model; 1,800 drawings through the CNN take ~3 s here,
-    too long to repeat every time the tab is shown. Models are held weakly: a run removed to
-    make room takes its answers with it.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._answers: weakref.WeakKeyDictionary[nn.Module, dict[int, int]] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def answers(self, model: nn.Module, ids: np.ndarray, digits: Digits) -> np.ndarray:
-        """``model``'s answer to each drawing (``ids[i]`` is ``digits``' row i)."""
-        with self._lock:
-            known = self._answers.setdefault(model, {})
-            missing = [row for row, drawing_id in enumerate(ids) if int(drawing_id) not in known]
-        if missing:
-            inputs = digits_to_inputs(digits.images[missing])
-            found = model_answers(model, inputs)
-            with self._lock:
-                known.update(zip((int(ids[row]) for row in missing), found.tolist()))
-        return np.array([known[int(drawing_id)] for drawing_id in ids], dtype=np.int64)
 
 
 def accuracy_frame(

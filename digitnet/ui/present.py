@@ -70,15 +70,25 @@ def room_counts(app_store: AppStore) -> list[int] | None:
     return app_store.store.counts_per_label()
 
 
-def build_present_view(demo: gr.Blocks, app_store: AppStore) -> Callable[[], str]:
+def build_present_view(
+    demo: gr.Blocks,
+    app_store: AppStore,
+    room_board: Callable[[], str] | None = None,
+    room_drawings: Callable[[], Sequence[int]] | None = None,
+) -> Callable[[], str]:
     """The room's side of the presenter view (call inside the Draw tab) and its refresh.
 
     Every page holds it hidden; on a page opened with ``?view=present`` it is filled when the
-    page loads and every REFRESH_SECONDS after. Returns the function that renders it.
+    page loads and every REFRESH_SECONDS after. ``room_board`` gives the room's leaderboard as
+    safe HTML in large type and ``room_drawings`` the room's drawings per label (both None
+    where room mode is off: then every kept drawing is counted). Returns the function that
+    renders the side.
     """
 
     def render() -> str:
-        return present_room_html(room_counts(app_store))
+        board = room_board() if room_board is not None else None
+        counts = room_drawings() if room_drawings is not None else room_counts(app_store)
+        return present_room_html(counts, board)
 
     room = gr.HTML(
         "",

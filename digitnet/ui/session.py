@@ -2,15 +2,16 @@
 against, and the components that list them.
 
 A session's own runs (trained or fine-tuned in the app) answer, and show their dashboard,
-in that session only; the shipped models answer everyone. :class:`ModelLookup` is the one
-place a model choice becomes a model.
+in that session only; the shipped models answer everyone, and so do the :class:`SharedModels`
+that arrive while pages are open (the room's model). :class:`ModelLookup` is the one place a
+model choice becomes a model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +57,23 @@ def read_pad(value: object, examples: dict[str, Path]) -> tuple[PadDrawing, Prep
 
 
 @dataclass(frozen=True)
+class SharedModels:
+    """Models every session may draw against beside the shipped ones, which may arrive while
+    pages are open (the room's model, :mod:`digitnet.room`): asked for each time."""
+
+    models: Callable[[], dict[str, LoadedModel]] = dict
+    web_files: Callable[[], dict[str, Path]] = dict  # the browser's copies, by name
+
+
+@dataclass(frozen=True)
 class ModelLookup:
-    """Model choice -> model: the session's own run of that name first, then the shipped
-    ``models`` (the first is the default). Another session's run is never found."""
+    """Model choice -> model: the session's own run of that name first, then the shared
+    models, then the shipped ``models`` (the first is the default). Another session's run
+    is never found."""
 
     models: dict[str, LoadedModel]
     service: TrainingService | None = None
+    shared: SharedModels = SharedModels()
 
     def own_run(self, choice: str | None, request: gr.Request | None) -> LoadedModel | None:
         """The session's own run called ``choice``, or None when it names no run of its.
@@ -85,14 +97,17 @@ class ModelLookup:
         own = self.own_run(choice, request)
         if own is not None:
             return own
+        shared = self.shared.models().get(choice or "")
+        if shared is not None:
+            return shared
         default = next(iter(self.models.values()))
         return self.models.get(choice or "", default)
 
     def session_models(self, request: gr.Request | None) -> dict[str, LoadedModel]:
-        """The shipped models, then the session's runs still on disk."""
+        """The shipped models, the shared ones, then the session's runs still on disk."""
         runs = self.service.runs(session_of(request)) if self.service is not None else []
         own = {r.name: LoadedModel(r.name, r.model, r.metadata) for r in runs if not r.evicted}
-        return {**self.models, **own}
+        return {**self.models, **self.shared.models(), **own}
 
 
 def browser_runs(records: Sequence[RunRecord]) -> dict[str, Path]:
@@ -107,13 +122,14 @@ def browser_runs(records: Sequence[RunRecord]) -> dict[str, Path]:
 @dataclass(frozen=True)
 class ModelChoiceOutputs:
     """The components that list a session's models, updated when one of its runs (trained
-    or fine-tuned) is done: the Draw tab's model choice, holding the ``shipped`` models, and
-    its pad, holding their web files."""
+    or fine-tuned) is done, or a shared model arrives: the Draw tab's model choice, holding
+    the ``shipped`` models, and its pad, holding their web files."""
 
     choice: gr.Radio | None = None
     shipped: Sequence[str] = ()
     pad: gr.HTML | None = None
     pad_browser_models: dict[str, Path] = dataclasses.field(default_factory=dict)
+    shared: SharedModels = SharedModels()
 
     @property
     def outputs(self) -> list[gr.Component]:
@@ -123,11 +139,13 @@ class ModelChoiceOutputs:
         """The outputs' values once ``new`` has joined the session's ``records``."""
         values = []
         if self.choice is not None:
-            names = [*self.shipped, *(r.name for r in records if not r.evicted)]
+            shared = list(self.shared.models())
+            names = [*self.shipped, *shared, *(r.name for r in records if not r.evicted)]
             values.append(gr.Radio(choices=names))
         if self.pad is not None:
             if new is not None and new.web_model is not None:
                 serve_files([new.web_model])  # this one file, at an unguessable path
-            browser = {**self.pad_browser_models, **browser_runs(records)}
+            browser = {**self.pad_browser_models, **self.shared.web_files()}
+            browser.update(browser_runs(records))
             values.append(gr.HTML(models=pad_models(browser)))
         return values
