@@ -21,7 +21,7 @@ from digitnet.ui.static_files import read_static
 VIEW_PARAM, PRESENT = "view", "present"
 PRESENT_CSS = ("present.css",)  # page-level: it lays out components of other modules
 REFRESH_SECONDS = 5.0  # the room's side, on the presenter's page only
-NO_RUNS = "No runs published yet"
+NO_RUNS = "No run published yet"  # as the room's leaderboard says it
 DIGIT_NAMES = [str(digit) for digit in range(10)]
 
 
