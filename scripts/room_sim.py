@@ -224,6 +224,16 @@ def first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
 
 
+def latency_line(latencies: list[float]) -> str:
+    if not latencies:
+        return "predict: no answer"
+    ms = 1000 * np.array(latencies)
+    return (
+        f"predict: {len(ms)} calls, p50 {np.percentile(ms, 50):.0f} ms, "
+        f"p95 {np.percentile(ms, 95):.0f} ms, max {ms.max():.0f} ms"
+    )
+
+
 def draw_until(url: str, ready, stop, results) -> None:
     """The drawing visitor's loop, in a process of its own (see :class:`Drawer`)."""
     client = new_client(url)
@@ -250,6 +260,7 @@ class Drawer:
     in the simulator's, its clock also ran while the learners' 20 clients held the GIL."""
 
     url: str
+    drawn: list[float] | None = None  # every phase's latencies, for the figure across phases
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -272,16 +283,12 @@ class Drawer:
         except queue.Empty:
             self.errors.append("the drawing process sent no figures")
         self._process.join(10)
+        if self.drawn is not None:
+            self.drawn.extend(self.latencies)
 
     def report(self) -> str:
-        if not self.latencies:
-            return f"predict: no answer ({len(self.errors)} errors)"
-        ms = 1000 * np.array(self.latencies)
         errors = f", errors {len(self.errors)}: {self.errors[0]}" if self.errors else ""
-        return (
-            f"predict: {len(ms)} calls, p50 {np.percentile(ms, 50):.0f} ms, "
-            f"p95 {np.percentile(ms, 95):.0f} ms, max {ms.max():.0f} ms{errors}"
-        )
+        return latency_line(self.latencies) + errors
 
 
 # ---------------------------------------------------------------------------
@@ -320,7 +327,7 @@ def summarize(outcomes: list[Outcome]) -> list[str]:
 
 def phase_hostile(server: Server, args) -> list[str]:
     lines = []
-    with Drawer(server.url) as drawer:
+    with Drawer(server.url, args.drawn) as drawer:
         time.sleep(2)  # predict from just before the requests arrive
         gate = threading.Barrier(len(HOSTILE))  # both arrive together
         began = time.monotonic()
@@ -339,7 +346,7 @@ def phase_hostile(server: Server, args) -> list[str]:
 
 def phase_same(server: Server, args) -> list[str]:
     requests = [(f"learner-{i}", TINY_AND_FAST) for i in range(1, args.learners + 1)]
-    with Drawer(server.url) as drawer:
+    with Drawer(server.url, args.drawn) as drawer:
         outcomes = crowd(server.url, requests, args.learners, args.max_seconds)
     return summarize(outcomes) + [drawer.report()]
 
@@ -349,7 +356,7 @@ def phase_distinct(server: Server, args) -> list[str]:
         (f"learner-{seed}", {**TINY_AND_FAST, "epochs": 3, "seed": seed})
         for seed in range(1, args.learners + 1)
     ]
-    with Drawer(server.url) as drawer:
+    with Drawer(server.url, args.drawn) as drawer:
         outcomes = crowd(server.url, requests, args.learners, args.max_seconds)
     return summarize(outcomes) + [drawer.report()]
 
@@ -385,6 +392,7 @@ RUNNERS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.drawn = []  # /predict's latencies in every phase, for the figure across them
     print(f"load average at start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="digitnet-room-") as temp:
         server = start_server(Path(temp)) if args.start else Server(args.url, args.pid, args.cache)
@@ -400,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{server.cache_size()}; load average "
                     f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}"
                 )
+            if len(args.phase) > 1:
+                print(f"\n## across the phases\n- {latency_line(args.drawn)}")
         except KeyboardInterrupt:
             print("interrupted")
         finally:
