@@ -30,17 +30,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from scipy import ndimage
 from torch import nn
 
 from digitnet.calibration import calibration_of
-from digitnet.errors import DigitnetError, ImageError
-from digitnet.predict import Prediction, predict_probs, write_csv
-from digitnet.preprocess import Preprocessed, canvas_to_mnist, image_to_ink, load_image_file
+from digitnet.errors import DigitnetError
+from digitnet.predict import MOST_SURE, UNSURE_BELOW, Prediction, predict_probs
+from digitnet.preprocess import Preprocessed, canvas_to_mnist
 from digitnet.strokes import (
     BRUSH_RADIUS,
     PAD_SIZE,
@@ -83,7 +80,7 @@ Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
 
 @dataclass(frozen=True)
-class _Mark:
+class Mark:
     """Ink that is (so far) one digit: its members (stroke indices, or image components)."""
 
     box: Box  # the members' extent: stroke points, or image pixels
@@ -102,8 +99,8 @@ def _union(a: Box, b: Box) -> Box:
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
-def _merged(a: _Mark, b: _Mark) -> _Mark:
-    return _Mark(_union(a.box, b.box), tuple(sorted(a.members + b.members)))
+def _merged(a: Mark, b: Mark) -> Mark:
+    return Mark(_union(a.box, b.box), tuple(sorted(a.members + b.members)))
 
 
 def _overlap_share(a: Box, b: Box) -> float:
@@ -116,7 +113,7 @@ def _overlap_share(a: Box, b: Box) -> float:
     return math.inf if overlap >= 0 else -math.inf
 
 
-def _overlapping(a: _Mark, b: _Mark) -> bool:
+def _overlapping(a: Mark, b: Mark) -> bool:
     """One digit: spans across that overlap substantially, rows not far apart."""
     gap = max(a.box[1], b.box[1]) - min(a.box[3], b.box[3])
     return _overlap_share(a.box, b.box) >= OVERLAP_SHARE and gap <= NEAR_ROWS * max(
@@ -124,7 +121,7 @@ def _overlapping(a: _Mark, b: _Mark) -> bool:
     )
 
 
-def _merge_overlapping(marks: list[_Mark]) -> list[_Mark]:
+def merge_overlapping(marks: list[Mark]) -> list[Mark]:
     """Merge the first overlapping pair, in the marks' order, until none is left."""
     marks = list(marks)
     merged = True
@@ -142,7 +139,7 @@ def _merge_overlapping(marks: list[_Mark]) -> list[_Mark]:
     return marks
 
 
-def _merge_specks(marks: list[_Mark], drop_far: float | None = None) -> list[_Mark]:
+def merge_specks(marks: list[Mark], drop_far: float | None = None) -> list[Mark]:
     """Each speck joins the nearest mark that is no speck (or, farther than ``drop_far`` x the
     tallest height from any, is dropped: dust on a photo)."""
     tallest = max((mark.height for mark in marks), default=0.0)
@@ -162,12 +159,12 @@ def _merge_specks(marks: list[_Mark], drop_far: float | None = None) -> list[_Ma
     return kept
 
 
-def _left_to_right(marks: list[_Mark]) -> list[_Mark]:
+def left_to_right(marks: list[Mark]) -> list[Mark]:
     """Ordered by the middle of their span (the first member breaks a tie)."""
     return sorted(marks, key=lambda m: ((m.box[0] + m.box[2]) / 2, m.members[0]))
 
 
-def _too_many(count: int) -> DigitnetError:
+def too_many_digits(count: int) -> DigitnetError:
     return DigitnetError(
         f"{count} digits is too many for one number; draw at most {MAX_DIGITS} digits"
     )
@@ -260,7 +257,7 @@ def _on_the_pad(stroke: np.ndarray) -> bool:
     return x1 >= -reach and y1 >= -reach and x0 <= PAD_SIZE + reach and y0 <= PAD_SIZE + reach
 
 
-def _pieces_of_ink(strokes: list[np.ndarray], indices: list[int]) -> list[_Mark]:
+def _pieces_of_ink(strokes: list[np.ndarray], indices: list[int]) -> list[Mark]:
     """Strokes whose centre lines touch, transitively: sorted by their first stroke."""
     parent = {index: index for index in indices}
 
@@ -277,7 +274,7 @@ def _pieces_of_ink(strokes: list[np.ndarray], indices: list[int]) -> list[_Mark]
     for index in indices:
         members.setdefault(root(index), []).append(index)
     return [
-        _Mark(_strokes_box([strokes[i] for i in group]), tuple(group))
+        Mark(_strokes_box([strokes[i] for i in group]), tuple(group))
         for group in sorted(members.values())
     ]
 
@@ -421,9 +418,9 @@ def split_digits(strokes: list[np.ndarray] | list) -> list[DigitPart]:
             f"{len(marks)} separate marks is too many for one number; "
             f"draw at most {MAX_DIGITS} digits"
         )
-    marks = _left_to_right(_merge_specks(_merge_overlapping(marks)))
+    marks = left_to_right(merge_specks(merge_overlapping(marks)))
     if len(marks) > MAX_DIGITS:
-        raise _too_many(len(marks))
+        raise too_many_digits(len(marks))
     parts = []
     for mark in marks:
         pieces = [_Piece(strokes[index], index) for index in mark.members]
@@ -438,7 +435,7 @@ def split_digits(strokes: list[np.ndarray] | list) -> list[DigitPart]:
                 )
             )
     if len(parts) > MAX_DIGITS:
-        raise _too_many(len(parts))
+        raise too_many_digits(len(parts))
     return parts
 
 
@@ -475,6 +472,7 @@ class DigitReading:
     prediction: Prediction  # probabilities and the 28x28 input
     box: Box  # pad units (image pixels for an image)
     unsure: bool = False  # its ink touched another digit's, or is too wide for one digit
+    strokes: list[np.ndarray] | None = None  # its strokes in pad units (None for an image)
 
     @property
     def confidence(self) -> float:
@@ -495,8 +493,35 @@ class Reading:
     def confidence(self) -> float:
         return math.prod(digit.confidence for digit in self.digits) if self.digits else 0.0
 
+    @property
+    def touching(self) -> bool:
+        """Whether some digit was split from touching ink (or is too wide for one): the
+        reading may have the count of digits wrong."""
+        return any(digit.unsure for digit in self.digits)
+
+    def top(self, count: int = 2) -> list[list[tuple[str, float]]]:
+        """Each digit's ``count`` likeliest labels and their probabilities, likeliest first."""
+        tops = []
+        for digit in self.digits:
+            order = np.argsort(digit.prediction.probs, kind="stable")[::-1][:count]
+            tops.append([(str(k), float(digit.prediction.probs[k])) for k in order])
+        return tops
+
+    def sentence(self) -> str:
+        """The number in words (Markdown), as the pad shows it (pad.js's ``numberOutputs``):
+        "It's **42** (99.9% sure)", then each digit with its top probability; "It's
+        **49**? (unsure: two digits may touch)" where the split may be wrong."""
+        lead = "Not sure: maybe" if self.confidence < UNSURE_BELOW else "It's"
+        if self.touching:
+            head = f"{lead} **{self.text}**? (unsure: two digits may touch)"
+        else:
+            head = f"{lead} **{self.text}** ({min(100 * self.confidence, MOST_SURE):.1f}% sure)"
+        each = " · ".join(f"{d.label} ({100 * d.confidence:.0f}%)" for d in self.digits)
+        return f"{head}  \n{each}"
+
     def as_dict(self) -> dict:
-        """``{"text", "confidence", "digits": [{"label", "confidence", "box"}, ...]}``."""
+        """``{"text", "confidence", "digits": [{"label", "confidence", "box", "unsure"}, ...]}``;
+        ``unsure``: the digit was split from touching ink, or is too wide for one digit."""
         return {
             "text": self.text,
             "confidence": round(self.confidence, 4),
@@ -505,6 +530,7 @@ class Reading:
                     "label": digit.label,
                     "confidence": round(digit.confidence, 4),
                     "box": [round(value, 1) for value in digit.box],
+                    "unsure": digit.unsure,
                 }
                 for digit in self.digits
             ],
@@ -512,9 +538,14 @@ class Reading:
 
 
 def read_inputs(
-    model: nn.Module, inputs: list[Preprocessed], boxes: list[Box], unsure: list[bool]
+    model: nn.Module,
+    inputs: list[Preprocessed],
+    boxes: list[Box],
+    unsure: list[bool],
+    strokes: list[list[np.ndarray]] | None = None,
 ) -> Reading:
-    """Digits already through ``canvas_to_mnist`` -> the reading; blank ones are left out."""
+    """Digits already through ``canvas_to_mnist`` (and their strokes, if drawn) -> the
+    reading; blank ones are left out."""
     kept = [k for k, preprocessed in enumerate(inputs) if not preprocessed.is_blank]
     if not kept:
         return Reading([])
@@ -524,105 +555,43 @@ def read_inputs(
     for k, p in zip(kept, probs):
         prediction = Prediction(p, inputs[k], reject_below)
         label = str(prediction.label) if prediction.is_digit else "?"
-        digits.append(DigitReading(label, prediction, boxes[k], unsure[k]))
+        drawn = None if strokes is None else strokes[k]
+        digits.append(DigitReading(label, prediction, boxes[k], unsure[k], drawn))
     return Reading(digits)
 
 
 def read_strokes(model: nn.Module, strokes: list[np.ndarray] | list) -> Reading:
     """The pad's strokes -> the number drawn (``Reading.as_dict()`` is the API's answer)."""
-    parts = split_digits(strokes)
+    return read_parts(model, split_digits(strokes))
+
+
+def read_parts(model: nn.Module, parts: list[DigitPart]) -> Reading:
+    """The digits ``split_digits`` found -> the number they make."""
     return read_inputs(
         model,
         [part_input(part) for part in parts],
         [part.box for part in parts],
         [part.unsure for part in parts],
+        [part.strokes for part in parts],
     )
 
 
-# ---------------------------------------------------------------------------
-# Images of numbers: connected ink instead of strokes.
-
-IMAGE_INK = 0.25  # an image's ink above this is a digit's (its anti-aliased rim is left out)
-DUST = 0.5  # a speck farther than this x the tallest digit from every digit is dust
-
-
-def read_image(model: nn.Module, image: str | Path | Image.Image | np.ndarray) -> Reading:
-    """An image of a number (a file, or a picture) -> the number, as ``read_strokes`` does.
-
-    Connected ink stands in for strokes; boxes are in the image's pixels. A blank image has
-    empty text; an unreadable file is an ImageError.
-    """
-    if isinstance(image, str | Path):
-        image = load_image_file(image)
-    ink, blank = image_to_ink(image)
-    if blank:
-        return Reading([])
-    labels, count = ndimage.label(ink > IMAGE_INK, structure=np.ones((3, 3)))
-    if count > MAX_MARKS * 4:
-        raise ImageError(f"{count} separate marks is too many for a number of digits")
-    marks = [
-        _Mark((float(cols.start), float(rows.start), float(cols.stop), float(rows.stop)), (k + 1,))
-        for k, (rows, cols) in enumerate(ndimage.find_objects(labels))
-    ]
-    marks = _left_to_right(_merge_specks(_merge_overlapping(marks), drop_far=DUST))
-    inputs, boxes, unsure = [], [], []
-    for mark in marks:
-        digit_ink = np.where(np.isin(labels, mark.members), ink, 0.0).astype(np.float32)
-        parts = _cut_image_digit(digit_ink, mark.box)
-        for box, part in parts:
-            inputs.append(canvas_to_mnist(part))
-            boxes.append(box)
-            unsure.append(len(parts) > 1)
-    if len(inputs) > MAX_DIGITS:
-        raise _too_many(len(inputs))
-    return read_inputs(model, inputs, boxes, unsure)
+def reads_as_number(reading: Reading) -> bool:
+    """Whether the pad answers a reading as a number (pad.js's ``readsAsNumber``): two digits
+    or more, most of them digits to the model. A tangle whose pieces the model mostly
+    refuses ("?1??2") is one drawing that is not a digit."""
+    refused = sum(digit.label == "?" for digit in reading.digits)
+    return len(reading.digits) >= 2 and 2 * refused <= len(reading.digits)
 
 
-def _cut_image_digit(ink: np.ndarray, box: Box, depth: int = 0) -> list[tuple[Box, np.ndarray]]:
-    """Ink of one mark -> one or more digits: too wide for its height, cut where least ink."""
-    x0, y0, x1, y1 = (int(value) for value in box)
-    width, height = x1 - x0, y1 - y0
-    if width <= CUT_WIDTH * height or depth >= MAX_CUT_DEPTH:
-        return [(box, ink)]
-    first, last = math.ceil(x0 + CUT_MARGIN * height), math.floor(x1 - CUT_MARGIN * height)
-    if first > last:
-        return [(box, ink)]
-    counts = ink[y0:y1, first : last + 1].sum(axis=0)
-    middle = (x0 + x1) / 2
-    cut = min(range(first, last + 1), key=lambda c: (counts[c - first], abs(c + 0.5 - middle)))
-    parts = []
-    for lo, hi in ((x0, cut), (cut, x1)):
-        side = np.zeros_like(ink)
-        side[:, lo:hi] = ink[:, lo:hi]
-        rows = np.flatnonzero(side.any(axis=1))
-        cols = np.flatnonzero(side.any(axis=0))
-        if len(rows) == 0:
-            continue
-        side_box = (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
-        parts += _cut_image_digit(side, side_box, depth + 1)
-    return parts
-
-
-def read_image_files(
-    model: nn.Module, paths: list[Path], *, skip_bad: bool = False
-) -> tuple[list[tuple[str, str, float]], list[str]]:
-    """(file, text, confidence) for each image of a number, and the skipped files' problems.
-
-    Without ``skip_bad`` the first unreadable image raises, naming the file.
-    """
-    rows, problems = [], []
-    for path in paths:
-        try:
-            reading = read_image(model, path)
-        except DigitnetError as error:
-            if not skip_bad:
-                raise
-            problems.append(str(error))
-            continue
-        rows.append((str(path), reading.text, round(reading.confidence, 4)))
-    return rows, problems
-
-
-def write_number_predictions(rows: list[tuple[str, str, float]], out_path: str | Path) -> Path:
-    """CSV ``file,text,confidence``, written atomically."""
-    return write_csv(out_path, ["file", "text", "confidence"], rows)
+def number_on_pad(model: nn.Module, strokes: list[np.ndarray] | list) -> Reading | None:
+    """The number the pad shows for these strokes, or None where it answers the drawing as
+    one (one digit, parts the model mostly refuses, more marks than a number holds)."""
+    try:
+        parts = split_digits(strokes)
+    except DigitnetError:
+        return None
+    if len(parts) < 2:
+        return None  # one digit: read whole, exactly as a single digit always was
+    reading = read_parts(model, parts)
+    return reading if reads_as_number(reading) else None

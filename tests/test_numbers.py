@@ -16,12 +16,12 @@ from digitnet.calibration import Calibration, set_calibration
 from digitnet.checkpoint import load_checkpoint
 from digitnet.cli import main
 from digitnet.errors import DigitnetError
+from digitnet.number_images import read_image
 from digitnet.number_strokes import random_number
 from digitnet.numbers import (
     MAX_DIGITS,
     DigitPart,
     part_input,
-    read_image,
     read_strokes,
     split_digits,
     strokes_to_input,
