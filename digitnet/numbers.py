@@ -59,13 +59,19 @@ SPECK_SHARE = 0.2  # a mark smaller than this share of the tallest one's height 
 # Touching digits: a piece of ink wider than PARTITION_WIDTH x its height (narrower is one
 # digit, or a pair of 1s) is split between its strokes where two sides part cleanly
 # (``_partition``), each side at least PART_HEIGHT of it tall (a 4's stem, a 5's bar or a
-# 9's loop never splits off). Wider than CUT_WIDTH x its height (one digit, even slanted, is
-# ~0.3-0.8) with no such parting, it is cut at the column of least ink, no nearer its ends
-# than CUT_MARGIN x its height. Measured on generated numbers (scripts/numbers_benchmark.py).
+# 9's loop never splits off). Ink wider than CUT_WIDTH x its height, brush included, with no
+# such parting (one stroke through two digits) is cut at a column where it is thin
+# (``cut_column``: one crossing, under THIN_SHARE of its height), no nearer its ends than
+# CUT_MARGIN x its height. Split digits are flagged ``unsure``, and so is a piece left whole
+# though wider than UNSURE_WIDTH x its height. MNIST's test digits, whose ink is as wide as
+# this: 3.5% over 1.2x, 1.3% over 1.4x; of 10,000 drawn as a person would
+# (``drawings.render_drawings``), ``number_images.split_image`` cuts CUT_MNIST of them
+# (scripts/numbers_benchmark.py --mnist).
 PARTITION_WIDTH = 0.3
 PART_HEIGHT = 0.6
-CUT_WIDTH = 1.2
-UNSURE_WIDTH = 0.8  # left whole though this wide: perhaps digits drawn without lifting the pen
+UNSURE_WIDTH = 1.2
+CUT_WIDTH = 1.4
+THIN_SHARE = 0.3
 CUT_MARGIN = 0.3
 MAX_CUT_DEPTH = 3  # column cuts in a row: at most 8 digits from one piece
 MIN_CUT_HEIGHT = 5.0  # pad units: a flatter piece (a dash) is never cut
@@ -323,21 +329,40 @@ class _Piece:
     index: int
 
 
+def _crossing_groups(pieces: list[_Piece]) -> list[list[_Piece]]:
+    """Strokes whose centre lines cross, transitively, are one digit's (a 4's stem through
+    its bar; strokes of two digits touch, they do not cross): grouped, by first stroke."""
+    segments = [_segments(piece.points) for piece in pieces]
+    group = list(range(len(pieces)))
+    for i in range(len(pieces)):
+        for j in range(i + 1, len(pieces)):
+            if group[i] != group[j] and _segments_cross(segments[i], segments[j]):
+                old, new = max(group[i], group[j]), min(group[i], group[j])
+                group = [new if g == old else g for g in group]
+    return [[pieces[k] for k in range(len(pieces)) if group[k] == g] for g in sorted(set(group))]
+
+
 def _partition(pieces: list[_Piece], height: float) -> tuple[list[_Piece], list[_Piece]] | None:
-    """Split between strokes where two touching digits part cleanly, if they do: each side
-    a digit's height, neither's span inside the other's, and spans that overlap by less than
-    OVERLAP_SHARE of the narrower (``_overlap_share``: they would not have merged apart)."""
-    if len(pieces) < 2:
+    """Split between strokes where two touching digits part cleanly, if they do.
+
+    Strokes that cross stay together (``_crossing_groups``); the groups, ordered by their
+    middles, are split where each side is a digit's height, every group of the left side
+    starts left of the right side and every group of the right side ends right of the left
+    side (a digit's stroke is never inside the other digit), and, of such splits, where the
+    sides' spans overlap least (``_overlap_share``)."""
+    groups = _crossing_groups(pieces)
+    if len(groups) < 2:
         return None
-    boxes = [_stroke_box(piece.points) for piece in pieces]
-    order = sorted(range(len(pieces)), key=lambda k: ((boxes[k][0] + boxes[k][2]) / 2, k))
-    best, best_share = None, OVERLAP_SHARE
+    boxes = [_union_all([_stroke_box(piece.points) for piece in group]) for group in groups]
+    order = sorted(range(len(groups)), key=lambda k: ((boxes[k][0] + boxes[k][2]) / 2, k))
+    best, best_share = None, math.inf
     for split in range(1, len(order)):
-        left = _union_all([boxes[k] for k in order[:split]])
-        right = _union_all([boxes[k] for k in order[split:]])
+        left_boxes = [boxes[k] for k in order[:split]]
+        right_boxes = [boxes[k] for k in order[split:]]
+        left, right = _union_all(left_boxes), _union_all(right_boxes)
         if not (
-            left[0] < right[0]
-            and left[2] < right[2]
+            all(box[0] < right[0] for box in left_boxes)
+            and all(box[2] > left[2] for box in right_boxes)
             and left[3] - left[1] >= PART_HEIGHT * height
             and right[3] - right[1] >= PART_HEIGHT * height
         ):
@@ -347,7 +372,9 @@ def _partition(pieces: list[_Piece], height: float) -> tuple[list[_Piece], list[
             best, best_share = split, share
     if best is None:
         return None
-    return [pieces[k] for k in order[:best]], [pieces[k] for k in order[best:]]
+    return tuple(
+        [piece for k in side for piece in groups[k]] for side in (order[:best], order[best:])
+    )
 
 
 def _union_all(boxes: list[Box]) -> Box:
@@ -357,23 +384,69 @@ def _union_all(boxes: list[Box]) -> Box:
     return box
 
 
-def _cut_column(pieces: list[_Piece], box: Box) -> int | None:
-    """The pad column of least ink (the strokes drawn with their digit's brush) away from the
-    ends, the nearest the middle on a tie; None if the piece is too narrow to cut."""
+def cut_column(inked: np.ndarray, columns: Sequence[int], middle: float) -> int | None:
+    """Where to cut ink too wide for one digit: one of ``columns`` (of the boolean raster
+    ``inked``, one piece's ink) that the ink crosses once at most, under THIN_SHARE of the
+    piece's inked rows (the thin join of two digits, not a wide 0's two arcs nor a stem),
+    with ink on each side of it (columns up to it, columns after it) at least PART_HEIGHT
+    of them tall (a 2's long tail or a 5's bar is no digit); of those, the least ink,
+    nearest ``middle`` on a tie. None where no column is such. pipeline.js's ``cutColumn``
+    counts the same."""
+    rows = np.flatnonzero(inked.any(axis=1))
+    if len(rows) == 0:
+        return None
+    tall = PART_HEIGHT * (rows[-1] - rows[0] + 1)
+    size = inked.shape[0]
+    has_ink = inked.any(axis=0)
+    tops = np.where(has_ink, inked.argmax(axis=0), size)
+    bottoms = np.where(has_ink, size - 1 - inked[::-1].argmax(axis=0), -1)
+    left_height = np.maximum.accumulate(bottoms) - np.minimum.accumulate(tops) + 1
+    right_height = (np.maximum.accumulate(bottoms[::-1]) - np.minimum.accumulate(tops[::-1]) + 1)[
+        ::-1
+    ]
+    runs = inked[0].astype(np.int64) + (inked[1:] & ~inked[:-1]).sum(axis=0)
+    counts = inked.sum(axis=0)
+    thin = THIN_SHARE * (rows[-1] - rows[0] + 1)
+    candidates = [
+        column
+        for column in columns
+        if column <= inked.shape[1] - 2
+        and runs[column] <= 1
+        and counts[column] <= thin
+        and left_height[column] >= tall
+        and right_height[column + 1] >= tall
+    ]
+    if not candidates:
+        return None
+    return min(
+        candidates,
+        key=lambda column: (int(counts[column]), abs(column + 0.5 - middle), column),
+    )
+
+
+def _cut_strokes(pieces: list[_Piece], box: Box) -> int | None:
+    """``cut_column`` for strokes: drawn with their digit's brush on the pad, away from the
+    ends of their box (pad units) by CUT_MARGIN x its height, and never through strokes that
+    cross (a wide open 4's bar, crossed by its stem, is one digit's)."""
     x0, _, x1, _ = box
     height = box[3] - box[1]
     first = max(0, math.ceil(x0 + CUT_MARGIN * height))
     last = min(PAD_SIZE - 1, math.floor(x1 - CUT_MARGIN * height))
-    if first > last:
+    crossing = [
+        _union_all([_stroke_box(piece.points) for piece in group])
+        for group in _crossing_groups(pieces)
+        if len(group) > 1
+    ]
+    columns = [
+        column
+        for column in range(first, last + 1)
+        if not any(span[0] < column + 0.5 < span[2] for span in crossing)
+    ]
+    if not columns:
         return None
     strokes = [piece.points for piece in pieces]
     ink = rasterize_strokes(strokes, PAD_SIZE, digit_brush_radius(strokes))
-    counts = (ink[:, first : last + 1] > CUT_INK).sum(axis=0)
-    middle = (x0 + x1) / 2
-    return min(
-        range(first, last + 1),
-        key=lambda column: (int(counts[column - first]), abs(column + 0.5 - middle), column),
-    )
+    return cut_column(ink > CUT_INK, columns, (x0 + x1) / 2)
 
 
 def _split_touching(pieces: list[_Piece], depth: int = 0) -> list[tuple[list[_Piece], bool]]:
@@ -383,10 +456,11 @@ def _split_touching(pieces: list[_Piece], depth: int = 0) -> list[tuple[list[_Pi
     width, height = box[2] - box[0], box[3] - box[1]
     if height < MIN_CUT_HEIGHT or width <= PARTITION_WIDTH * height:
         return [(pieces, False)]
-    too_wide = width > UNSURE_WIDTH * height
+    brush = 2 * digit_brush_radius([piece.points for piece in pieces])  # as the ink shows it
+    too_wide = width + brush > UNSURE_WIDTH * (height + brush)
     sides = _partition(pieces, height)
-    if sides is None and width > CUT_WIDTH * height and depth < MAX_CUT_DEPTH:
-        column = _cut_column(pieces, box)
+    if sides is None and width + brush > CUT_WIDTH * (height + brush) and depth < MAX_CUT_DEPTH:
+        column = _cut_strokes(pieces, box)
         if column is not None:
             cut = column + 0.5
             sides = tuple(

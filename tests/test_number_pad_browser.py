@@ -146,3 +146,13 @@ def test_the_server_shows_the_number_when_the_browser_cannot(served, browser):
         assert first.startswith("4 ") and second.startswith("2 "), (first, second)
     finally:
         context.close()
+
+
+def test_mouse_drawn_numbers_are_read_while_drawn_and_checked(served, browser):
+    """The latency benchmark's quiet phase with --numbers, on four numbers of 2-4 digits
+    (the README's figures are its 30): each read in the page, and checked by the server."""
+    url, _ = served
+    phase = benchmark.run_phase(browser, url, "quiet", count=4, seed=0, numbers=True)
+    assert phase.kind == "numbers" and phase.drawn == 4 and phase.missed == 0
+    assert phase.right >= 3, f"{phase.right} of 4 read right"
+    assert len(phase.stroke_ms) == 4 and phase.checks == "4 of 4"
