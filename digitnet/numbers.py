@@ -8,9 +8,10 @@ A drawing is split the way a person reads a number, by its strokes:
 3. a speck (far smaller than the tallest digit) belongs to the digit nearest it;
 4. the digits are ordered left to right by their middles, whatever order they were drawn in;
 5. touching digits (ink whose strokes touch) are split between their strokes where two
-   sides part cleanly, each a digit's height; ink too wide for one digit with no such
-   parting (one stroke through two digits) is cut at the column of least ink. Either way
-   the digits are flagged ``unsure``.
+   sides part cleanly, each a digit's height, strokes that cross staying together (a 4's
+   stem and bar); ink too wide for one digit with no such parting (one stroke through two
+   digits) is cut at a column where it is thin, between two digit-tall sides. Either way
+   the digits are flagged ``unsure``, as is ink left whole though as wide as two digits.
 
 A dot is a speck of the digit nearest it, so a decimal point is not read.
 
@@ -63,10 +64,10 @@ SPECK_SHARE = 0.2  # a mark smaller than this share of the tallest one's height 
 # such parting (one stroke through two digits) is cut at a column where it is thin
 # (``cut_column``: one crossing, under THIN_SHARE of its height), no nearer its ends than
 # CUT_MARGIN x its height. Split digits are flagged ``unsure``, and so is a piece left whole
-# though wider than UNSURE_WIDTH x its height. MNIST's test digits, whose ink is as wide as
-# this: 3.5% over 1.2x, 1.3% over 1.4x; of 10,000 drawn as a person would
-# (``drawings.render_drawings``), ``number_images.split_image`` cuts CUT_MNIST of them
-# (scripts/numbers_benchmark.py --mnist).
+# though wider than UNSURE_WIDTH x its height. Single digits are this wide too: 3.5% of
+# MNIST's test digits over 1.2x, 1.4% over 1.4x (mostly 5s, 2s and 0s); of all 10,000 drawn
+# as a person would (``drawings.render_drawings``), ``number_images.split_image`` cuts 2
+# (scripts/numbers_benchmark.py --mnist 10000; any column of least ink over 1.2x cut 325).
 PARTITION_WIDTH = 0.3
 PART_HEIGHT = 0.6
 UNSURE_WIDTH = 1.2
