@@ -652,11 +652,11 @@ def read_parts(model: nn.Module, parts: list[DigitPart]) -> Reading:
 
 
 def reads_as_number(reading: Reading) -> bool:
-    """Whether the pad answers a reading as a number (pad.js's ``readsAsNumber``): two digits
-    or more, most of them digits to the model. A tangle whose pieces the model mostly
-    refuses ("?1??2") is one drawing that is not a digit."""
+    """Whether the pad answers a reading as a number (pad.js's ``readsAsNumber``): two parts
+    or more that the model takes for digits, and most of the parts. A tangle whose pieces
+    the model mostly refuses ("?1??2", "?0") is one drawing that is not a digit."""
     refused = sum(digit.label == "?" for digit in reading.digits)
-    return len(reading.digits) >= 2 and 2 * refused <= len(reading.digits)
+    return len(reading.digits) - refused >= 2 and 2 * refused <= len(reading.digits)
 
 
 def number_on_pad(model: nn.Module, strokes: list[np.ndarray] | list) -> Reading | None:

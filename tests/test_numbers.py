@@ -24,8 +24,12 @@ from digitnet.numbers import (
     CUT_WIDTH,
     MAX_DIGITS,
     DigitPart,
+    DigitReading,
+    Reading,
+    number_on_pad,
     part_input,
     read_strokes,
+    reads_as_number,
     split_digits,
     strokes_to_input,
     strokes_touch,
@@ -304,6 +308,17 @@ def test_a_part_the_model_refuses_is_a_question_mark(mlp):
     reading = read_strokes(refusing, digit_at(4, 70) + digit_at(2, 190))
     assert reading.text == "??"
     assert 0 < reading.confidence < 1
+
+
+def test_the_pad_reads_a_number_where_the_model_finds_two_digits_and_most_parts_digits(mlp):
+    def reading(text: str) -> Reading:
+        return Reading([DigitReading(label, None, (0, 0, 1, 1)) for label in text])
+
+    for text, number in (("42", True), ("4?2", True), ("?0", False), ("?1??2", False)):
+        assert reads_as_number(reading(text)) is number, text
+    assert reads_as_number(reading("7")) is False
+    assert number_on_pad(mlp, digit_at(4, 70) + digit_at(2, 190)).text == "42"
+    assert number_on_pad(mlp, digit_at(4, 140)) is None  # one digit: read whole, as ever
 
 
 def test_split_digits_takes_json_strokes_or_arrays():

@@ -53,10 +53,10 @@ LOG = logging.getLogger("digitnet.app")
 LIVE_OUTPUTS_JS = "(choice) => globalThis.digitnetPads?.[{pad!r}]?.liveOutputs(choice)"
 SET_CHOICE_JS = "(choice) => {{ globalThis.digitnetPads?.[{pad!r}]?.setChoice(choice); }}"
 
-HELP = """Draw one digit, 0 to 9, as big or small as you like, anywhere on the pad. The answer
-updates **while you draw**: the models run in your browser. After each stroke the server runs
-the same pipeline in Python and checks the browser's answer (*Checked on the server*, under the
-bars)."""
+HELP = """Draw one digit, 0 to 9 (or a number: digits side by side), as big or small as you
+like, anywhere on the pad. The answer updates **while you draw**: the models run in your
+browser. After each stroke the server runs the same pipeline in Python and checks the
+browser's answer (*Checked on the server*, under the bars)."""
 
 PIPELINE_HELP = """### What the model sees
 Checked on the server after each stroke: your drawing → cropped to the ink → scaled into a

@@ -14,7 +14,8 @@
  *   the label, the bars and the 28x28.
  * - A drawing of several digits (pipeline.js's splitDigits, as the server's read endpoint)
  *   is a number: each model answers every digit with the whole drawing, and the answer is the
- *   number, each digit with its top probability.
+ *   number, each digit with its top probability; the 28x28 view shows every digit's input with
+ *   its two likeliest labels (input_view.js), and says when touching digits make it unsure.
  * - When a stroke ends (debounced), sets props.value to the drawing (small JSON, documented in
  *   the README), which fires "change": the server runs the Python pipeline and checks the
  *   browser's answers.
@@ -655,11 +656,12 @@ function rowsOf(image) {
   return rows;
 }
 
-/** Whether most of the drawing's parts are digits to the model: a tangle whose pieces the
- * model mostly refuses ("?1??2") is one drawing that is not a digit, not a number. */
+/** Whether the model takes two of the drawing's parts or more, and most of them, for digits
+ * (numbers.reads_as_number): a tangle whose pieces it mostly refuses ("?1??2", "?0") is one
+ * drawing that is not a digit, not a number. */
 function readsAsNumber(chosen) {
   const refused = chosen.digits.filter((probs) => Math.max(...probs) < chosen.rejectBelow).length;
-  return refused * 2 <= chosen.digits.length;
+  return chosen.digits.length - refused >= 2 && refused * 2 <= chosen.digits.length;
 }
 
 const TOP_LABELS = 2; // each digit of a number shows its two likeliest labels (charts.TOP_LABELS)
