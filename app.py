@@ -29,12 +29,13 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from digitnet.errors import DigitnetError  # noqa: E402
+from digitnet.numbers import number_on_pad  # noqa: E402
 from digitnet.room import Room, RoomSettings  # noqa: E402
 from digitnet.service_settings import service_from_environ  # noqa: E402
 from digitnet.storage import RUNS_ENV, Storage, storage_of  # noqa: E402
 from digitnet.training_service import TrainingService  # noqa: E402
 from digitnet.ui import models as ui_models  # noqa: E402
-from digitnet.ui.charts import PAGE_CSS  # noqa: E402
+from digitnet.ui.charts import PAGE_CSS, selected_digit_js  # noqa: E402
 from digitnet.ui.dashboard_tab import build_dashboard_tab  # noqa: E402
 from digitnet.ui.draw_tab import DrawSlots, build_draw_tab  # noqa: E402
 from digitnet.ui.drawing_policy import AppStore, SavingPolicy, open_app_store  # noqa: E402
@@ -69,7 +70,7 @@ from digitnet.ui.why import (  # noqa: E402
     build_why_beside_input,
     build_why_inside,
     look_inside_outputs,
-    why_outputs,
+    why_for_number,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -205,11 +206,15 @@ def _wire_panels(demo, lookup: ModelLookup, examples, draw, why, dashboard, look
         """The dashboard shows the model chosen for drawing, the session's runs included."""
         return gr.Radio(choices=list(lookup.session_models(request)), value=choice)
 
-    def why_for_pad(value, choice: str | None, request: gr.Request):
-        """The Why panel for the pad's drawing: its own event, never the answer's."""
-        _, preprocessed = read_pad(value, examples)
+    def why_for_pad(value, choice: str | None, digit: float | None, request: gr.Request):
+        """The Why panel for the pad's drawing (for a number: the digit chosen in the input
+        view, else its first): its own event, never the answer's."""
+        drawing, preprocessed = read_pad(value, examples)
         loaded = lookup.find(choice, request)
-        return why_outputs(loaded.name, loaded.model, preprocessed)
+        number = None
+        if drawing.strokes and not drawing.example:
+            number = number_on_pad(loaded.model, drawing.strokes)
+        return why_for_number(loaded.name, loaded.model, preprocessed, number, digit)
 
     def look_inside_of(choice: str | None, request: gr.Request):
         return look_inside_outputs(lookup.find(choice, request).model)
@@ -217,9 +222,12 @@ def _wire_panels(demo, lookup: ModelLookup, examples, draw, why, dashboard, look
     private = dict(api_visibility="private")
     draw.choice.change(follow_choice, draw.choice, dashboard.choice, queue=False, **private)
     # On stroke end (the pad's change), as events of their own: the answer never waits.
+    # Which digit of a number to explain: the input view's choice, read in the page.
+    digit = gr.Number(0, precision=0, visible=False, elem_id="why-digit")
     why_event = dict(
         fn=why_for_pad,
-        inputs=[draw.pad, draw.choice],
+        inputs=[draw.pad, draw.choice, digit],
+        js=selected_digit_js(draw.view.elem_id, 2),
         outputs=why.outputs,
         show_progress="hidden",
         trigger_mode="always_last",
@@ -229,6 +237,7 @@ def _wire_panels(demo, lookup: ModelLookup, examples, draw, why, dashboard, look
     )
     draw.pad.change(**why_event)
     draw.choice.change(**why_event)
+    draw.view.select(**why_event)  # a digit's 28x28 clicked
     dashboard.choice.change(look_inside_of, dashboard.choice, look_inside.outputs, **private)
     demo.load(look_inside_of, dashboard.choice, look_inside.outputs, **private)
     demo.load(dashboard.handler, dashboard.choice, dashboard.outputs, **private)

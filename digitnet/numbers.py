@@ -8,9 +8,10 @@ A drawing is split the way a person reads a number, by its strokes:
 3. a speck (far smaller than the tallest digit) belongs to the digit nearest it;
 4. the digits are ordered left to right by their middles, whatever order they were drawn in;
 5. touching digits (ink whose strokes touch) are split between their strokes where two
-   sides part cleanly, each a digit's height; ink too wide for one digit with no such
-   parting (one stroke through two digits) is cut at the column of least ink. Either way
-   the digits are flagged ``unsure``.
+   sides part cleanly, each a digit's height, strokes that cross staying together (a 4's
+   stem and bar); ink too wide for one digit with no such parting (one stroke through two
+   digits) is cut at a column where it is thin, between two digit-tall sides. Either way
+   the digits are flagged ``unsure``, as is ink left whole though as wide as two digits.
 
 A dot is a speck of the digit nearest it, so a decimal point is not read.
 
@@ -30,17 +31,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from scipy import ndimage
 from torch import nn
 
 from digitnet.calibration import calibration_of
-from digitnet.errors import DigitnetError, ImageError
-from digitnet.predict import Prediction, predict_probs, write_csv
-from digitnet.preprocess import Preprocessed, canvas_to_mnist, image_to_ink, load_image_file
+from digitnet.errors import DigitnetError
+from digitnet.predict import MOST_SURE, UNSURE_BELOW, Prediction, predict_probs
+from digitnet.preprocess import Preprocessed, canvas_to_mnist
 from digitnet.strokes import (
     BRUSH_RADIUS,
     PAD_SIZE,
@@ -62,13 +60,19 @@ SPECK_SHARE = 0.2  # a mark smaller than this share of the tallest one's height 
 # Touching digits: a piece of ink wider than PARTITION_WIDTH x its height (narrower is one
 # digit, or a pair of 1s) is split between its strokes where two sides part cleanly
 # (``_partition``), each side at least PART_HEIGHT of it tall (a 4's stem, a 5's bar or a
-# 9's loop never splits off). Wider than CUT_WIDTH x its height (one digit, even slanted, is
-# ~0.3-0.8) with no such parting, it is cut at the column of least ink, no nearer its ends
-# than CUT_MARGIN x its height. Measured on generated numbers (scripts/numbers_benchmark.py).
+# 9's loop never splits off). Ink wider than CUT_WIDTH x its height, brush included, with no
+# such parting (one stroke through two digits) is cut at a column where it is thin
+# (``cut_column``: one crossing, under THIN_SHARE of its height), no nearer its ends than
+# CUT_MARGIN x its height. Split digits are flagged ``unsure``, and so is a piece left whole
+# though wider than UNSURE_WIDTH x its height. Single digits are this wide too: 3.5% of
+# MNIST's test digits over 1.2x, 1.4% over 1.4x (mostly 5s, 2s and 0s); of all 10,000 drawn
+# as a person would (``drawings.render_drawings``), ``number_images.split_image`` cuts 2
+# (scripts/numbers_benchmark.py --mnist 10000; any column of least ink over 1.2x cut 325).
 PARTITION_WIDTH = 0.3
 PART_HEIGHT = 0.6
-CUT_WIDTH = 1.2
-UNSURE_WIDTH = 0.8  # left whole though this wide: perhaps digits drawn without lifting the pen
+UNSURE_WIDTH = 1.2
+CUT_WIDTH = 1.4
+THIN_SHARE = 0.3
 CUT_MARGIN = 0.3
 MAX_CUT_DEPTH = 3  # column cuts in a row: at most 8 digits from one piece
 MIN_CUT_HEIGHT = 5.0  # pad units: a flatter piece (a dash) is never cut
@@ -83,7 +87,7 @@ Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
 
 @dataclass(frozen=True)
-class _Mark:
+class Mark:
     """Ink that is (so far) one digit: its members (stroke indices, or image components)."""
 
     box: Box  # the members' extent: stroke points, or image pixels
@@ -102,8 +106,8 @@ def _union(a: Box, b: Box) -> Box:
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
-def _merged(a: _Mark, b: _Mark) -> _Mark:
-    return _Mark(_union(a.box, b.box), tuple(sorted(a.members + b.members)))
+def _merged(a: Mark, b: Mark) -> Mark:
+    return Mark(_union(a.box, b.box), tuple(sorted(a.members + b.members)))
 
 
 def _overlap_share(a: Box, b: Box) -> float:
@@ -116,7 +120,7 @@ def _overlap_share(a: Box, b: Box) -> float:
     return math.inf if overlap >= 0 else -math.inf
 
 
-def _overlapping(a: _Mark, b: _Mark) -> bool:
+def _overlapping(a: Mark, b: Mark) -> bool:
     """One digit: spans across that overlap substantially, rows not far apart."""
     gap = max(a.box[1], b.box[1]) - min(a.box[3], b.box[3])
     return _overlap_share(a.box, b.box) >= OVERLAP_SHARE and gap <= NEAR_ROWS * max(
@@ -124,7 +128,7 @@ def _overlapping(a: _Mark, b: _Mark) -> bool:
     )
 
 
-def _merge_overlapping(marks: list[_Mark]) -> list[_Mark]:
+def merge_overlapping(marks: list[Mark]) -> list[Mark]:
     """Merge the first overlapping pair, in the marks' order, until none is left."""
     marks = list(marks)
     merged = True
@@ -142,7 +146,7 @@ def _merge_overlapping(marks: list[_Mark]) -> list[_Mark]:
     return marks
 
 
-def _merge_specks(marks: list[_Mark], drop_far: float | None = None) -> list[_Mark]:
+def merge_specks(marks: list[Mark], drop_far: float | None = None) -> list[Mark]:
     """Each speck joins the nearest mark that is no speck (or, farther than ``drop_far`` x the
     tallest height from any, is dropped: dust on a photo)."""
     tallest = max((mark.height for mark in marks), default=0.0)
@@ -162,12 +166,12 @@ def _merge_specks(marks: list[_Mark], drop_far: float | None = None) -> list[_Ma
     return kept
 
 
-def _left_to_right(marks: list[_Mark]) -> list[_Mark]:
+def left_to_right(marks: list[Mark]) -> list[Mark]:
     """Ordered by the middle of their span (the first member breaks a tie)."""
     return sorted(marks, key=lambda m: ((m.box[0] + m.box[2]) / 2, m.members[0]))
 
 
-def _too_many(count: int) -> DigitnetError:
+def too_many_digits(count: int) -> DigitnetError:
     return DigitnetError(
         f"{count} digits is too many for one number; draw at most {MAX_DIGITS} digits"
     )
@@ -260,7 +264,7 @@ def _on_the_pad(stroke: np.ndarray) -> bool:
     return x1 >= -reach and y1 >= -reach and x0 <= PAD_SIZE + reach and y0 <= PAD_SIZE + reach
 
 
-def _pieces_of_ink(strokes: list[np.ndarray], indices: list[int]) -> list[_Mark]:
+def _pieces_of_ink(strokes: list[np.ndarray], indices: list[int]) -> list[Mark]:
     """Strokes whose centre lines touch, transitively: sorted by their first stroke."""
     parent = {index: index for index in indices}
 
@@ -277,7 +281,7 @@ def _pieces_of_ink(strokes: list[np.ndarray], indices: list[int]) -> list[_Mark]
     for index in indices:
         members.setdefault(root(index), []).append(index)
     return [
-        _Mark(_strokes_box([strokes[i] for i in group]), tuple(group))
+        Mark(_strokes_box([strokes[i] for i in group]), tuple(group))
         for group in sorted(members.values())
     ]
 
@@ -326,21 +330,40 @@ class _Piece:
     index: int
 
 
+def _crossing_groups(pieces: list[_Piece]) -> list[list[_Piece]]:
+    """Strokes whose centre lines cross, transitively, are one digit's (a 4's stem through
+    its bar; strokes of two digits touch, they do not cross): grouped, by first stroke."""
+    segments = [_segments(piece.points) for piece in pieces]
+    group = list(range(len(pieces)))
+    for i in range(len(pieces)):
+        for j in range(i + 1, len(pieces)):
+            if group[i] != group[j] and _segments_cross(segments[i], segments[j]):
+                old, new = max(group[i], group[j]), min(group[i], group[j])
+                group = [new if g == old else g for g in group]
+    return [[pieces[k] for k in range(len(pieces)) if group[k] == g] for g in sorted(set(group))]
+
+
 def _partition(pieces: list[_Piece], height: float) -> tuple[list[_Piece], list[_Piece]] | None:
-    """Split between strokes where two touching digits part cleanly, if they do: each side
-    a digit's height, neither's span inside the other's, and spans that overlap by less than
-    OVERLAP_SHARE of the narrower (``_overlap_share``: they would not have merged apart)."""
-    if len(pieces) < 2:
+    """Split between strokes where two touching digits part cleanly, if they do.
+
+    Strokes that cross stay together (``_crossing_groups``); the groups, ordered by their
+    middles, are split where each side is a digit's height, every group of the left side
+    starts left of the right side and every group of the right side ends right of the left
+    side (a digit's stroke is never inside the other digit), and, of such splits, where the
+    sides' spans overlap least (``_overlap_share``)."""
+    groups = _crossing_groups(pieces)
+    if len(groups) < 2:
         return None
-    boxes = [_stroke_box(piece.points) for piece in pieces]
-    order = sorted(range(len(pieces)), key=lambda k: ((boxes[k][0] + boxes[k][2]) / 2, k))
-    best, best_share = None, OVERLAP_SHARE
+    boxes = [_union_all([_stroke_box(piece.points) for piece in group]) for group in groups]
+    order = sorted(range(len(groups)), key=lambda k: ((boxes[k][0] + boxes[k][2]) / 2, k))
+    best, best_share = None, math.inf
     for split in range(1, len(order)):
-        left = _union_all([boxes[k] for k in order[:split]])
-        right = _union_all([boxes[k] for k in order[split:]])
+        left_boxes = [boxes[k] for k in order[:split]]
+        right_boxes = [boxes[k] for k in order[split:]]
+        left, right = _union_all(left_boxes), _union_all(right_boxes)
         if not (
-            left[0] < right[0]
-            and left[2] < right[2]
+            all(box[0] < right[0] for box in left_boxes)
+            and all(box[2] > left[2] for box in right_boxes)
             and left[3] - left[1] >= PART_HEIGHT * height
             and right[3] - right[1] >= PART_HEIGHT * height
         ):
@@ -350,7 +373,9 @@ def _partition(pieces: list[_Piece], height: float) -> tuple[list[_Piece], list[
             best, best_share = split, share
     if best is None:
         return None
-    return [pieces[k] for k in order[:best]], [pieces[k] for k in order[best:]]
+    return tuple(
+        [piece for k in side for piece in groups[k]] for side in (order[:best], order[best:])
+    )
 
 
 def _union_all(boxes: list[Box]) -> Box:
@@ -360,23 +385,69 @@ def _union_all(boxes: list[Box]) -> Box:
     return box
 
 
-def _cut_column(pieces: list[_Piece], box: Box) -> int | None:
-    """The pad column of least ink (the strokes drawn with their digit's brush) away from the
-    ends, the nearest the middle on a tie; None if the piece is too narrow to cut."""
+def cut_column(inked: np.ndarray, columns: Sequence[int], middle: float) -> int | None:
+    """Where to cut ink too wide for one digit: one of ``columns`` (of the boolean raster
+    ``inked``, one piece's ink) that the ink crosses once at most, under THIN_SHARE of the
+    piece's inked rows (the thin join of two digits, not a wide 0's two arcs nor a stem),
+    with ink on each side of it (columns up to it, columns after it) at least PART_HEIGHT
+    of them tall (a 2's long tail or a 5's bar is no digit); of those, the least ink,
+    nearest ``middle`` on a tie. None where no column is such. pipeline.js's ``cutColumn``
+    counts the same."""
+    rows = np.flatnonzero(inked.any(axis=1))
+    if len(rows) == 0:
+        return None
+    tall = PART_HEIGHT * (rows[-1] - rows[0] + 1)
+    size = inked.shape[0]
+    has_ink = inked.any(axis=0)
+    tops = np.where(has_ink, inked.argmax(axis=0), size)
+    bottoms = np.where(has_ink, size - 1 - inked[::-1].argmax(axis=0), -1)
+    left_height = np.maximum.accumulate(bottoms) - np.minimum.accumulate(tops) + 1
+    right_height = (np.maximum.accumulate(bottoms[::-1]) - np.minimum.accumulate(tops[::-1]) + 1)[
+        ::-1
+    ]
+    runs = inked[0].astype(np.int64) + (inked[1:] & ~inked[:-1]).sum(axis=0)
+    counts = inked.sum(axis=0)
+    thin = THIN_SHARE * (rows[-1] - rows[0] + 1)
+    candidates = [
+        column
+        for column in columns
+        if column <= inked.shape[1] - 2
+        and runs[column] <= 1
+        and counts[column] <= thin
+        and left_height[column] >= tall
+        and right_height[column + 1] >= tall
+    ]
+    if not candidates:
+        return None
+    return min(
+        candidates,
+        key=lambda column: (int(counts[column]), abs(column + 0.5 - middle), column),
+    )
+
+
+def _cut_strokes(pieces: list[_Piece], box: Box) -> int | None:
+    """``cut_column`` for strokes: drawn with their digit's brush on the pad, away from the
+    ends of their box (pad units) by CUT_MARGIN x its height, and never through strokes that
+    cross (a wide open 4's bar, crossed by its stem, is one digit's)."""
     x0, _, x1, _ = box
     height = box[3] - box[1]
     first = max(0, math.ceil(x0 + CUT_MARGIN * height))
     last = min(PAD_SIZE - 1, math.floor(x1 - CUT_MARGIN * height))
-    if first > last:
+    crossing = [
+        _union_all([_stroke_box(piece.points) for piece in group])
+        for group in _crossing_groups(pieces)
+        if len(group) > 1
+    ]
+    columns = [
+        column
+        for column in range(first, last + 1)
+        if not any(span[0] < column + 0.5 < span[2] for span in crossing)
+    ]
+    if not columns:
         return None
     strokes = [piece.points for piece in pieces]
     ink = rasterize_strokes(strokes, PAD_SIZE, digit_brush_radius(strokes))
-    counts = (ink[:, first : last + 1] > CUT_INK).sum(axis=0)
-    middle = (x0 + x1) / 2
-    return min(
-        range(first, last + 1),
-        key=lambda column: (int(counts[column - first]), abs(column + 0.5 - middle), column),
-    )
+    return cut_column(ink > CUT_INK, columns, (x0 + x1) / 2)
 
 
 def _split_touching(pieces: list[_Piece], depth: int = 0) -> list[tuple[list[_Piece], bool]]:
@@ -386,10 +457,11 @@ def _split_touching(pieces: list[_Piece], depth: int = 0) -> list[tuple[list[_Pi
     width, height = box[2] - box[0], box[3] - box[1]
     if height < MIN_CUT_HEIGHT or width <= PARTITION_WIDTH * height:
         return [(pieces, False)]
-    too_wide = width > UNSURE_WIDTH * height
+    brush = 2 * digit_brush_radius([piece.points for piece in pieces])  # as the ink shows it
+    too_wide = width + brush > UNSURE_WIDTH * (height + brush)
     sides = _partition(pieces, height)
-    if sides is None and width > CUT_WIDTH * height and depth < MAX_CUT_DEPTH:
-        column = _cut_column(pieces, box)
+    if sides is None and width + brush > CUT_WIDTH * (height + brush) and depth < MAX_CUT_DEPTH:
+        column = _cut_strokes(pieces, box)
         if column is not None:
             cut = column + 0.5
             sides = tuple(
@@ -421,9 +493,9 @@ def split_digits(strokes: list[np.ndarray] | list) -> list[DigitPart]:
             f"{len(marks)} separate marks is too many for one number; "
             f"draw at most {MAX_DIGITS} digits"
         )
-    marks = _left_to_right(_merge_specks(_merge_overlapping(marks)))
+    marks = left_to_right(merge_specks(merge_overlapping(marks)))
     if len(marks) > MAX_DIGITS:
-        raise _too_many(len(marks))
+        raise too_many_digits(len(marks))
     parts = []
     for mark in marks:
         pieces = [_Piece(strokes[index], index) for index in mark.members]
@@ -438,7 +510,7 @@ def split_digits(strokes: list[np.ndarray] | list) -> list[DigitPart]:
                 )
             )
     if len(parts) > MAX_DIGITS:
-        raise _too_many(len(parts))
+        raise too_many_digits(len(parts))
     return parts
 
 
@@ -475,6 +547,7 @@ class DigitReading:
     prediction: Prediction  # probabilities and the 28x28 input
     box: Box  # pad units (image pixels for an image)
     unsure: bool = False  # its ink touched another digit's, or is too wide for one digit
+    strokes: list[np.ndarray] | None = None  # its strokes in pad units (None for an image)
 
     @property
     def confidence(self) -> float:
@@ -495,8 +568,35 @@ class Reading:
     def confidence(self) -> float:
         return math.prod(digit.confidence for digit in self.digits) if self.digits else 0.0
 
+    @property
+    def touching(self) -> bool:
+        """Whether some digit was split from touching ink (or is too wide for one): the
+        reading may have the count of digits wrong."""
+        return any(digit.unsure for digit in self.digits)
+
+    def top(self, count: int = 2) -> list[list[tuple[str, float]]]:
+        """Each digit's ``count`` likeliest labels and their probabilities, likeliest first."""
+        tops = []
+        for digit in self.digits:
+            order = np.argsort(digit.prediction.probs, kind="stable")[::-1][:count]
+            tops.append([(str(k), float(digit.prediction.probs[k])) for k in order])
+        return tops
+
+    def sentence(self) -> str:
+        """The number in words (Markdown), as the pad shows it (pad.js's ``numberOutputs``):
+        "It's **42** (99.9% sure)", then each digit with its top probability; "It's
+        **49**? (unsure: two digits may touch)" where the split may be wrong."""
+        lead = "Not sure: maybe" if self.confidence < UNSURE_BELOW else "It's"
+        if self.touching:
+            head = f"{lead} **{self.text}**? (unsure: two digits may touch)"
+        else:
+            head = f"{lead} **{self.text}** ({min(100 * self.confidence, MOST_SURE):.1f}% sure)"
+        each = " · ".join(f"{d.label} ({100 * d.confidence:.0f}%)" for d in self.digits)
+        return f"{head}  \n{each}"
+
     def as_dict(self) -> dict:
-        """``{"text", "confidence", "digits": [{"label", "confidence", "box"}, ...]}``."""
+        """``{"text", "confidence", "digits": [{"label", "confidence", "box", "unsure"}, ...]}``;
+        ``unsure``: the digit was split from touching ink, or is too wide for one digit."""
         return {
             "text": self.text,
             "confidence": round(self.confidence, 4),
@@ -505,6 +605,7 @@ class Reading:
                     "label": digit.label,
                     "confidence": round(digit.confidence, 4),
                     "box": [round(value, 1) for value in digit.box],
+                    "unsure": digit.unsure,
                 }
                 for digit in self.digits
             ],
@@ -512,9 +613,14 @@ class Reading:
 
 
 def read_inputs(
-    model: nn.Module, inputs: list[Preprocessed], boxes: list[Box], unsure: list[bool]
+    model: nn.Module,
+    inputs: list[Preprocessed],
+    boxes: list[Box],
+    unsure: list[bool],
+    strokes: list[list[np.ndarray]] | None = None,
 ) -> Reading:
-    """Digits already through ``canvas_to_mnist`` -> the reading; blank ones are left out."""
+    """Digits already through ``canvas_to_mnist`` (and their strokes, if drawn) -> the
+    reading; blank ones are left out."""
     kept = [k for k, preprocessed in enumerate(inputs) if not preprocessed.is_blank]
     if not kept:
         return Reading([])
@@ -524,105 +630,43 @@ def read_inputs(
     for k, p in zip(kept, probs):
         prediction = Prediction(p, inputs[k], reject_below)
         label = str(prediction.label) if prediction.is_digit else "?"
-        digits.append(DigitReading(label, prediction, boxes[k], unsure[k]))
+        drawn = None if strokes is None else strokes[k]
+        digits.append(DigitReading(label, prediction, boxes[k], unsure[k], drawn))
     return Reading(digits)
 
 
 def read_strokes(model: nn.Module, strokes: list[np.ndarray] | list) -> Reading:
     """The pad's strokes -> the number drawn (``Reading.as_dict()`` is the API's answer)."""
-    parts = split_digits(strokes)
+    return read_parts(model, split_digits(strokes))
+
+
+def read_parts(model: nn.Module, parts: list[DigitPart]) -> Reading:
+    """The digits ``split_digits`` found -> the number they make."""
     return read_inputs(
         model,
         [part_input(part) for part in parts],
         [part.box for part in parts],
         [part.unsure for part in parts],
+        [part.strokes for part in parts],
     )
 
 
-# ---------------------------------------------------------------------------
-# Images of numbers: connected ink instead of strokes.
-
-IMAGE_INK = 0.25  # an image's ink above this is a digit's (its anti-aliased rim is left out)
-DUST = 0.5  # a speck farther than this x the tallest digit from every digit is dust
-
-
-def read_image(model: nn.Module, image: str | Path | Image.Image | np.ndarray) -> Reading:
-    """An image of a number (a file, or a picture) -> the number, as ``read_strokes`` does.
-
-    Connected ink stands in for strokes; boxes are in the image's pixels. A blank image has
-    empty text; an unreadable file is an ImageError.
-    """
-    if isinstance(image, str | Path):
-        image = load_image_file(image)
-    ink, blank = image_to_ink(image)
-    if blank:
-        return Reading([])
-    labels, count = ndimage.label(ink > IMAGE_INK, structure=np.ones((3, 3)))
-    if count > MAX_MARKS * 4:
-        raise ImageError(f"{count} separate marks is too many for a number of digits")
-    marks = [
-        _Mark((float(cols.start), float(rows.start), float(cols.stop), float(rows.stop)), (k + 1,))
-        for k, (rows, cols) in enumerate(ndimage.find_objects(labels))
-    ]
-    marks = _left_to_right(_merge_specks(_merge_overlapping(marks), drop_far=DUST))
-    inputs, boxes, unsure = [], [], []
-    for mark in marks:
-        digit_ink = np.where(np.isin(labels, mark.members), ink, 0.0).astype(np.float32)
-        parts = _cut_image_digit(digit_ink, mark.box)
-        for box, part in parts:
-            inputs.append(canvas_to_mnist(part))
-            boxes.append(box)
-            unsure.append(len(parts) > 1)
-    if len(inputs) > MAX_DIGITS:
-        raise _too_many(len(inputs))
-    return read_inputs(model, inputs, boxes, unsure)
+def reads_as_number(reading: Reading) -> bool:
+    """Whether the pad answers a reading as a number (pad.js's ``readsAsNumber``): two parts
+    or more that the model takes for digits, and most of the parts. A tangle whose pieces
+    the model mostly refuses ("?1??2", "?0") is one drawing that is not a digit."""
+    refused = sum(digit.label == "?" for digit in reading.digits)
+    return len(reading.digits) - refused >= 2 and 2 * refused <= len(reading.digits)
 
 
-def _cut_image_digit(ink: np.ndarray, box: Box, depth: int = 0) -> list[tuple[Box, np.ndarray]]:
-    """Ink of one mark -> one or more digits: too wide for its height, cut where least ink."""
-    x0, y0, x1, y1 = (int(value) for value in box)
-    width, height = x1 - x0, y1 - y0
-    if width <= CUT_WIDTH * height or depth >= MAX_CUT_DEPTH:
-        return [(box, ink)]
-    first, last = math.ceil(x0 + CUT_MARGIN * height), math.floor(x1 - CUT_MARGIN * height)
-    if first > last:
-        return [(box, ink)]
-    counts = ink[y0:y1, first : last + 1].sum(axis=0)
-    middle = (x0 + x1) / 2
-    cut = min(range(first, last + 1), key=lambda c: (counts[c - first], abs(c + 0.5 - middle)))
-    parts = []
-    for lo, hi in ((x0, cut), (cut, x1)):
-        side = np.zeros_like(ink)
-        side[:, lo:hi] = ink[:, lo:hi]
-        rows = np.flatnonzero(side.any(axis=1))
-        cols = np.flatnonzero(side.any(axis=0))
-        if len(rows) == 0:
-            continue
-        side_box = (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
-        parts += _cut_image_digit(side, side_box, depth + 1)
-    return parts
-
-
-def read_image_files(
-    model: nn.Module, paths: list[Path], *, skip_bad: bool = False
-) -> tuple[list[tuple[str, str, float]], list[str]]:
-    """(file, text, confidence) for each image of a number, and the skipped files' problems.
-
-    Without ``skip_bad`` the first unreadable image raises, naming the file.
-    """
-    rows, problems = [], []
-    for path in paths:
-        try:
-            reading = read_image(model, path)
-        except DigitnetError as error:
-            if not skip_bad:
-                raise
-            problems.append(str(error))
-            continue
-        rows.append((str(path), reading.text, round(reading.confidence, 4)))
-    return rows, problems
-
-
-def write_number_predictions(rows: list[tuple[str, str, float]], out_path: str | Path) -> Path:
-    """CSV ``file,text,confidence``, written atomically."""
-    return write_csv(out_path, ["file", "text", "confidence"], rows)
+def number_on_pad(model: nn.Module, strokes: list[np.ndarray] | list) -> Reading | None:
+    """The number the pad shows for these strokes, or None where it answers the drawing as
+    one (one digit, parts the model mostly refuses, more marks than a number holds)."""
+    try:
+        parts = split_digits(strokes)
+    except DigitnetError:
+        return None
+    if len(parts) < 2:
+        return None  # one digit: read whole, exactly as a single digit always was
+    reading = read_parts(model, parts)
+    return reading if reads_as_number(reading) else None

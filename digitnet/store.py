@@ -70,6 +70,7 @@ from digitnet.store_schema import (
     SOURCE_APP,
     SOURCE_IMPORT,
     SOURCE_SKLEARN,
+    NewDrawing,
     SavedDrawing,
     StoredDrawing,
     StoreError,
@@ -88,7 +89,7 @@ from digitnet.store_schema import (
 __all__ = [
     "APPLICATION_ID", "DB_ENV", "DEFAULT_DB_PATH", "IMPORT_SESSION", "LABEL_COUNT",
     "MAX_MB_ENV", "NOT_A_DIGIT", "NOT_A_DIGIT_TEXT", "SCHEMA_VERSION", "SOURCE_API",
-    "SOURCE_APP", "SOURCE_IMPORT", "SOURCE_SKLEARN", "DrawingStore", "SavedDrawing",
+    "SOURCE_APP", "SOURCE_IMPORT", "SOURCE_SKLEARN", "DrawingStore", "NewDrawing", "SavedDrawing",
     "StoreError", "StoreStats", "StoredDrawing", "as_pixels", "check_label", "drawing_png",
     "label_text", "open_store", "utc_text", "resolve_db_path", "resolve_max_bytes",
 ]  # fmt: skip
@@ -259,32 +260,21 @@ class DrawingStore:
 
     # -- writing -----------------------------------------------------------
 
-    def _row(
-        self,
-        pixels: np.ndarray,
-        label: object,
-        *,
-        session: str,
-        source: str,
-        model: str | None,
-        probs: Sequence[float] | np.ndarray | None,
-        predicted: object,
-        strokes: object,
-        png: bytes | None,
-        created_at: str,
-    ) -> tuple:
+    def _row(self, drawing: NewDrawing, *, session: str, source: str, created_at: str) -> tuple:
         """A checked row for ``INSERT_SQL``; raises StoreError before anything is written."""
-        label = check_label(label)
+        label = check_label(drawing.label)
         check_name(session, "session")
         check_name(source, "source")
-        if model is not None:
-            check_name(model, "model")
-        prob_list = None if probs is None else check_probs(probs)
+        if drawing.model is not None:
+            check_name(drawing.model, "model")
+        prob_list = None if drawing.probs is None else check_probs(drawing.probs)
+        predicted = drawing.predicted
         if predicted is not None:
             predicted = check_label(predicted, "predicted label")
         elif prob_list is not None:
             predicted = int(np.argmax(prob_list))
-        strokes_text = None if strokes is None else strokes_json(strokes)
+        strokes_text = None if drawing.strokes is None else strokes_json(drawing.strokes)
+        png = drawing.png
         if png is not None:
             if not isinstance(png, (bytes, bytearray)) or not bytes(png).startswith(PNG_SIGNATURE):
                 raise StoreError("the drawing's image is not PNG data; pass drawing_png(image)")
@@ -299,8 +289,8 @@ class DrawingStore:
         return (
             created_at,
             session,
-            as_pixels(pixels).tobytes(),
-            model,
+            as_pixels(drawing.pixels).tobytes(),
+            drawing.model,
             None if prob_list is None else json.dumps(prob_list),
             predicted,
             label,
@@ -329,22 +319,24 @@ class DrawingStore:
         defaults to their argmax), and ``strokes`` (JSON) and/or ``png``
         (:func:`drawing_png`) the drawing itself. A bad value raises before any write.
         """
-        row = self._row(
-            pixels,
-            label,
-            session=session,
-            source=source,
-            model=model,
-            probs=probs,
-            predicted=predicted,
-            strokes=strokes,
-            png=png,
-            created_at=_now(),
-        )
+        drawing = NewDrawing(pixels, label, model, probs, predicted, strokes, png)
+        (saved,) = self.save_each([drawing], session=session, source=source)
+        return saved
+
+    def save_each(
+        self, drawings: Sequence[NewDrawing], *, session: str, source: str = SOURCE_APP
+    ) -> list[SavedDrawing]:
+        """Save drawings in one transaction (all or none: a number's digits), each with its
+        new id; durable when this returns. A bad value raises before any write."""
+        created_at = _now()
+        rows = [
+            self._row(drawing, session=session, source=source, created_at=created_at)
+            for drawing in drawings
+        ]
         with self._guard("save"), self._transaction() as connection:
-            new_id = connection.execute(INSERT_SQL, row).lastrowid
+            ids = [connection.execute(INSERT_SQL, row).lastrowid for row in rows]
             count = connection.execute("SELECT count(*) FROM drawings").fetchone()[0]
-        return SavedDrawing(int(new_id), int(count))
+        return [SavedDrawing(int(new_id), int(count)) for new_id in ids]
 
     def save_image(
         self,
@@ -402,19 +394,10 @@ class DrawingStore:
         rows = []
         for index, (image, label) in enumerate(zip(images, labels)):
             try:
+                png = None if pngs is None else pngs[index]
+                drawing = NewDrawing(image, label, png=png)
                 rows.append(
-                    self._row(
-                        image,
-                        label,
-                        session=session,
-                        source=source,
-                        model=None,
-                        probs=None,
-                        predicted=None,
-                        strokes=None,
-                        png=None if pngs is None else pngs[index],
-                        created_at=created_at,
-                    )
+                    self._row(drawing, session=session, source=source, created_at=created_at)
                 )
             except StoreError as error:
                 raise StoreError(f"drawing {index + 1} of {len(images)}: {error}") from None

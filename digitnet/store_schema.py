@@ -140,6 +140,19 @@ class StoreError(DigitnetError):
 
 
 @dataclass(frozen=True)
+class NewDrawing:
+    """One drawing to save (``DrawingStore.save`` explains each field)."""
+
+    pixels: np.ndarray  # the model's 28x28 input
+    label: object  # the true label: 0-9 or NOT_A_DIGIT
+    model: str | None = None
+    probs: Sequence[float] | np.ndarray | None = None
+    predicted: object = None
+    strokes: object = None
+    png: bytes | None = None
+
+
+@dataclass(frozen=True)
 class SavedDrawing:
     """What ``save`` acknowledges: the new row's id and how many rows the store holds."""
 

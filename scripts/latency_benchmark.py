@@ -1,8 +1,10 @@
 """Measure the pad's stroke -> answer latency: digits drawn with the mouse in headless Chromium.
 
 For each digit (0-9 in turn, each in a random size, place and slant; ``digitnet.strokes``),
-the mouse draws the strokes, and the page records (``scripts/latency_probe.js``) when each pen
-movement reached the pad and when ``#label`` first showed an answer that included it.
+or with ``--numbers`` each number of 2-4 digits (``digitnet.number_strokes.random_number``:
+varied size, slant, baseline and gaps, some touching), the mouse draws the strokes, and the
+page records (``scripts/latency_probe.js``) when each pen movement reached the pad and when
+``#label`` first showed an answer that included it.
 Prints, quiet and then while ``scripts/load_test.py`` loads the server's ``/classify``:
 
 - stroke -> answer: from the last pen movement of a digit to the frame that shows its answer,
@@ -10,10 +12,11 @@ Prints, quiet and then while ``scripts/load_test.py`` loads the server's ``/clas
   in the page (its DOM), one step before painting;
 - any move -> answer: the same (painted) for every pen movement while drawing;
 - the server's check: from lifting the pen to the server's answer (under the bars);
-- how many digits were read right.
+- how many digits (numbers) were read right.
 
     python scripts/latency_benchmark.py                       # serve app.py in-process
     python scripts/latency_benchmark.py --digits 10 --no-load
+    python scripts/latency_benchmark.py --numbers --no-load   # 30 numbers of 2-4 digits
     python scripts/latency_benchmark.py --url http://127.0.0.1:7860/
 
 Only a server on this machine is ever targeted; Chromium is Debian's (``--chromium``).
@@ -41,6 +44,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout
 from digitnet.machine import describe_machine  # noqa: E402
+from digitnet.number_strokes import random_number  # noqa: E402
 from digitnet.strokes import PAD_SIZE, digit_strokes, random_pen_style  # noqa: E402
 
 PROBE_JS = Path(__file__).resolve().parent / "latency_probe.js"
@@ -53,7 +57,12 @@ TIMEOUT_MS = 20_000
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=None, help="a running app here (default: serve one)")
-    parser.add_argument("--digits", type=int, default=30, help="digits per phase (default: 30)")
+    parser.add_argument(
+        "--digits", type=int, default=30, help="digits (or numbers) per phase (default: 30)"
+    )
+    parser.add_argument(
+        "--numbers", action="store_true", help="draw numbers of 2-4 digits, not single digits"
+    )
     parser.add_argument("--seed", type=int, default=0, help="sizes, places and slants' seed")
     parser.add_argument("--no-load", action="store_true", help="skip the phase under load")
     parser.add_argument("--clients", type=int, default=20, help="load_test.py clients (default 20)")
@@ -78,6 +87,7 @@ class Phase:
     """One run of digits: latencies in ms and what was read."""
 
     name: str
+    kind: str = "digits"  # what was drawn: "digits" or "numbers"
     stroke_ms: list[float] = field(default_factory=list)  # to the painted frame
     stroke_dom_ms: list[float] = field(default_factory=list)  # to the answer in the DOM
     move_ms: list[float] = field(default_factory=list)
@@ -85,7 +95,7 @@ class Phase:
     right: int = 0
     drawn: int = 0
     checks: str = ""  # the server's tally of its checks of the browser's answers
-    missed: int = 0  # digits whose final answer never showed (a failure, not a latency)
+    missed: int = 0  # drawings whose final answer never showed (a failure, not a latency)
 
 
 def open_pad(browser, url: str):
@@ -118,13 +128,14 @@ def clear_pad(page) -> None:
     page.wait_for_function("() => !document.querySelector('#label h2')")
 
 
-def measure_digit(page, digit: int, style, phase: Phase) -> None:
+def measure_drawing(page, strokes, text: str, phase: Phase) -> None:
+    """Draw ``strokes`` (a digit or a number whose answer should be ``text``) and record."""
     clear_pad(page)
     page.evaluate(
         "() => { const p = digitnetProbe; p.inputs.length = p.shown.length = 0;"
         " p.serverChecks.length = p.ups.length = 0; }"
     )
-    draw_with_mouse(page, digit_strokes(digit, style))
+    draw_with_mouse(page, strokes)
     # Done when the last movement's answer is painted and the server has checked this drawing
     # (its tally counts it: an earlier reply, to the clear, say, does not count).
     checked = f"of {phase.drawn + 1} drawings"
@@ -154,18 +165,24 @@ def measure_digit(page, digit: int, style, phase: Phase) -> None:
     up = probe["ups"][-1]["t"]
     checks = [c for c in probe["serverChecks"] if c["t"] > up and checked in c["text"]]
     phase.server_ms.append(checks[0]["t"] - up)
-    phase.right += page.locator("#label h2").inner_text().strip() == str(digit)
+    phase.right += page.locator("#label h2").inner_text().strip() == text
     tally = re.search(r"agreed with the server's on (\d+ of \d+)", checks[0]["text"])
     phase.checks = tally.group(1) if tally else "none"
 
 
-def run_phase(browser, url: str, name: str, digits: int, seed: int) -> Phase:
-    phase = Phase(name)
+def run_phase(browser, url: str, name: str, count: int, seed: int, numbers: bool = False) -> Phase:
+    """``count`` digits (0-9 in turn), or numbers of 2-4 digits, drawn one after another."""
+    phase = Phase(name, kind="numbers" if numbers else "digits")
     page = open_pad(browser, url)
     rng = np.random.default_rng(seed)
     try:
-        for index in range(digits):
-            measure_digit(page, index % 10, random_pen_style(rng), phase)
+        for index in range(count):
+            if numbers:
+                number = random_number(rng)
+                measure_drawing(page, number.strokes, number.text, phase)
+            else:
+                strokes = digit_strokes(index % 10, random_pen_style(rng))
+                measure_drawing(page, strokes, str(index % 10), phase)
     finally:
         page.close()
     return phase
@@ -209,7 +226,7 @@ def percentiles(values: list[float]) -> str:
 
 
 def report(phase: Phase) -> None:
-    print(f"\n{phase.name}: {phase.drawn} digits drawn with the mouse")
+    print(f"\n{phase.name}: {phase.drawn} {phase.kind} drawn with the mouse")
     print(f"  stroke -> answer:    {percentiles(phase.stroke_ms)} (painted)")
     print(f"                       {percentiles(phase.stroke_dom_ms)} (in the page's DOM)")
     print(f"  any move -> answer:  {percentiles(phase.move_ms)} ({len(phase.move_ms)} moves)")
@@ -217,7 +234,7 @@ def report(phase: Phase) -> None:
     print(f"  read right:          {phase.right} of {phase.drawn}")
     print(f"  browser = server:    on {phase.checks} drawings (the server's check)")
     if phase.missed:
-        print(f"  no answer shown:     {phase.missed} digits")
+        print(f"  no answer shown:     {phase.missed} {phase.kind}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,14 +259,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"machine:  {describe_machine()}")
             print(f"browser:  headless Chromium {browser.version} (--disable-gpu)")
             print(f"app:      {url}")
-            phases.append(run_phase(browser, url, "quiet", args.digits, args.seed))
+            phases.append(run_phase(browser, url, "quiet", args.digits, args.seed, args.numbers))
             report(phases[-1])
             if not args.no_load:
                 load = start_load(url, args.clients, args.data)
                 time.sleep(5)  # rendering the drawings, then the clients start
                 try:
                     name = f"under load ({args.clients} clients on /classify)"
-                    phases.append(run_phase(browser, url, name, args.digits, args.seed))
+                    phases.append(
+                        run_phase(browser, url, name, args.digits, args.seed, args.numbers)
+                    )
                 finally:
                     output = stop_load(load)
                 report(phases[-1])

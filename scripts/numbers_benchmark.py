@@ -8,6 +8,12 @@ Prints the machine first, then:
 - small digits: single digits at 6-12% of the pad's height (and the other bands of the
   issue) anywhere on the pad, read with the brush scaled to the digit and, for comparison,
   with the screen's brush (today's single-digit path);
+- touching pairs: ``--touching`` numbers that each have two digits whose strokes touch,
+  read by ``read_strokes``: exactly right, and how many readings say they are unsure;
+- with ``--mnist``, single MNIST test digits drawn as a person would on a canvas
+  (``drawings.render_drawings``) and split by ``number_images.split_image``: how many are
+  split into several digits (a wide digit cut, or a digit in separate pieces of ink), and
+  how many are flagged unsure (as wide as two digits);
 - the time per read: median and p90 of ``read_strokes`` here, and with ``--browser`` of
   pipeline.js's ``readNumber`` in headless Chromium (the pad's work every frame);
 - with ``--url``, the same numbers sent to a served app's ``read`` endpoint (gradio_client),
@@ -15,6 +21,7 @@ Prints the machine first, then:
 
     python scripts/numbers_benchmark.py
     python scripts/numbers_benchmark.py --model cnn --numbers 200 --browser
+    python scripts/numbers_benchmark.py --touching 300 --mnist 10000
     python app.py --port 7860 &  python scripts/numbers_benchmark.py --url http://127.0.0.1:7860/
 """
 
@@ -50,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--numbers", type=int, default=50, help="numbers to read (default 50)")
     parser.add_argument("--small", type=int, default=30, help="digits per size band (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="the drawings' seed (default 0)")
+    parser.add_argument(
+        "--touching", type=int, default=100, help="numbers with a touching pair (default 100)"
+    )
+    parser.add_argument(
+        "--mnist", type=int, default=0, help="MNIST test digits to split (default 0: none)"
+    )
     parser.add_argument("--browser", action="store_true", help="also time readNumber in Chromium")
     parser.add_argument("--chromium", default=CHROMIUM, help=f"Chromium (default {CHROMIUM})")
     parser.add_argument("--url", help="also read the numbers through this served app's read API")
@@ -89,6 +102,46 @@ def bench_numbers(model, count: int, seed: int) -> tuple[list, list[float]]:
         f"digits right where the count was: {digits_right}/{digits}"
     )
     return [number.strokes for number in numbers], times
+
+
+def bench_touching(model, count: int, seed: int) -> None:
+    """Numbers with two digits whose strokes touch: how many read right, how many unsure."""
+    rng = np.random.default_rng(seed + 1)
+    right = unsure = counted = 0
+    for _ in range(count):
+        number = random_number(rng, touching=1.0)
+        reading = read_strokes(model, number.strokes)
+        right += reading.text == number.text
+        counted += len(reading.text) == len(number.text)
+        unsure += reading.touching
+    print(
+        f"touching pairs: {right}/{count} numbers exactly right, {counted}/{count} with the "
+        f"right count of digits; {unsure} said to be unsure (two digits may touch)"
+    )
+
+
+def bench_mnist_split(count: int) -> None:
+    """Single MNIST test digits, drawn as on a canvas: how many the split takes for two."""
+    from digitnet.data import load_mnist
+    from digitnet.drawings import render_drawings
+    from digitnet.number_images import split_image
+
+    digits = load_mnist("test")
+    count = min(count, len(digits))
+    cut = pieces = unsure = 0
+    for start in range(0, count, 500):
+        stop = min(count, start + 500)
+        for image in render_drawings(digits.images[start:stop], seed=start):
+            found = split_image(image)
+            several = len(found) > 1
+            cut += several and any(digit.cut for digit in found)
+            pieces += several and not any(digit.cut for digit in found)
+            unsure += not several and found[0].unsure
+    print(
+        f"MNIST test digits drawn on a canvas: {cut + pieces}/{count} split into several "
+        f"digits ({cut} cut as too wide, {pieces} in separate pieces of ink); {unsure} left "
+        f"whole but flagged unsure (as wide as two digits)"
+    )
 
 
 def bench_small_digits(model, count: int, seed: int) -> None:
@@ -166,9 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"machine: {describe_machine()}")
     model, metadata = load_checkpoint(args.model)
-    print(f"config: model={args.model} numbers={args.numbers} small={args.small} seed={args.seed}")
+    print(
+        f"config: model={args.model} numbers={args.numbers} touching={args.touching} "
+        f"small={args.small} mnist={args.mnist} seed={args.seed}"
+    )
     drawings, times = bench_numbers(model, args.numbers, args.seed)
+    bench_touching(model, args.touching, args.seed)
     bench_small_digits(model, args.small, args.seed)
+    if args.mnist:
+        bench_mnist_split(args.mnist)
     print(
         f"read_strokes (Python): median {1000 * statistics.median(times):.1f} ms, "
         f"p90 {1000 * percentile(times, 0.9):.1f} ms per number"

@@ -428,7 +428,7 @@ def test_the_server_answers_quietly_when_the_browser_cannot(server, browser, blo
 def test_mouse_drawn_digits_of_any_size_place_and_slant(server, browser):
     """The latency benchmark's quiet phase, on ten digits (the README's figures are its 30):
     each read in the page while drawn, and checked by the server."""
-    phase = benchmark.run_phase(browser, server, "quiet", digits=10, seed=0)
+    phase = benchmark.run_phase(browser, server, "quiet", count=10, seed=0)
     assert phase.drawn == 10 and phase.missed == 0
     assert phase.right >= 9, f"{phase.right} of 10 read right"
     print(f"\nstroke -> answer: {benchmark.percentiles(phase.stroke_ms)}")

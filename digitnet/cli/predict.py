@@ -81,7 +81,7 @@ def _predict_images(model, inputs: list[str], out: str, *, skip_bad: bool) -> in
 
 def _predict_numbers(model, folder: str, out: str, *, skip_bad: bool) -> int:
     """file,text,confidence for images of numbers of several digits."""
-    from digitnet.numbers import read_image_files, write_number_predictions
+    from digitnet.number_images import read_image_files, write_number_predictions
     from digitnet.predict import list_image_files
 
     rows, problems = read_image_files(model, list_image_files(folder), skip_bad=skip_bad)

@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 
 from digitnet.data import IMAGE_SIZE
+from digitnet.numbers import Reading
 from digitnet.ui.static_files import read_static
 
 PAGE_CSS = ("bars.css", "input_view.css")
@@ -29,8 +30,14 @@ def probability_bars(**kwargs) -> gr.HTML:
     )
 
 
+NUMBER_CAPTION = "Each digit as the model sees it (28×28). Click one: the Why panel explains it."
+TOP_LABELS = 2  # a number's digits each show their two likeliest labels
+
+
 def input_view(caption: str = "", **kwargs) -> gr.HTML:
-    """The 28x28 the model sees, white on black: value 28 rows of 28 numbers, or None."""
+    """The 28x28 the model sees, white on black: value 28 rows of 28 numbers, or None; for a
+    number, ``number_view_value``'s tiles, one per digit, which a click selects (its
+    ``select`` event; ``selected_digit_js`` reads which)."""
     return gr.HTML(
         value=None,
         html_template=read_static("input_view.html"),
@@ -38,8 +45,17 @@ def input_view(caption: str = "", **kwargs) -> gr.HTML:
         apply_default_css=False,
         elem_classes=["digitnet-input-view"],
         caption=caption,
+        number_caption=NUMBER_CAPTION,
         **kwargs,
     )
+
+
+def selected_digit_js(view_id: str, inputs: int) -> str:
+    """An event's ``js`` that passes its first ``inputs`` inputs through and adds the digit
+    chosen in the input view ``view_id`` (0, the first, when none was) as the next."""
+    selector = f"#{view_id} .view-digits"
+    digit = f"Number(document.querySelector({selector!r})?.dataset.selected ?? 0)"
+    return f"(...values) => [...values.slice(0, {inputs}), {digit}]"
 
 
 def bars_value(probs_by_model: dict[str, np.ndarray]) -> dict[str, list[float]] | None:
@@ -55,3 +71,19 @@ def input_view_value(image: np.ndarray | None) -> list[list[float]] | None:
         return None
     rows = np.round(np.asarray(image, dtype=np.float64).reshape(IMAGE_SIZE, IMAGE_SIZE), 4)
     return rows.tolist()
+
+
+def number_view_value(reading: Reading) -> dict:
+    """input_view's value for a number: each digit's 28x28, label, two likeliest labels and
+    whether it was split from touching ink (pad.js's ``numberOutputs`` builds the same)."""
+    return {
+        "digits": [
+            {
+                "label": digit.label,
+                "top": [[label, round(p, 4)] for label, p in top],
+                "unsure": digit.unsure,
+                "image": input_view_value(digit.prediction.preprocessed.image),
+            }
+            for digit, top in zip(reading.digits, reading.top(TOP_LABELS))
+        ]
+    }

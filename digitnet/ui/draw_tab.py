@@ -22,7 +22,8 @@ import pandas as pd
 
 from digitnet.dashboard import DIGITS
 from digitnet.errors import DigitnetError
-from digitnet.numbers import read_image, read_strokes
+from digitnet.number_images import read_image
+from digitnet.numbers import Reading, number_on_pad, read_strokes
 from digitnet.pad_value import PadDrawing, parse_pad_value
 from digitnet.predict import (
     NOT_A_LABEL,
@@ -31,7 +32,13 @@ from digitnet.predict import (
     classify_preprocessed,
     preprocess_image_file,
 )
-from digitnet.ui.charts import bars_value, input_view, input_view_value, probability_bars
+from digitnet.ui.charts import (
+    bars_value,
+    input_view,
+    input_view_value,
+    number_view_value,
+    probability_bars,
+)
 from digitnet.ui.inline_image import inline_image
 from digitnet.ui.models import LoadedModel
 from digitnet.ui.pad import PROMPT, digit_pad
@@ -46,10 +53,10 @@ LOG = logging.getLogger("digitnet.app")
 LIVE_OUTPUTS_JS = "(choice) => globalThis.digitnetPads?.[{pad!r}]?.liveOutputs(choice)"
 SET_CHOICE_JS = "(choice) => {{ globalThis.digitnetPads?.[{pad!r}]?.setChoice(choice); }}"
 
-HELP = """Draw one digit, 0 to 9, as big or small as you like, anywhere on the pad. The answer
-updates **while you draw**: the models run in your browser. After each stroke the server runs
-the same pipeline in Python and checks the browser's answer (*Checked on the server*, under the
-bars)."""
+HELP = """Draw one digit, 0 to 9 (or a number: digits side by side), as big or small as you
+like, anywhere on the pad. The answer updates **while you draw**: the models run in your
+browser. After each stroke the server runs the same pipeline in Python and checks the
+browser's answer (*Checked on the server*, under the bars)."""
 
 PIPELINE_HELP = """### What the model sees
 Checked on the server after each stroke: your drawing → cropped to the ink → scaled into a
@@ -83,6 +90,15 @@ def confidences(prediction: Prediction) -> dict[str, float] | None:
     if prediction.is_blank:
         return None
     return {digit: float(p) for digit, p in zip(DIGITS, prediction.probs)}
+
+
+def number_outputs(number: Reading) -> list:
+    """A number's answer, label, bars and 28x28s, as pad.js's ``numberOutputs`` shows them:
+    the number in words, each digit's top probability, no bars, each digit's 28x28."""
+    label = {
+        f"digit {k + 1}: {digit.label}": digit.confidence for k, digit in enumerate(number.digits)
+    }
+    return [number.sentence(), label, None, number_view_value(number)]
 
 
 def probability_frame(prediction: Prediction) -> pd.DataFrame:
@@ -269,8 +285,13 @@ def make_draw_handlers(
                 tally = ParityTally(tally.checked + 1, tally.disagreements + bool(disagreeing))
             # The browser already shows its answer; the server's only replaces a wrong one.
             skip_live = loaded.name in drawing.browser_answers and not disagreeing
+        number = None
+        if not skip_live and drawing.strokes and not drawing.example:
+            number = number_on_pad(loaded.model, drawing.strokes)  # as the page splits it
         if skip_live:
             live = [gr.skip()] * 4
+        elif number is not None:
+            live = number_outputs(number)
         else:
             live = [
                 answer_text(chosen),

@@ -111,20 +111,29 @@ class SavingPolicy:
         with self._lock:
             return self._switch.get(session, self.default)
 
-    def admit(self, session: str) -> None:
-        """Count one save of ``session``; a one-line StoreError past the rate limit."""
+    def admit(self, session: str, count: int = 1) -> None:
+        """Count ``count`` saves of ``session`` (a number's digits are one each), all or
+        none; a one-line StoreError past the rate limit."""
         now = self._clock()
         with self._lock:
             recent = self._saves.setdefault(session, deque())
             while recent and recent[0] <= now - 60.0:
                 recent.popleft()
-            if len(recent) >= self.per_minute:
-                wait = 60.0 - (now - recent[0])
+            lead = "not kept: " if count == 1 else f"not kept: its {count} digits are as many "
+            if count > self.per_minute:
                 raise StoreError(
-                    f"not kept: {self.per_minute} drawings a minute is this server's limit "
-                    f"per visitor; try again in {wait:.0f} s"
+                    f"{lead}drawings, over this server's limit of {self.per_minute} a minute "
+                    f"per visitor"
                 )
-            recent.append(now)
+            if len(recent) + count > self.per_minute:
+                # Wait until enough of the oldest saves are a minute old to leave room.
+                oldest_kept = recent[len(recent) + count - self.per_minute - 1]
+                lead = lead if count == 1 else f"{lead}drawings, and "
+                raise StoreError(
+                    f"{lead}{self.per_minute} drawings a minute is this server's limit per "
+                    f"visitor; try again in {60.0 - (now - oldest_kept):.0f} s"
+                )
+            recent.extend([now] * count)
             if len(self._saves) > SESSIONS:  # the longest-known session first
                 self._saves.pop(next(iter(self._saves)))
 

@@ -28,6 +28,7 @@ from digitnet.explain import (
     tile_grid,
 )
 from digitnet.model import CNN, MLP
+from digitnet.numbers import Reading
 from digitnet.predict import preprocess_image_file
 from digitnet.preprocess import Preprocessed, canvas_to_mnist
 from digitnet.ui.inline_image import inline_image
@@ -227,10 +228,13 @@ def _pad_width(grid: np.ndarray, width: int) -> np.ndarray:
     return np.pad(grid, ((0, 0), (0, extra), (0, 0)), constant_values=255) if extra else grid
 
 
-def why_outputs(model_name: str, model: nn.Module, preprocessed: Preprocessed) -> tuple:
+def why_outputs(
+    model_name: str, model: nn.Module, preprocessed: Preprocessed, lead: str = ""
+) -> tuple:
     """The Why panel's values for one preprocessed drawing, in ``WhyPanel.outputs`` order.
 
-    A blank drawing empties the panel and asks for a digit. ``model_name`` is only shown.
+    A blank drawing empties the panel and asks for a digit. ``model_name`` is only shown;
+    ``lead`` comes first in the panel's words (which digit of a number it explains).
     """
     explanation = explain(model, preprocessed)
     if explanation.is_blank:
@@ -238,11 +242,33 @@ def why_outputs(model_name: str, model: nn.Module, preprocessed: Preprocessed) -
     inside = inside_markdown(explanation)
     return (
         explanation.overlay(),
-        f"{model_name} answers **{explanation.label}**. " + runner_up_markdown(explanation),
+        f"{lead}{model_name} answers **{explanation.label}**. " + runner_up_markdown(explanation),
         runner_up_overlay(explanation),
         inside,
         inside_image(explanation),
     )
+
+
+def why_for_number(
+    model_name: str,
+    model: nn.Module,
+    preprocessed: Preprocessed,
+    number: Reading | None,
+    digit: object = 0,
+) -> tuple:
+    """``why_outputs`` for a drawing, or, where it is a number (``numbers.number_on_pad``),
+    for its digit ``digit`` (0 the first; anything else that is not one of its digits: the
+    first), which the panel names."""
+    if number is None:
+        return why_outputs(model_name, model, preprocessed)
+    count = len(number.digits)
+    index = int(digit) if isinstance(digit, int | float) and 0 <= digit < count else 0
+    lead = (
+        f"**Digit {index + 1} of {count}** (choose another by clicking its 28×28). "
+        if count > 1
+        else ""
+    )
+    return why_outputs(model_name, model, number.digits[index].prediction.preprocessed, lead)
 
 
 def runner_up_overlay(explanation: Explanation) -> np.ndarray | None:

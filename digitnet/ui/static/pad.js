@@ -14,7 +14,8 @@
  *   the label, the bars and the 28x28.
  * - A drawing of several digits (pipeline.js's splitDigits, as the server's read endpoint)
  *   is a number: each model answers every digit with the whole drawing, and the answer is the
- *   number, each digit with its top probability.
+ *   number, each digit with its top probability; the 28x28 view shows every digit's input with
+ *   its two likeliest labels (input_view.js), and says when touching digits make it unsure.
  * - When a stroke ends (debounced), sets props.value to the drawing (small JSON, documented in
  *   the README), which fires "change": the server runs the Python pipeline and checks the
  *   browser's answers.
@@ -56,7 +57,7 @@ const live = {
   choice: props.default_choice,
   models: [], // {name, runner, probs, version, ready}
   input: null, // the latest 28x28 (Float32Array) or null when blank
-  parts: [], // a number's digits, left to right: [{box, image}] (none for one digit)
+  parts: [], // a number's digits, left to right: [{box, image, unsure}] (none for one digit)
   inputVersion: -1,
   shownVersion: -1, // the drawing version of the last answer handed out
   // What each answer component was last handed, to skip those that would not change ([]:
@@ -572,7 +573,7 @@ function readParts(strokes) {
   const parts = [];
   for (const part of split) {
     const { image, blank } = pipeline.partToMnist(part);
-    if (!blank) parts.push({ box: part.box, image });
+    if (!blank) parts.push({ box: part.box, image, unsure: part.unsure });
   }
   if (parts.length >= 2) live.parts = parts;
 }
@@ -643,45 +644,57 @@ function computeOutputs(chosen) {
   };
   const bars = {};
   for (const model of live.models) if (model.probs) bars[model.name] = model.probs;
+  return [answer, label, bars, rowsOf(live.input)];
+}
+
+/** A 28x28 input as input_view's value: 28 rows of 28 numbers. */
+function rowsOf(image) {
   const rows = [];
   for (let row = 0; row < 28; row++) {
-    rows.push(Array.from(live.input.subarray(row * 28, row * 28 + 28), (v) => Math.round(v * 1000) / 1000));
+    rows.push(Array.from(image.subarray(row * 28, row * 28 + 28), (v) => Math.round(v * 1000) / 1000));
   }
-  return [answer, label, bars, rows];
+  return rows;
 }
 
-/** Whether most of the drawing's parts are digits to the model: a tangle whose pieces the
- * model mostly refuses ("?1??2") is one drawing that is not a digit, not a number. */
+/** Whether the model takes two of the drawing's parts or more, and most of them, for digits
+ * (numbers.reads_as_number): a tangle whose pieces it mostly refuses ("?1??2", "?0") is one
+ * drawing that is not a digit, not a number. */
 function readsAsNumber(chosen) {
   const refused = chosen.digits.filter((probs) => Math.max(...probs) < chosen.rejectBelow).length;
-  return refused * 2 <= chosen.digits.length;
+  return chosen.digits.length - refused >= 2 && refused * 2 <= chosen.digits.length;
 }
 
-/** A number's answer (as the server's read: a digit under rejectBelow is "?", the confidence
- * the product of the digits'): the number, and each digit with its top probability in the
- * label; the 28x28 is the first digit's. */
+const TOP_LABELS = 2; // each digit of a number shows its two likeliest labels (charts.TOP_LABELS)
+
+/** A number's answer, as the server's (numbers.Reading.sentence, charts.number_view_value): a
+ * digit under rejectBelow is "?", the confidence the product of the digits'; the number, then
+ * each digit with its top probability; "It's **49**? (unsure: …)" when digits touched. The
+ * 28x28 view shows every digit with its two likeliest labels. */
 function numberOutputs(chosen) {
-  const digits = chosen.digits.map((probs) => {
-    let best = 0;
-    for (let k = 1; k < probs.length; k++) if (probs[k] > probs[best]) best = k;
-    const p = probs[best];
-    return { label: p >= chosen.rejectBelow ? String(best) : "?", p };
+  const digits = chosen.digits.map((probs, k) => {
+    const order = probs.map((p, digit) => [p, digit]).sort((a, b) => b[0] - a[0]);
+    const [p, best] = order[0];
+    return {
+      label: p >= chosen.rejectBelow ? String(best) : "?",
+      p,
+      top: order.slice(0, TOP_LABELS).map(([q, digit]) => [String(digit), Math.round(q * 1e4) / 1e4]),
+      unsure: Boolean(live.parts[k].unsure),
+      image: rowsOf(live.parts[k].image),
+    };
   });
   const text = digits.map((digit) => digit.label).join("");
   const confidence = digits.reduce((product, digit) => product * digit.p, 1);
   const each = digits.map((digit) => `${digit.label} (${percent(digit.p, 0)})`).join(" · ");
   const lead = confidence < props.unsure_below ? "Not sure: maybe" : "It's";
-  const answer = `${lead} **${text}** (${percent(Math.min(confidence, 0.999), 1)} sure)  \n${each}`;
+  const head = digits.some((digit) => digit.unsure)
+    ? `${lead} **${text}**? (unsure: two digits may touch)`
+    : `${lead} **${text}** (${percent(Math.min(confidence, 0.999), 1)} sure)`;
   const label = {
     label: text,
     confidences: digits.map((digit, k) => ({ label: `digit ${k + 1}: ${digit.label}`, confidence: digit.p })),
   };
-  const image = live.parts[0].image;
-  const rows = [];
-  for (let row = 0; row < 28; row++) {
-    rows.push(Array.from(image.subarray(row * 28, row * 28 + 28), (v) => Math.round(v * 1000) / 1000));
-  }
-  return [answer, label, null, rows];
+  const view = { digits: digits.map(({ label, top, unsure, image }) => ({ label, top, unsure, image })) };
+  return [`${head}  \n${each}`, label, null, view];
 }
 
 /* ------------------------------------------------------------ the server's copy */

@@ -603,8 +603,9 @@
     SPECK_SHARE: 0.2,
     PARTITION_WIDTH: 0.3,
     PART_HEIGHT: 0.6,
-    CUT_WIDTH: 1.2,
-    UNSURE_WIDTH: 0.8,
+    UNSURE_WIDTH: 1.2,
+    CUT_WIDTH: 1.4,
+    THIN_SHARE: 0.3,
     CUT_MARGIN: 0.3,
     MAX_CUT_DEPTH: 3,
     MIN_CUT_HEIGHT: 5.0,
@@ -861,21 +862,41 @@
     return pieces;
   }
 
+  /** numbers._crossing_groups: pieces whose centre lines cross, transitively, grouped. */
+  function crossingGroups(pieces) {
+    const segments = pieces.map((piece) => segmentsOf(piece.points));
+    let group = pieces.map((_, k) => k);
+    for (let i = 0; i < pieces.length; i++) {
+      for (let j = i + 1; j < pieces.length; j++) {
+        if (group[i] !== group[j] && segmentsCross(segments[i], segments[j])) {
+          const old = Math.max(group[i], group[j]);
+          const merged = Math.min(group[i], group[j]);
+          group = group.map((g) => (g === old ? merged : g));
+        }
+      }
+    }
+    const ids = Array.from(new Set(group)).sort((a, b) => a - b);
+    return ids.map((id) => pieces.filter((_, k) => group[k] === id));
+  }
+
   /** numbers._partition: split between strokes where touching digits part cleanly, or null. */
   function partition(pieces, height) {
-    if (pieces.length < 2) return null;
-    const boxes = pieces.map((piece) => strokeBox(piece.points));
+    const groups = crossingGroups(pieces);
+    if (groups.length < 2) return null;
+    const boxes = groups.map((group) => unionAll(group.map((piece) => strokeBox(piece.points))));
     const middle = (k) => (boxes[k][0] + boxes[k][2]) / 2;
-    const order = pieces.map((_, k) => k).sort((a, b) => middle(a) - middle(b) || a - b);
+    const order = groups.map((_, k) => k).sort((a, b) => middle(a) - middle(b) || a - b);
     let best = null;
-    let bestShare = N.OVERLAP_SHARE;
+    let bestShare = Infinity;
     for (let split = 1; split < order.length; split++) {
-      const left = unionAll(order.slice(0, split).map((k) => boxes[k]));
-      const right = unionAll(order.slice(split).map((k) => boxes[k]));
+      const leftBoxes = order.slice(0, split).map((k) => boxes[k]);
+      const rightBoxes = order.slice(split).map((k) => boxes[k]);
+      const left = unionAll(leftBoxes);
+      const right = unionAll(rightBoxes);
       if (
         !(
-          left[0] < right[0] &&
-          left[2] < right[2] &&
+          leftBoxes.every((box) => box[0] < right[0]) &&
+          rightBoxes.every((box) => box[2] > left[2]) &&
           left[3] - left[1] >= N.PART_HEIGHT * height &&
           right[3] - right[1] >= N.PART_HEIGHT * height
         )
@@ -889,34 +910,87 @@
       }
     }
     if (best === null) return null;
-    return [order.slice(0, best).map((k) => pieces[k]), order.slice(best).map((k) => pieces[k])];
+    return [order.slice(0, best), order.slice(best)].map((side) => side.flatMap((k) => groups[k]));
   }
 
-  /** numbers._cut_column: the column of least ink away from the ends, or null. */
-  function cutColumn(pieces, box) {
-    const [x0, , x1] = box;
-    const height = box[3] - box[1];
-    const first = Math.max(0, Math.ceil(x0 + N.CUT_MARGIN * height));
-    const last = Math.min(N.PAD_SIZE - 1, Math.floor(x1 - N.CUT_MARGIN * height));
-    if (first > last) return null;
-    const strokes = pieces.map((piece) => piece.points);
-    const size = N.PAD_SIZE;
-    const ink = rasterizeStrokes(strokes, size, digitBrushRadius(strokes));
-    const middle = (x0 + x1) / 2;
+  /**
+   * numbers.cut_column: the column of `columns` in one piece's ink (size x size, float32)
+   * where it may be cut: crossed once at most, by ink under THIN_SHARE of the inked rows,
+   * with ink at least PART_HEIGHT of them tall on each side; the least ink of those,
+   * nearest `middle` on a tie; null if none.
+   */
+  function cutColumn(ink, size, columns, middle) {
+    const tops = new Int32Array(size).fill(size);
+    const bottoms = new Int32Array(size).fill(-1);
+    const runs = new Int32Array(size);
+    const counts = new Int32Array(size);
+    let top = size;
+    let bottom = -1;
+    for (let column = 0; column < size; column++) {
+      let previous = false;
+      for (let row = 0; row < size; row++) {
+        const inked = ink[row * size + column] > N.CUT_INK;
+        if (inked) {
+          counts[column] += 1;
+          if (!previous) runs[column] += 1;
+          if (tops[column] === size) tops[column] = row;
+          bottoms[column] = row;
+        }
+        previous = inked;
+      }
+      top = Math.min(top, tops[column]);
+      bottom = Math.max(bottom, bottoms[column]);
+    }
+    if (bottom < 0) return null;
+    const tall = N.PART_HEIGHT * (bottom - top + 1);
+    const thin = N.THIN_SHARE * (bottom - top + 1);
+    // Ink rows from the left edge to each column, and from each column to the right edge.
+    const leftHeight = new Float64Array(size);
+    const rightHeight = new Float64Array(size);
+    for (let column = 0, lo = size, hi = -1; column < size; column++) {
+      lo = Math.min(lo, tops[column]);
+      hi = Math.max(hi, bottoms[column]);
+      leftHeight[column] = hi - lo + 1;
+    }
+    for (let column = size - 1, lo = size, hi = -1; column >= 0; column--) {
+      lo = Math.min(lo, tops[column]);
+      hi = Math.max(hi, bottoms[column]);
+      rightHeight[column] = hi - lo + 1;
+    }
     let best = null;
     let bestCount = Infinity;
     let bestDistance = Infinity;
-    for (let column = first; column <= last; column++) {
-      let count = 0;
-      for (let row = 0; row < size; row++) if (ink[row * size + column] > N.CUT_INK) count += 1;
+    for (const column of columns) {
+      if (column > size - 2 || runs[column] > 1 || counts[column] > thin) continue;
+      if (leftHeight[column] < tall || rightHeight[column + 1] < tall) continue;
       const distance = Math.abs(column + 0.5 - middle);
-      if (count < bestCount || (count === bestCount && distance < bestDistance)) {
+      if (counts[column] < bestCount || (counts[column] === bestCount && distance < bestDistance)) {
         best = column;
-        bestCount = count;
+        bestCount = counts[column];
         bestDistance = distance;
       }
     }
     return best;
+  }
+
+  /** numbers._cut_strokes: cutColumn for strokes drawn with their digit's brush on the pad,
+   * away from the box's ends, never through strokes that cross. */
+  function cutStrokes(pieces, box) {
+    const [x0, , x1] = box;
+    const height = box[3] - box[1];
+    const first = Math.max(0, Math.ceil(x0 + N.CUT_MARGIN * height));
+    const last = Math.min(N.PAD_SIZE - 1, Math.floor(x1 - N.CUT_MARGIN * height));
+    const crossing = crossingGroups(pieces)
+      .filter((group) => group.length > 1)
+      .map((group) => unionAll(group.map((piece) => strokeBox(piece.points))));
+    const columns = [];
+    for (let column = first; column <= last; column++) {
+      if (!crossing.some((span) => span[0] < column + 0.5 && column + 0.5 < span[2])) columns.push(column);
+    }
+    if (!columns.length) return null;
+    const strokes = pieces.map((piece) => piece.points);
+    const ink = rasterizeStrokes(strokes, N.PAD_SIZE, digitBrushRadius(strokes));
+    return cutColumn(ink, N.PAD_SIZE, columns, (x0 + x1) / 2);
   }
 
   /** numbers._split_touching: a piece of ink -> [{pieces, unsure}], left to right. */
@@ -925,10 +999,11 @@
     const width = box[2] - box[0];
     const height = box[3] - box[1];
     if (height < N.MIN_CUT_HEIGHT || width <= N.PARTITION_WIDTH * height) return [{ pieces, unsure: false }];
-    const tooWide = width > N.UNSURE_WIDTH * height;
+    const brush = 2 * digitBrushRadius(pieces.map((piece) => piece.points)); // as the ink shows it
+    const tooWide = width + brush > N.UNSURE_WIDTH * (height + brush);
     let sides = partition(pieces, height);
-    if (sides === null && width > N.CUT_WIDTH * height && depth < N.MAX_CUT_DEPTH) {
-      const column = cutColumn(pieces, box);
+    if (sides === null && width + brush > N.CUT_WIDTH * (height + brush) && depth < N.MAX_CUT_DEPTH) {
+      const column = cutStrokes(pieces, box);
       if (column !== null) {
         const cut = column + 0.5;
         sides = [true, false].map((left) =>
