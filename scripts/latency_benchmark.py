@@ -165,7 +165,11 @@ def measure_drawing(page, strokes, text: str, phase: Phase) -> None:
     up = probe["ups"][-1]["t"]
     checks = [c for c in probe["serverChecks"] if c["t"] > up and checked in c["text"]]
     phase.server_ms.append(checks[0]["t"] - up)
-    phase.right += page.locator("#label h2").inner_text().strip() == text
+    if len(text) == 1:
+        phase.right += page.locator("#label h2").inner_text().strip() == text
+    else:  # a number: its words ("It's 42 (99.9% sure)"), which show it whoever answered
+        answer = page.locator("#answer").inner_text()
+        phase.right += re.match(rf"(It's|Not sure: maybe) {text}\b", answer) is not None
     tally = re.search(r"agreed with the server's on (\d+ of \d+)", checks[0]["text"])
     phase.checks = tally.group(1) if tally else "none"
 

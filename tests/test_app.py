@@ -28,7 +28,9 @@ import app  # noqa: E402
 from digitnet.dashboard import DIGITS  # noqa: E402
 from digitnet.data import load_training_data  # noqa: E402
 from digitnet.drawings import DrawingStyle, render_drawing  # noqa: E402
-from digitnet.pad_value import parse_pad_value  # noqa: E402
+from digitnet.numbers import strokes_to_input  # noqa: E402
+from digitnet.pad_value import PadDrawing, parse_pad_value  # noqa: E402
+from digitnet.predict import Prediction  # noqa: E402
 from digitnet.strokes import (  # noqa: E402
     MAX_POINTS,
     MAX_STROKES,
@@ -39,6 +41,7 @@ from digitnet.train import TrainConfig  # noqa: E402
 from digitnet.ui.draw_tab import (  # noqa: E402
     STEP_SCALE,
     ParityTally,
+    disagreements,
     make_draw_handlers,
 )
 from digitnet.ui.models import LoadedModel, export_for_browser  # noqa: E402
@@ -307,6 +310,18 @@ def test_a_disagreeing_browser_is_counted_and_corrected(handlers, caplog):
     assert "<details open>" in outputs[-2]  # a disagreement is not folded away
     assert handlers.parity.disagreements == disagreements + 1
     assert "browser and server disagree on CNN" in caplog.text
+
+
+def test_a_tie_broken_the_other_way_is_no_disagreement():
+    """A number read whole is a drawing the models refuse, nearly uniform over the ten: where
+    the server's top two are within PARITY_TOLERANCE, the browser may pick either."""
+    seen = strokes_to_input(digit_strokes(7, PenStyle(150, (140, 140), 0.0)))
+    browser = PadDrawing(browser_answers={"MLP": np.array([0.1] * 6 + [0.1004] + [0.1] * 3)})
+    for server_2, disagreeing in ((0.1005, []), (0.1015, ["MLP: browser 6, server 2"])):
+        probs = np.array([0.1, 0.1, server_2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+        probs[6] = 0.1004
+        server = Prediction(probs, seen, reject_below=0.5)
+        assert disagreements(browser, {"MLP": server}) == disagreeing
 
 
 def test_choosing_another_model_rechecks_without_counting_again(handlers):

@@ -46,6 +46,8 @@ from digitnet.ui.session import ModelLookup, read_pad, visitor_error
 from digitnet.ui.static_files import served_path
 
 STEP_SCALE = 8  # small step images are enlarged by whole pixels so nothing is smoothed
+# The page's probabilities are within this of Python's (tests/test_pad_browser.py measures it).
+PARITY_TOLERANCE = 1e-3
 STEP_HEIGHT = 190  # px: a step's label above it, then a 160 px image
 LOG = logging.getLogger("digitnet.app")
 
@@ -148,15 +150,25 @@ class ParityLog:
 
 
 def disagreements(drawing: PadDrawing, answers: dict[str, Prediction]) -> list[str]:
-    """The models whose browser answer differs from the server's: blank or not, or the digit."""
+    """The models whose browser answer differs from the server's: blank or not, or the digit.
+
+    Two digits whose server probabilities are within PARITY_TOLERANCE are a tie both sides
+    may break either way (the page computes in float32): no disagreement. Ties are common
+    where a model refuses a drawing, nearly uniform over the ten (a number, read whole).
+    """
     found = []
     for name, browser in drawing.browser_answers.items():
         server = answers.get(name)
         if server is None:
             continue
         browser_label = None if browser is None else int(np.argmax(browser))
-        if browser_label != server.label:
-            found.append(f"{name}: browser {browser_label}, server {server.label}")
+        if browser_label == server.label:
+            continue
+        if browser_label is not None and server.label is not None:
+            margin = float(server.probs[server.label] - server.probs[browser_label])
+            if margin <= PARITY_TOLERANCE:
+                continue
+        found.append(f"{name}: browser {browser_label}, server {server.label}")
     return found
 
 
