@@ -19,8 +19,8 @@ from scipy import ndimage
 from torch import nn
 
 from digitnet.errors import DigitnetError, ImageError
+from digitnet.ink_cuts import CUT_INK, cut_column
 from digitnet.numbers import (
-    CUT_INK,
     CUT_MARGIN,
     CUT_WIDTH,
     MAX_CUT_DEPTH,
@@ -30,7 +30,6 @@ from digitnet.numbers import (
     Box,
     Mark,
     Reading,
-    cut_column,
     left_to_right,
     merge_overlapping,
     merge_specks,

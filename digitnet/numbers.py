@@ -37,6 +37,7 @@ from torch import nn
 
 from digitnet.calibration import calibration_of
 from digitnet.errors import DigitnetError
+from digitnet.ink_cuts import CUT_INK, PART_HEIGHT, clip_stroke, cut_column
 from digitnet.predict import MOST_SURE, UNSURE_BELOW, Prediction, predict_probs
 from digitnet.preprocess import Preprocessed, canvas_to_mnist
 from digitnet.strokes import (
@@ -69,15 +70,11 @@ SPECK_SHARE = 0.2  # a mark smaller than this share of the tallest one's height 
 # as a person would (``drawings.render_drawings``), ``number_images.split_image`` cuts 2
 # (scripts/numbers_benchmark.py --mnist 10000; any column of least ink over 1.2x cut 325).
 PARTITION_WIDTH = 0.3
-PART_HEIGHT = 0.6
 UNSURE_WIDTH = 1.2
 CUT_WIDTH = 1.4
-THIN_SHARE = 0.3
 CUT_MARGIN = 0.3
 MAX_CUT_DEPTH = 3  # column cuts in a row: at most 8 digits from one piece
 MIN_CUT_HEIGHT = 5.0  # pad units: a flatter piece (a dash) is never cut
-# Ink counted in a column when choosing where to cut (exact integers on both sides).
-CUT_INK = 0.5
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
@@ -296,32 +293,6 @@ def _ink_box(points_box: Box) -> Box:
     )
 
 
-def _clip_stroke(stroke: np.ndarray, cut: float, left: bool) -> list[np.ndarray]:
-    """The parts of a stroke on one side of the line x = cut (points on it count as both)."""
-    pieces: list[np.ndarray] = []
-    current: list[tuple[float, float]] = []
-    previous = None
-    for x, y in stroke.tolist():
-        inside = x <= cut if left else x >= cut
-        if previous is not None:
-            px, py, was_inside = previous
-            if was_inside != inside:
-                t = (cut - px) / (x - px)
-                crossing = (cut, py + t * (y - py))
-                if was_inside:
-                    current.append(crossing)
-                    pieces.append(np.array(current, dtype=np.float64))
-                    current = []
-                else:
-                    current = [crossing]
-        if inside:
-            current.append((x, y))
-        previous = (x, y, inside)
-    if current:
-        pieces.append(np.array(current, dtype=np.float64))
-    return pieces
-
-
 @dataclass(frozen=True)
 class _Piece:
     """A stroke, or the part of one on one side of a cut: its points and its stroke's index."""
@@ -385,46 +356,6 @@ def _union_all(boxes: list[Box]) -> Box:
     return box
 
 
-def cut_column(inked: np.ndarray, columns: Sequence[int], middle: float) -> int | None:
-    """Where to cut ink too wide for one digit: one of ``columns`` (of the boolean raster
-    ``inked``, one piece's ink) that the ink crosses once at most, under THIN_SHARE of the
-    piece's inked rows (the thin join of two digits, not a wide 0's two arcs nor a stem),
-    with ink on each side of it (columns up to it, columns after it) at least PART_HEIGHT
-    of them tall (a 2's long tail or a 5's bar is no digit); of those, the least ink,
-    nearest ``middle`` on a tie. None where no column is such. pipeline.js's ``cutColumn``
-    counts the same."""
-    rows = np.flatnonzero(inked.any(axis=1))
-    if len(rows) == 0:
-        return None
-    tall = PART_HEIGHT * (rows[-1] - rows[0] + 1)
-    size = inked.shape[0]
-    has_ink = inked.any(axis=0)
-    tops = np.where(has_ink, inked.argmax(axis=0), size)
-    bottoms = np.where(has_ink, size - 1 - inked[::-1].argmax(axis=0), -1)
-    left_height = np.maximum.accumulate(bottoms) - np.minimum.accumulate(tops) + 1
-    right_height = (np.maximum.accumulate(bottoms[::-1]) - np.minimum.accumulate(tops[::-1]) + 1)[
-        ::-1
-    ]
-    runs = inked[0].astype(np.int64) + (inked[1:] & ~inked[:-1]).sum(axis=0)
-    counts = inked.sum(axis=0)
-    thin = THIN_SHARE * (rows[-1] - rows[0] + 1)
-    candidates = [
-        column
-        for column in columns
-        if column <= inked.shape[1] - 2
-        and runs[column] <= 1
-        and counts[column] <= thin
-        and left_height[column] >= tall
-        and right_height[column + 1] >= tall
-    ]
-    if not candidates:
-        return None
-    return min(
-        candidates,
-        key=lambda column: (int(counts[column]), abs(column + 0.5 - middle), column),
-    )
-
-
 def _cut_strokes(pieces: list[_Piece], box: Box) -> int | None:
     """``cut_column`` for strokes: drawn with their digit's brush on the pad, away from the
     ends of their box (pad units) by CUT_MARGIN x its height, and never through strokes that
@@ -468,7 +399,7 @@ def _split_touching(pieces: list[_Piece], depth: int = 0) -> list[tuple[list[_Pi
                 [
                     _Piece(part, piece.index)
                     for piece in pieces
-                    for part in _clip_stroke(piece.points, cut, left)
+                    for part in clip_stroke(piece.points, cut, left)
                 ]
                 for left in (True, False)
             )
