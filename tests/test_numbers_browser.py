@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import BROWSER_MARKS
 
-from digitnet import numbers, strokes
+from digitnet import ink_cuts, numbers, strokes
 from digitnet.checkpoint import load_checkpoint
 from digitnet.errors import DigitnetError
 from digitnet.export import web_bytes
@@ -117,6 +117,7 @@ def test_the_browsers_number_constants_are_pythons(page):
     constants = page.evaluate("() => digitnetPipeline.NUMBER_CONSTANTS")
     for name, value in constants.items():
         module = strokes if hasattr(strokes, name) and name != "MAX_DIGITS" else numbers
+        module = ink_cuts if hasattr(ink_cuts, name) else module
         assert getattr(module, name) == value, name
 
 
