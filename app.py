@@ -29,7 +29,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from digitnet.errors import DigitnetError  # noqa: E402
-from digitnet.numbers import number_on_pad  # noqa: E402
+from digitnet.number_answer import number_on_pad  # noqa: E402
 from digitnet.room import Room, RoomSettings  # noqa: E402
 from digitnet.service_settings import service_from_environ  # noqa: E402
 from digitnet.storage import RUNS_ENV, Storage, storage_of  # noqa: E402

@@ -38,7 +38,7 @@ from torch import nn
 from digitnet.calibration import calibration_of
 from digitnet.errors import DigitnetError
 from digitnet.ink_cuts import CUT_INK, PART_HEIGHT, clip_stroke, cut_column
-from digitnet.predict import MOST_SURE, UNSURE_BELOW, Prediction, predict_probs
+from digitnet.predict import Prediction, predict_probs
 from digitnet.preprocess import Preprocessed, canvas_to_mnist
 from digitnet.strokes import (
     BRUSH_RADIUS,
@@ -505,26 +505,6 @@ class Reading:
         reading may have the count of digits wrong."""
         return any(digit.unsure for digit in self.digits)
 
-    def top(self, count: int = 2) -> list[list[tuple[str, float]]]:
-        """Each digit's ``count`` likeliest labels and their probabilities, likeliest first."""
-        tops = []
-        for digit in self.digits:
-            order = np.argsort(digit.prediction.probs, kind="stable")[::-1][:count]
-            tops.append([(str(k), float(digit.prediction.probs[k])) for k in order])
-        return tops
-
-    def sentence(self) -> str:
-        """The number in words (Markdown), as the pad shows it (pad.js's ``numberOutputs``):
-        "It's **42** (99.9% sure)", then each digit with its top probability; "It's
-        **49**? (unsure: two digits may touch)" where the split may be wrong."""
-        lead = "Not sure: maybe" if self.confidence < UNSURE_BELOW else "It's"
-        if self.touching:
-            head = f"{lead} **{self.text}**? (unsure: two digits may touch)"
-        else:
-            head = f"{lead} **{self.text}** ({min(100 * self.confidence, MOST_SURE):.1f}% sure)"
-        each = " · ".join(f"{d.label} ({100 * d.confidence:.0f}%)" for d in self.digits)
-        return f"{head}  \n{each}"
-
     def as_dict(self) -> dict:
         """``{"text", "confidence", "digits": [{"label", "confidence", "box", "unsure"}, ...]}``;
         ``unsure``: the digit was split from touching ink, or is too wide for one digit."""
@@ -580,24 +560,3 @@ def read_parts(model: nn.Module, parts: list[DigitPart]) -> Reading:
         [part.unsure for part in parts],
         [part.strokes for part in parts],
     )
-
-
-def reads_as_number(reading: Reading) -> bool:
-    """Whether the pad answers a reading as a number (pad.js's ``readsAsNumber``): two parts
-    or more that the model takes for digits, and most of the parts. A tangle whose pieces
-    the model mostly refuses ("?1??2", "?0") is one drawing that is not a digit."""
-    refused = sum(digit.label == "?" for digit in reading.digits)
-    return len(reading.digits) - refused >= 2 and 2 * refused <= len(reading.digits)
-
-
-def number_on_pad(model: nn.Module, strokes: list[np.ndarray] | list) -> Reading | None:
-    """The number the pad shows for these strokes, or None where it answers the drawing as
-    one (one digit, parts the model mostly refuses, more marks than a number holds)."""
-    try:
-        parts = split_digits(strokes)
-    except DigitnetError:
-        return None
-    if len(parts) < 2:
-        return None  # one digit: read whole, exactly as a single digit always was
-    reading = read_parts(model, parts)
-    return reading if reads_as_number(reading) else None

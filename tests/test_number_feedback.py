@@ -14,7 +14,8 @@ import pytest
 from conftest import assert_one_line
 
 import app
-from digitnet.numbers import number_on_pad, split_digits
+from digitnet.number_answer import number_on_pad
+from digitnet.numbers import split_digits
 from digitnet.store import NOT_A_DIGIT, StoreError
 from digitnet.strokes import PenStyle, digit_strokes
 from digitnet.ui import drawing_policy, feedback

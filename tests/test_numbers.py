@@ -18,6 +18,7 @@ from digitnet.cli import main
 from digitnet.data import load_mnist
 from digitnet.drawings import render_drawings
 from digitnet.errors import DigitnetError
+from digitnet.number_answer import number_on_pad, number_sentence, reads_as_number
 from digitnet.number_images import read_image, split_image
 from digitnet.number_strokes import random_number
 from digitnet.numbers import (
@@ -26,10 +27,8 @@ from digitnet.numbers import (
     DigitPart,
     DigitReading,
     Reading,
-    number_on_pad,
     part_input,
     read_strokes,
-    reads_as_number,
     split_digits,
     strokes_to_input,
     strokes_touch,
@@ -146,7 +145,7 @@ def test_a_9_tucked_against_a_4s_stem_is_read_49(mlp):
     assert [part.stroke_indices for part in parts] == [(0, 1), (2,)]
     reading = read_strokes(mlp, strokes)
     assert reading.text == "49" and reading.touching
-    assert reading.sentence().startswith("It's **49**? (unsure: two digits may touch)")
+    assert number_sentence(reading).startswith("It's **49**? (unsure: two digits may touch)")
 
 
 def test_one_stroke_through_two_digits_is_cut_where_the_ink_is_thin():

@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 
 from digitnet.data import IMAGE_SIZE
+from digitnet.number_answer import top_labels
 from digitnet.numbers import Reading
 from digitnet.ui.static_files import read_static
 
@@ -84,6 +85,6 @@ def number_view_value(reading: Reading) -> dict:
                 "unsure": digit.unsure,
                 "image": input_view_value(digit.prediction.preprocessed.image),
             }
-            for digit, top in zip(reading.digits, reading.top(TOP_LABELS))
+            for digit, top in zip(reading.digits, top_labels(reading, TOP_LABELS))
         ]
     }

@@ -22,8 +22,9 @@ import pandas as pd
 
 from digitnet.dashboard import DIGITS
 from digitnet.errors import DigitnetError
+from digitnet.number_answer import number_on_pad, number_sentence
 from digitnet.number_images import read_image
-from digitnet.numbers import Reading, number_on_pad, read_strokes
+from digitnet.numbers import Reading, read_strokes
 from digitnet.pad_value import PadDrawing, parse_pad_value
 from digitnet.predict import (
     NOT_A_LABEL,
@@ -100,7 +101,7 @@ def number_outputs(number: Reading) -> list:
     label = {
         f"digit {k + 1}: {digit.label}": digit.confidence for k, digit in enumerate(number.digits)
     }
-    return [number.sentence(), label, None, number_view_value(number)]
+    return [number_sentence(number), label, None, number_view_value(number)]
 
 
 def probability_frame(prediction: Prediction) -> pd.DataFrame:

@@ -22,7 +22,8 @@ import numpy as np
 
 from digitnet.drawing_data import answers_from_probs
 from digitnet.errors import DigitnetError
-from digitnet.numbers import Reading, number_on_pad
+from digitnet.number_answer import number_on_pad
+from digitnet.numbers import Reading
 from digitnet.pad_value import PadDrawing, parse_pad_value
 from digitnet.predict import Prediction, classify_preprocessed, with_article
 from digitnet.store import NOT_A_DIGIT, SOURCE_APP, NewDrawing, drawing_png
@@ -175,7 +176,7 @@ class Keeper:
     saving policy, the drawing read again from the pad's strokes by the chosen model, so
     what is stored is exactly what the server would answer, not what a page claims.
 
-    A number the pad shows (``numbers.number_on_pad``) is kept as one row per digit, each
+    A number the pad shows (``number_answer.number_on_pad``) is kept as one row per digit, each
     with its own strokes, 28x28 and label, and counts as that many saves. The same drawing
     confirmed or corrected again replaces its rows (see :class:`KeptDrawings`).
     """

@@ -256,7 +256,7 @@ def why_for_number(
     number: Reading | None,
     digit: object = 0,
 ) -> tuple:
-    """``why_outputs`` for a drawing, or, where it is a number (``numbers.number_on_pad``),
+    """``why_outputs`` for a drawing, or, where it is a number (``number_answer.number_on_pad``),
     for its digit ``digit`` (0 the first; anything else that is not one of its digits: the
     first), which the panel names."""
     if number is None:

@@ -657,7 +657,7 @@ function rowsOf(image) {
 }
 
 /** Whether the model takes two of the drawing's parts or more, and most of them, for digits
- * (numbers.reads_as_number): a tangle whose pieces it mostly refuses ("?1??2", "?0") is one
+ * (number_answer.reads_as_number): a tangle whose pieces it mostly refuses ("?1??2", "?0") is one
  * drawing that is not a digit, not a number. */
 function readsAsNumber(chosen) {
   const refused = chosen.digits.filter((probs) => Math.max(...probs) < chosen.rejectBelow).length;
@@ -666,7 +666,7 @@ function readsAsNumber(chosen) {
 
 const TOP_LABELS = 2; // each digit of a number shows its two likeliest labels (charts.TOP_LABELS)
 
-/** A number's answer, as the server's (numbers.Reading.sentence, charts.number_view_value): a
+/** A number's answer, as the server's (number_answer.number_sentence, charts.number_view_value): a
  * digit under rejectBelow is "?", the confidence the product of the digits'; the number, then
  * each digit with its top probability; "It's **49**? (unsure: …)" when digits touched. The
  * 28x28 view shows every digit with its two likeliest labels. */
