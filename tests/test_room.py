@@ -216,6 +216,17 @@ def test_three_sessions_publish_and_the_leaderboard_is_best_first(room, publishe
     assert room.leaderboard_rows() == rows  # asked again: the same rows, from the cache
 
 
+def test_the_presenter_view_shows_the_rooms_leaderboard_large_and_escaped(room, published):
+    from digitnet.ui.room_tab import RoomView
+
+    board, drawings = app.presenter_room(RoomView(room))
+    shown = board()
+    assert "&lt;b&gt;bob&lt;/b&gt;" in shown and "<b>bob</b>" not in shown
+    assert "large" in shown and all(name in shown for name in ("ada", "cy"))
+    assert drawings() == list(room.digit_counts().values()) and len(drawings()) == 11
+    assert app.presenter_room(None) == (None, None)  # room mode off: the store's counts
+
+
 def test_a_session_publishes_only_its_own_runs_once(room, published):
     stranger = room_error(room.publish, "nobody", "run-1", "eve")
     assert_one_line(stranger, "no run called 'run-1'", "train one on the Train tab")
